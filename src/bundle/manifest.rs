@@ -1,0 +1,135 @@
+//! The bundle manifest: what an auditor reads, what the signature covers.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::Artifact;
+use crate::digest::Digest;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BundleManifest {
+    /// `dev.ferry.bundle.v1`.
+    pub format: String,
+    /// The series (the spec's `name`); sequence numbers count per series.
+    pub series: String,
+    /// Higher than every earlier bundle of the series: importers refuse older ones.
+    pub sequence: u64,
+    /// RFC 3339, UTC.
+    pub created: String,
+    /// The ferry that wrote it.
+    pub tool: String,
+    pub policy: PolicyVerdict,
+    pub artifacts: Vec<Artifact>,
+    /// Every tar entry after the signatures, in order.
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyVerdict {
+    /// The policy file's name, when one was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// `allowed`, or `not-evaluated` when no policy was given.
+    pub verdict: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub path: String,
+    pub size: u64,
+    /// Lowercase hex, as `sha256sum` prints it.
+    pub sha256: String,
+}
+
+impl Entry {
+    pub fn digest(&self) -> Option<Digest> {
+        Digest::from_hex(&self.sha256).ok()
+    }
+}
+
+impl BundleManifest {
+    pub fn total_size(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+
+    /// Checks what the signature alone cannot: a known format, safe and unique paths,
+    /// blobs named by their own digest, and every artifact present.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != super::FORMAT {
+            return Err(format!(
+                "unknown bundle format `{}` (this ferry reads `{}`)",
+                self.format,
+                super::FORMAT
+            ));
+        }
+        if !crate::spec::valid_series_name(&self.series) {
+            return Err(format!("invalid series name `{}`", self.series));
+        }
+        let mut seen = HashSet::new();
+        for e in &self.entries {
+            if !safe_path(&e.path) {
+                return Err(format!("entry `{}` has an unsafe path", e.path));
+            }
+            if !seen.insert(e.path.as_str()) {
+                return Err(format!("entry `{}` is listed twice", e.path));
+            }
+            let digest = e
+                .digest()
+                .ok_or_else(|| format!("entry `{}` has an invalid sha256", e.path))?;
+            if let Some(hex) = e.path.strip_prefix("blobs/sha256/") {
+                if hex != digest.hex() {
+                    return Err(format!(
+                        "blob entry `{}` is not named by its sha256",
+                        e.path
+                    ));
+                }
+            }
+        }
+        for required in ["oci-layout", "index.json"] {
+            if !seen.contains(required) {
+                return Err(format!("the layout lacks `{required}`"));
+            }
+        }
+        for a in &self.artifacts {
+            if !seen.contains(format!("blobs/sha256/{}", a.digest.hex()).as_str()) {
+                return Err(format!("artifact {} has no blob in the bundle", a.name()));
+            }
+            if !crate::oci::valid_repository(&a.repository)
+                || a.tag.as_deref().is_some_and(|t| !crate::oci::valid_tag(t))
+            {
+                return Err(format!("artifact {} has an invalid name", a.name()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Only `oci-layout`, `index.json` and `blobs/sha256/<64 hex>` may stand in a bundle's
+/// layout: no `..`, no absolute paths, nothing a filesystem could interpret.
+pub fn safe_path(path: &str) -> bool {
+    match path {
+        "oci-layout" | "index.json" => true,
+        _ => path
+            .strip_prefix("blobs/sha256/")
+            .is_some_and(|hex| Digest::from_hex(hex).is_ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert!(safe_path("index.json"));
+        assert!(safe_path(&format!("blobs/sha256/{}", "a".repeat(64))));
+        assert!(!safe_path("../index.json"));
+        assert!(!safe_path("/index.json"));
+        assert!(!safe_path(&format!("blobs/sha256/../{}", "a".repeat(61))));
+        assert!(!safe_path("blobs/sha256/x"));
+    }
+}

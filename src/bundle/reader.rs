@@ -1,0 +1,469 @@
+//! Reading a bundle as a stream, trusting nothing until it is checked: the manifest is
+//! bounded and its signature checked before it is even parsed; then each entry must be
+//! a regular file the manifest lists, once, with the size it states, and is hashed while
+//! it streams into the sink. Total decompressed bytes are capped by what the signed
+//! manifest declares, so a decompression bomb stops early.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::manifest::{BundleManifest, Entry, safe_path};
+use super::{MANIFEST_NAME, MAX_MANIFEST_SIZE, MAX_SIGNATURE_SIZE, is_signature_name};
+use crate::digest::{Digest, Hasher};
+use crate::exit::{Classify, ExitStatus};
+use crate::sign::{self, KeyId, PublicKey, SignatureError, SignatureFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot open bundle {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bundle is damaged or truncated{}", at.as_ref().map(|p| format!(" (in entry `{p}`)")).unwrap_or_default())]
+    Damaged {
+        at: Option<String>,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bundle does not start with `{MANIFEST_NAME}` (first entry: `{found}`)")]
+    NoManifest { found: String },
+    #[error("bundle is not signed: no signature entry follows `{MANIFEST_NAME}`")]
+    Unsigned,
+    #[error("bundle signature does not verify")]
+    Signature(#[from] SignatureError),
+    #[error("signed bundle manifest is not valid: {0}")]
+    BadManifest(String),
+    #[error("entry `{path}` is a {kind}; a bundle holds only regular files")]
+    NotAFile { path: String, kind: String },
+    #[error("entry `{path}` has an unsafe path")]
+    UnsafePath { path: String },
+    #[error("entry `{path}` is not listed in the signed manifest")]
+    Unlisted { path: String },
+    #[error("entry `{path}` appears more than once")]
+    Duplicate { path: String },
+    #[error("entry `{path}` is {actual} bytes, the signed manifest says {expected}")]
+    SizeMismatch {
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error(
+        "entry `{path}` does not match the signed manifest: expected sha256:{expected}, got {actual}"
+    )]
+    DigestMismatch {
+        path: String,
+        expected: String,
+        actual: Digest,
+    },
+    #[error("entry `{path}` of the signed manifest is missing from the bundle")]
+    Missing { path: String },
+    #[error("bundle holds more data than its signed manifest declares (a decompression bomb?)")]
+    TooLarge,
+    #[error(
+        "series `{series}`: bundle sequence {sequence} is older than {highest}, already imported here (rollback)"
+    )]
+    Rollback {
+        series: String,
+        sequence: u64,
+        highest: u64,
+    },
+    #[error(
+        "series `{series}`: sequence {sequence} was already imported here with a different manifest"
+    )]
+    SequenceReused { series: String, sequence: u64 },
+    #[error("cannot stage entry `{path}`")]
+    Stage {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Classify for VerifyError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            VerifyError::Open { .. } | VerifyError::Stage { .. } => ExitStatus::Error,
+            _ => ExitStatus::Verification,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            VerifyError::Signature(e) => e.hint(),
+            VerifyError::Unsigned => Some("sign bundles with `ferry bundle create --key`; never import an unsigned one".into()),
+            VerifyError::Rollback { .. } | VerifyError::SequenceReused { .. } => {
+                Some("import the newest bundle of the series; an older one may be a replay".into())
+            }
+            VerifyError::Open { .. } | VerifyError::Stage { .. } => None,
+            _ => Some("the bundle was altered or damaged in transit: fetch it again from its source and do not use this copy".into()),
+        }
+    }
+}
+
+/// The signed part of a bundle, checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub manifest: BundleManifest,
+    /// sha256 of the manifest bytes: the bundle's identity.
+    pub manifest_digest: Digest,
+    pub signers: Vec<KeyId>,
+}
+
+/// The keys a reader accepts, and how many must have signed.
+pub struct Trust<'a> {
+    pub keys: &'a [PublicKey],
+    pub threshold: usize,
+}
+
+/// What to do once the signature checked.
+pub enum Decision {
+    /// Read and check every entry.
+    Continue,
+    /// Stop here (nothing more to do, e.g. already imported).
+    Stop,
+}
+
+/// Where verified entries go. `stage` must read `content` to its end; reading fails if the
+/// bytes do not match the manifest, and the caller must then discard what it staged.
+pub trait EntrySink {
+    fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> io::Result<()>;
+}
+
+/// Hashes every entry and keeps nothing: `bundle verify`.
+pub struct Discard;
+
+impl EntrySink for Discard {
+    fn stage(&mut self, _: &Entry, content: &mut dyn Read) -> io::Result<()> {
+        io::copy(content, &mut io::sink()).map(|_| ())
+    }
+}
+
+/// Reads, checks and hands over a bundle. `decide` sees the verified manifest before
+/// any entry is read; `sink` gets each entry as it streams.
+pub fn read(
+    path: &Path,
+    trust: &Trust<'_>,
+    decide: &mut dyn FnMut(&Verified) -> Result<Decision, VerifyError>,
+    sink: &mut dyn EntrySink,
+) -> Result<Verified, VerifyError> {
+    let file = File::open(path).map_err(|source| VerifyError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
+    let decoder = zstd::stream::read::Decoder::new(file)
+        .map_err(|source| VerifyError::Damaged { at: None, source })?;
+    let capped = Budgeted {
+        inner: decoder,
+        left: budget.clone(),
+    };
+    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, capped));
+    let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
+
+    // 1. The manifest, bounded, kept as bytes until its signature checks.
+    let mut first = next_entry(&mut entries, None, &budget)?.ok_or(VerifyError::NoManifest {
+        found: "nothing".into(),
+    })?;
+    let first_path = entry_path(&first);
+    if first_path != MANIFEST_NAME || !is_regular(&first) || first.size() > MAX_MANIFEST_SIZE {
+        return Err(VerifyError::NoManifest { found: first_path });
+    }
+    let manifest_bytes = read_small(&mut first, &first_path, &budget)?;
+    drop(first);
+
+    // 2. Signatures, then the manifest itself.
+    let mut signatures = Vec::new();
+    let mut pending = None;
+    while let Some(mut e) = next_entry(&mut entries, None, &budget)? {
+        let p = entry_path(&e);
+        if !is_signature_name(&p) {
+            pending = Some(e);
+            break;
+        }
+        if !is_regular(&e) || e.size() > MAX_SIGNATURE_SIZE {
+            return Err(VerifyError::NotAFile {
+                path: p,
+                kind: "oversized or special signature".into(),
+            });
+        }
+        let text = read_small(&mut e, &p, &budget)?;
+        let text = String::from_utf8(text)
+            .map_err(|_| SignatureError::Malformed(format!("`{p}` is not text")))?;
+        signatures.push(SignatureFile::parse(&text)?);
+    }
+    if signatures.is_empty() {
+        return Err(VerifyError::Unsigned);
+    }
+    let signers =
+        sign::verify_threshold(&manifest_bytes, &signatures, trust.keys, trust.threshold)?;
+    let manifest: BundleManifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| VerifyError::BadManifest(e.to_string()))?;
+    manifest.validate().map_err(VerifyError::BadManifest)?;
+    let verified = Verified {
+        manifest_digest: Digest::of(&manifest_bytes),
+        manifest,
+        signers,
+    };
+    if let Decision::Stop = decide(&verified)? {
+        return Ok(verified);
+    }
+
+    // 3. Every entry: listed, once, a regular file of the stated size and digest.
+    let listed: HashMap<&str, &Entry> = verified
+        .manifest
+        .entries
+        .iter()
+        .map(|e| (e.path.as_str(), e))
+        .collect();
+    let headers = 3 * 512 * (verified.manifest.entries.len() as u64 + 4) + 2048;
+    budget.set(verified.manifest.total_size() + headers);
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut last: Option<String> = None;
+    let mut current = pending;
+    loop {
+        let mut e = match current.take() {
+            Some(e) => e,
+            None => match next_entry(&mut entries, last.clone(), &budget)? {
+                Some(e) => e,
+                None => break,
+            },
+        };
+        let p = entry_path(&e);
+        if !is_regular(&e) {
+            return Err(VerifyError::NotAFile {
+                path: p,
+                kind: kind_name(e.header().entry_type()),
+            });
+        }
+        if !safe_path(&p) {
+            return Err(VerifyError::UnsafePath { path: p });
+        }
+        let Some(listed_entry) = listed.get(p.as_str()) else {
+            return Err(VerifyError::Unlisted { path: p });
+        };
+        if !seen.insert(p.clone()) {
+            return Err(VerifyError::Duplicate { path: p });
+        }
+        last = Some(p.clone());
+        if e.size() != listed_entry.size {
+            return Err(VerifyError::SizeMismatch {
+                path: p,
+                expected: listed_entry.size,
+                actual: e.size(),
+            });
+        }
+        let mut checking = Checking {
+            inner: &mut e,
+            hasher: Hasher::default(),
+            entry: listed_entry,
+            outcome: None,
+        };
+        let staged = sink.stage(listed_entry, &mut checking);
+        if checking.outcome.is_none() && staged.is_ok() {
+            io::copy(&mut checking, &mut io::sink())
+                .map_err(|err| damaged(Some(p.clone()), err, &budget))?;
+        }
+        match (checking.outcome.take(), staged) {
+            (Some(Ok(())), Ok(())) => {}
+            (Some(Err(actual)), _) => {
+                return Err(VerifyError::DigestMismatch {
+                    path: p,
+                    expected: listed_entry.sha256.clone(),
+                    actual,
+                });
+            }
+            (None, Err(source))
+                if source.kind() == io::ErrorKind::Other
+                    && source.get_ref().is_some_and(|e| e.is::<StageFailed>()) =>
+            {
+                return Err(VerifyError::Stage { path: p, source });
+            }
+            (_, Err(source)) => return Err(damaged(Some(p), source, &budget)),
+            (None, Ok(())) => unreachable!("drained above"),
+        }
+    }
+    for e in &verified.manifest.entries {
+        if !seen.contains(&e.path) {
+            return Err(VerifyError::Missing {
+                path: e.path.clone(),
+            });
+        }
+    }
+    Ok(verified)
+}
+
+/// Wraps an I/O error of the staging side, so it is not taken for a damaged bundle.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StageFailed(pub String);
+
+pub fn stage_error(e: io::Error) -> io::Error {
+    io::Error::other(StageFailed(e.to_string()))
+}
+
+type Entries<'a> =
+    tar::Entries<'a, BufReader<Budgeted<zstd::stream::read::Decoder<'static, BufReader<File>>>>>;
+type TarEntry<'a> =
+    tar::Entry<'a, BufReader<Budgeted<zstd::stream::read::Decoder<'static, BufReader<File>>>>>;
+
+fn next_entry<'a>(
+    entries: &mut Entries<'a>,
+    after: Option<String>,
+    budget: &Rc<Cell<u64>>,
+) -> Result<Option<TarEntry<'a>>, VerifyError> {
+    match entries.next() {
+        None => Ok(None),
+        Some(Ok(e)) => Ok(Some(e)),
+        Some(Err(e)) => Err(damaged(after, e, budget)),
+    }
+}
+
+fn damaged(at: Option<String>, source: io::Error, budget: &Rc<Cell<u64>>) -> VerifyError {
+    if budget.get() == 0 && source.to_string().contains(OVER_BUDGET) {
+        VerifyError::TooLarge
+    } else {
+        VerifyError::Damaged { at, source }
+    }
+}
+
+fn entry_path(e: &TarEntry<'_>) -> String {
+    String::from_utf8_lossy(&e.path_bytes()).into_owned()
+}
+
+fn is_regular(e: &TarEntry<'_>) -> bool {
+    e.header().entry_type() == tar::EntryType::Regular
+}
+
+fn kind_name(t: tar::EntryType) -> String {
+    match t {
+        tar::EntryType::Symlink => "symbolic link".into(),
+        tar::EntryType::Link => "hard link".into(),
+        tar::EntryType::Char => "character device".into(),
+        tar::EntryType::Block => "block device".into(),
+        tar::EntryType::Directory => "directory".into(),
+        tar::EntryType::Fifo => "FIFO".into(),
+        other => format!("special entry ({other:?})"),
+    }
+}
+
+fn read_small(
+    e: &mut TarEntry<'_>,
+    path: &str,
+    budget: &Rc<Cell<u64>>,
+) -> Result<Vec<u8>, VerifyError> {
+    let mut bytes = Vec::with_capacity(e.size() as usize);
+    e.read_to_end(&mut bytes)
+        .map_err(|err| damaged(Some(path.to_string()), err, budget))?;
+    Ok(bytes)
+}
+
+/// Hashes an entry as it is read and settles, at its end, whether it matched.
+struct Checking<'a, R> {
+    inner: R,
+    hasher: Hasher,
+    entry: &'a Entry,
+    /// `Some(Ok)` once the whole entry was read and matched; `Some(Err(actual))` if not.
+    outcome: Option<Result<(), Digest>>,
+}
+
+impl<R: Read> Read for Checking<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(done) = &self.outcome {
+            return match done {
+                Ok(()) => Ok(0),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "digest mismatch",
+                )),
+            };
+        }
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+            return Ok(n);
+        }
+        if self.hasher.len() != self.entry.size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "entry ends early",
+            ));
+        }
+        let (actual, _) = std::mem::take(&mut self.hasher).finish();
+        if actual.hex() == self.entry.sha256 {
+            self.outcome = Some(Ok(()));
+            Ok(0)
+        } else {
+            self.outcome = Some(Err(actual));
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("`{}` does not match its digest", self.entry.path),
+            ))
+        }
+    }
+}
+
+const OVER_BUDGET: &str = "more decompressed data than the signed manifest declares";
+
+/// Caps the decompressed bytes read through it.
+struct Budgeted<R> {
+    inner: R,
+    left: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Budgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left.get();
+        if left == 0 {
+            return Err(io::Error::other(OVER_BUDGET));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left.set(left - n as u64);
+        Ok(n)
+    }
+}
+
+/// The manifest and the key ids of its signatures, read without checking anything:
+/// for `bundle inspect`. Never act on what this returns.
+pub fn peek(path: &Path) -> Result<(BundleManifest, Vec<KeyId>), VerifyError> {
+    let file = File::open(path).map_err(|source| VerifyError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
+    let decoder = zstd::stream::read::Decoder::new(file)
+        .map_err(|source| VerifyError::Damaged { at: None, source })?;
+    let mut archive = tar::Archive::new(BufReader::new(Budgeted {
+        inner: decoder,
+        left: budget.clone(),
+    }));
+    let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
+    let mut first = next_entry(&mut entries, None, &budget)?.ok_or(VerifyError::NoManifest {
+        found: "nothing".into(),
+    })?;
+    let first_path = entry_path(&first);
+    if first_path != MANIFEST_NAME || !is_regular(&first) || first.size() > MAX_MANIFEST_SIZE {
+        return Err(VerifyError::NoManifest { found: first_path });
+    }
+    let bytes = read_small(&mut first, &first_path, &budget)?;
+    drop(first);
+    let manifest: BundleManifest =
+        serde_json::from_slice(&bytes).map_err(|e| VerifyError::BadManifest(e.to_string()))?;
+    let mut keys = Vec::new();
+    while let Some(mut e) = next_entry(&mut entries, None, &budget)? {
+        let p = entry_path(&e);
+        if !is_signature_name(&p) || !is_regular(&e) || e.size() > MAX_SIGNATURE_SIZE {
+            break;
+        }
+        let text = read_small(&mut e, &p, &budget)?;
+        if let Ok(sig) = SignatureFile::parse(&String::from_utf8_lossy(&text)) {
+            keys.push(sig.key_id);
+        }
+    }
+    Ok((manifest, keys))
+}

@@ -1,0 +1,315 @@
+//! Writing a bundle: collect what the artifacts reach in the store, write and sign the
+//! manifest, then stream every blob into the tar (hashed again on the way, so a
+//! corrupted store cannot produce a bundle that lies). Already-compressed blobs go into
+//! fast zstd frames; the rest at the chosen level. The output appears under its name
+//! only when complete.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::artifact::Artifact;
+use crate::bundle::manifest::{BundleManifest, Entry, PolicyVerdict};
+use crate::bundle::{FORMAT, MANIFEST_NAME, SIGNATURE_NAME};
+use crate::digest::{Digest, HashingReader};
+use crate::oci::Desc;
+use crate::reporter::Reporter;
+use crate::sign::SecretKey;
+use crate::store::{self, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write bundle {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "blob {digest} in the store does not match its digest (got {actual}); the store is corrupted"
+    )]
+    Corrupt { digest: Digest, actual: Digest },
+}
+
+impl crate::exit::Classify for WriteError {
+    fn exit_status(&self) -> crate::exit::ExitStatus {
+        match self {
+            WriteError::Store(e) => e.exit_status(),
+            WriteError::Corrupt { .. } => crate::exit::ExitStatus::Verification,
+            WriteError::Io { .. } => crate::exit::ExitStatus::Error,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            WriteError::Corrupt { digest, .. } => Some(format!(
+                "remove blobs/sha256/{} from the store and pull again",
+                digest.hex()
+            )),
+            WriteError::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+pub struct WriteOptions {
+    /// zstd level for content that is not already compressed.
+    pub level: i32,
+    /// zstd worker threads.
+    pub threads: u32,
+}
+
+/// What to write.
+pub struct BundleSpec<'a> {
+    pub series: &'a str,
+    pub sequence: u64,
+    pub artifacts: &'a [Artifact],
+    pub policy: PolicyVerdict,
+}
+
+const OCI_LAYOUT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
+/// zstd level for blobs that are already compressed: they barely shrink, so go fast.
+const COMPRESSED_LEVEL: i32 = 1;
+
+pub fn write(
+    store: &Store,
+    spec: BundleSpec<'_>,
+    key: &SecretKey,
+    out: &Path,
+    options: &WriteOptions,
+    reporter: &dyn Reporter,
+) -> Result<BundleManifest, WriteError> {
+    let created = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 is a valid nanosecond");
+    let mut blobs: Vec<Desc> = Vec::new();
+    let mut layout_entries: Vec<Desc> = Vec::new();
+    for a in spec.artifacts {
+        let root = Desc {
+            media_type: a.media_type.clone(),
+            digest: a.digest,
+            size: a.size,
+            platform: None,
+            artifact_type: a.artifact_type.clone(),
+            annotations: Default::default(),
+        };
+        for (desc, _) in store.reachable(&root)? {
+            if !blobs.iter().any(|b| b.digest == desc.digest) {
+                blobs.push(desc);
+            }
+        }
+        store::upsert_entry(&mut layout_entries, &a.repository, a.tag.as_deref(), &root);
+    }
+    let index = store::index_json(&layout_entries);
+    let mut entries = vec![
+        Entry {
+            path: "oci-layout".into(),
+            size: OCI_LAYOUT.len() as u64,
+            sha256: Digest::of(OCI_LAYOUT).hex(),
+        },
+        Entry {
+            path: "index.json".into(),
+            size: index.len() as u64,
+            sha256: Digest::of(&index).hex(),
+        },
+    ];
+    entries.extend(blobs.iter().map(|b| Entry {
+        path: format!("blobs/sha256/{}", b.digest.hex()),
+        size: b.size,
+        sha256: b.digest.hex(),
+    }));
+    let manifest = BundleManifest {
+        format: FORMAT.into(),
+        series: spec.series.into(),
+        sequence: spec.sequence,
+        created: created
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("formats"),
+        tool: concat!("ferry ", env!("CARGO_PKG_VERSION")).into(),
+        policy: spec.policy,
+        artifacts: spec.artifacts.to_vec(),
+        entries,
+    };
+    manifest.validate().expect("ferry writes valid manifests");
+    let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    manifest_bytes.push(b'\n');
+    let comment = format!(
+        "ferry bundle series={} sequence={} created={} manifest-sha256={}",
+        manifest.series,
+        manifest.sequence,
+        manifest.created,
+        Digest::of(&manifest_bytes).hex()
+    );
+    let signature = key.sign(&manifest_bytes, &comment);
+
+    let partial = partial_path(out);
+    let io_err = |source| WriteError::Io {
+        path: out.to_path_buf(),
+        source,
+    };
+    let result = (|| {
+        let file = File::create(&partial).map_err(io_err)?;
+        let frames = FrameWriter::new(
+            BufWriter::with_capacity(1 << 20, file),
+            options.level,
+            options.threads,
+        )
+        .map_err(io_err)?;
+        let mut tar = tar::Builder::new(frames);
+        let mtime = created.unix_timestamp().max(0) as u64;
+        append(&mut tar, MANIFEST_NAME, &manifest_bytes, mtime).map_err(io_err)?;
+        append(&mut tar, SIGNATURE_NAME, signature.as_bytes(), mtime).map_err(io_err)?;
+        append(&mut tar, "oci-layout", OCI_LAYOUT, mtime).map_err(io_err)?;
+        append(&mut tar, "index.json", &index, mtime).map_err(io_err)?;
+        let task = reporter.task("bundle", Some(manifest.total_size()));
+        for b in &blobs {
+            let mut file = store.open_blob(&b.digest)?;
+            let level = if is_compressed(&mut file).map_err(io_err)? {
+                COMPRESSED_LEVEL
+            } else {
+                options.level
+            };
+            tar.get_mut().set_level(level).map_err(io_err)?;
+            let mut reader = HashingReader::new(Progress {
+                inner: file.take(b.size),
+                task: task.as_ref(),
+            });
+            let mut header = header(b.size, mtime);
+            tar.append_data(
+                &mut header,
+                format!("blobs/sha256/{}", b.digest.hex()),
+                &mut reader,
+            )
+            .map_err(io_err)?;
+            let (actual, len) = reader.finish();
+            if actual != b.digest || len != b.size {
+                return Err(WriteError::Corrupt {
+                    digest: b.digest,
+                    actual,
+                });
+            }
+        }
+        task.finish();
+        let frames = tar.into_inner().map_err(io_err)?;
+        let file = frames
+            .finish()
+            .map_err(io_err)?
+            .into_inner()
+            .map_err(|e| io_err(e.into_error()))?;
+        file.sync_all().map_err(io_err)?;
+        std::fs::rename(&partial, out).map_err(io_err)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result.map(|()| manifest)
+}
+
+fn partial_path(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
+fn header(size: u64, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h
+}
+
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    bytes: &[u8],
+    mtime: u64,
+) -> io::Result<()> {
+    let mut h = header(bytes.len() as u64, mtime);
+    tar.append_data(&mut h, path, bytes)
+}
+
+/// gzip, zstd, bzip2, xz and zip content gains nothing from a slow zstd level.
+fn is_compressed(file: &mut File) -> io::Result<bool> {
+    use std::io::Seek;
+    let mut magic = [0u8; 6];
+    let n = file.read(&mut magic)?;
+    file.seek(io::SeekFrom::Start(0))?;
+    let m = &magic[..n];
+    Ok(m.starts_with(&[0x1f, 0x8b])
+        || m.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || m.starts_with(b"BZh")
+        || m.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        || m.starts_with(b"PK\x03\x04"))
+}
+
+struct Progress<'a, R> {
+    inner: R,
+    task: &'a dyn crate::reporter::Task,
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.task.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// A zstd stream made of frames, each at its own level; `zstd -d` reads them as one.
+struct FrameWriter<W: Write> {
+    encoder: Option<zstd::stream::write::Encoder<'static, W>>,
+    level: i32,
+    threads: u32,
+}
+
+impl<W: Write> FrameWriter<W> {
+    fn new(inner: W, level: i32, threads: u32) -> io::Result<Self> {
+        Ok(FrameWriter {
+            encoder: Some(Self::encoder(inner, level, threads)?),
+            level,
+            threads,
+        })
+    }
+
+    fn encoder(
+        inner: W,
+        level: i32,
+        threads: u32,
+    ) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+        let mut e = zstd::stream::write::Encoder::new(inner, level)?;
+        e.include_checksum(true)?;
+        if threads > 1 {
+            e.multithread(threads)?;
+        }
+        Ok(e)
+    }
+
+    /// Ends the current frame and starts one at `level`, if that differs.
+    fn set_level(&mut self, level: i32) -> io::Result<()> {
+        if level == self.level {
+            return Ok(());
+        }
+        let inner = self.encoder.take().expect("encoder present").finish()?;
+        self.encoder = Some(Self::encoder(inner, level, self.threads)?);
+        self.level = level;
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.encoder.take().expect("encoder present").finish()
+    }
+}
+
+impl<W: Write> Write for FrameWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.encoder.as_mut().expect("encoder present").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.encoder.as_mut().expect("encoder present").flush()
+    }
+}

@@ -1,0 +1,136 @@
+//! The command line (clap only). Commands receive plain structs built in `main`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Carry container images across an air gap in signed, verified bundles"
+)]
+pub struct Cli {
+    /// Print nothing but errors (no progress, no summaries).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Speak plain HTTP to this registry host[:port] (loopback registries always are).
+    #[arg(long = "plain-http", value_name = "HOST", global = true)]
+    pub plain_http: Vec<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Fetch what a spec names into a store (resumable: fetches only what is missing).
+    Pull {
+        /// The spec file (ferry.toml).
+        spec: PathBuf,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Blobs to download at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
+    /// Create, verify and inspect bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Verify a bundle, then put its contents into a registry or a store.
+    Import {
+        bundle: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// A registry: HOST[:PORT][/PREFIX].
+        #[arg(
+            long,
+            value_name = "HOST[:PORT][/PREFIX]",
+            conflicts_with = "store",
+            required_unless_present = "store"
+        )]
+        to: Option<String>,
+        /// A store directory (what `ferry serve` serves).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Where import state for registry targets lives [default: $XDG_STATE_HOME/ferry].
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve a store read-only to unmodified clients (OCI distribution pull API).
+    Serve {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Make a key pair: NAME.key (secret, 0600) and NAME.pub.
+    Generate { name: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BundleCommand {
+    /// Pull what the spec names and write a signed bundle.
+    Create {
+        spec: PathBuf,
+        #[arg(short, long, value_name = "OUT.ferry")]
+        output: PathBuf,
+        /// The secret key to sign with.
+        #[arg(long, value_name = "NAME.key")]
+        key: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// A policy file (not supported by this version yet).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// The sequence number [default: one past the last, at least the time in seconds].
+        #[arg(long)]
+        sequence: Option<u64>,
+        /// zstd level for content that is not already compressed.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+        level: i32,
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
+    /// Check a bundle's signature and every digest; writes nothing.
+    Verify {
+        bundle: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a bundle holds (without verifying it).
+    Inspect {
+        bundle: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct StoreArg {
+    /// The store directory [default: $XDG_CACHE_HOME/ferry/store].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    /// A public key whose signature is accepted (repeat for several).
+    #[arg(long = "trust", value_name = "NAME.pub", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// How many distinct trusted keys must have signed.
+    #[arg(long, default_value_t = 1)]
+    pub threshold: usize,
+}

@@ -1,0 +1,75 @@
+//! ferry: carry software across an air gap in signed, verified bundles.
+
+mod artifact;
+mod bundle;
+mod cli;
+mod commands;
+mod digest;
+mod exit;
+mod import;
+mod oci;
+mod pull;
+mod reporter;
+mod serve;
+mod sign;
+mod sources;
+mod spec;
+mod store;
+mod targets;
+mod trust;
+
+use clap::Parser;
+
+use crate::exit::{Classify, ExitStatus};
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitStatus::Success.into(),
+        Err(err) => {
+            let (status, hint) = classify(&err);
+            report(&err, hint.as_deref());
+            status.into()
+        }
+    }
+}
+
+/// The exit code and hint of the first cause in the chain that knows them.
+fn classify(err: &anyhow::Error) -> (ExitStatus, Option<String>) {
+    for cause in err.chain() {
+        macro_rules! try_as {
+            ($($t:ty),*) => {$(
+                if let Some(e) = cause.downcast_ref::<$t>() {
+                    return (e.exit_status(), e.hint());
+                }
+            )*};
+        }
+        try_as!(
+            spec::SpecError,
+            sign::KeyError,
+            sign::SignatureError,
+            bundle::VerifyError,
+            bundle::writer::WriteError,
+            store::StoreError,
+            sources::SourceError,
+            targets::registry::PushError,
+            commands::UsageError
+        );
+    }
+    (ExitStatus::Error, None)
+}
+
+/// `error:` with the top message, `Caused by:` with the chain, `hint:` with the fix.
+fn report(err: &anyhow::Error, hint: Option<&str>) {
+    eprintln!("error: {err}");
+    let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+    if !causes.is_empty() {
+        eprintln!("Caused by:");
+        for (i, c) in causes.iter().enumerate() {
+            eprintln!("  {i}: {c}");
+        }
+    }
+    if let Some(h) = hint {
+        eprintln!("hint: {h}");
+    }
+}

@@ -1,0 +1,343 @@
+//! Pulling a spec into the store. For each image: resolve the top manifest, plan what
+//! the store lacks, fetch those blobs concurrently (each hashed as it streams), then
+//! write manifests and, last, the tag into `index.json`. A second run fetches nothing
+//! the store already holds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::artifact::{Artifact, Kind};
+use crate::digest::Digest;
+use crate::oci::{self, Desc, Manifest};
+use crate::reporter::Reporter;
+use crate::sources::layout::{LayoutSource, split_layout_ref};
+use crate::sources::registry::{RegistryOptions, RegistrySource};
+use crate::sources::{ManifestRef, Source, SourceError};
+use crate::spec::{ImageSource, ImageSpec, Platform, Spec, SpecError};
+use crate::store::{self, Store};
+
+pub struct PullOptions {
+    pub registry: RegistryOptions,
+    /// Blobs fetched at once.
+    pub jobs: usize,
+}
+
+/// Pulls every image of the spec; returns what was carried, images first.
+pub async fn pull(
+    spec: &Spec,
+    spec_path: &std::path::Path,
+    store: &Store,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<Vec<Artifact>> {
+    let mut artifacts = Vec::new();
+    for image in &spec.images {
+        let pulled = pull_image(image, spec_path, store, options, reporter)
+            .await
+            .with_context(|| format!("cannot pull {}", image.source))?;
+        for a in pulled {
+            if !artifacts.iter().any(|b: &Artifact| {
+                b.digest == a.digest && b.repository == a.repository && b.tag == a.tag
+            }) {
+                artifacts.push(a);
+            }
+        }
+    }
+    Ok(artifacts)
+}
+
+/// The manifests and blobs below one top manifest.
+#[derive(Default)]
+struct Tree {
+    /// Child manifests, leaves first, with their bytes.
+    manifests: Vec<(Digest, Vec<u8>)>,
+    blobs: BTreeMap<Digest, Desc>,
+}
+
+async fn pull_image(
+    image: &ImageSpec,
+    spec_path: &std::path::Path,
+    store: &Store,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<Vec<Artifact>> {
+    let (source, repository, reference) = match &image.source {
+        ImageSource::Registry(r) => {
+            let src = RegistrySource::new(r, &options.registry)?;
+            let base = src.reference().clone();
+            let reference = match base.digest() {
+                Some(d) => ManifestRef::Digest(d.parse().map_err(|e| SpecError::Invalid {
+                    path: spec_path.to_path_buf(),
+                    message: format!("{r}: {e}"),
+                })?),
+                None => ManifestRef::Tag(base.tag().unwrap_or("latest").to_string()),
+            };
+            let repo = image
+                .repository
+                .clone()
+                .unwrap_or_else(|| base.repository().to_string());
+            (Source::Registry(src), repo, reference)
+        }
+        ImageSource::Layout { dir, reference } => {
+            let (repo, tag) = split_layout_ref(dir, reference);
+            let reference = match tag.parse::<Digest>() {
+                Ok(d) => ManifestRef::Digest(d),
+                Err(_) => ManifestRef::Tag(tag),
+            };
+            let src = LayoutSource::open(dir, Some(repo.clone()))?;
+            (
+                Source::Layout(src),
+                image.repository.clone().unwrap_or(repo),
+                reference,
+            )
+        }
+    };
+    let tag = match &reference {
+        ManifestRef::Tag(t) => Some(t.clone()),
+        ManifestRef::Digest(_) => None,
+    };
+    let origin = image.source.to_string();
+
+    let top_bytes = source.manifest(&reference).await?;
+    let top = Manifest::parse(&top_bytes, None)?;
+    let (top_bytes, source_digest) = if top.is_index() && !image.platforms.is_empty() {
+        filter_platforms(&top_bytes, &top, &image.platforms)
+            .with_context(|| format!("cannot select platforms of {origin}"))?
+    } else {
+        (top_bytes, None)
+    };
+    let top = Manifest::parse(&top_bytes, None)?;
+    let platforms = fetch_tree(&source, &top, &top_bytes, store, options, reporter).await?;
+    store.update_entries(|entries| {
+        store::upsert_entry(
+            entries,
+            &repository,
+            tag.as_deref(),
+            &top_desc(&top, &top_bytes),
+        )
+    })?;
+    reporter.line(&format!(
+        "pulled {}{} {}",
+        repository,
+        tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default(),
+        top.digest
+    ));
+
+    let mut artifacts = vec![Artifact {
+        kind: Kind::Image,
+        repository: repository.clone(),
+        tag,
+        digest: top.digest,
+        media_type: top.media_type.clone(),
+        size: top_bytes.len() as u64,
+        origin: origin.clone(),
+        platforms,
+        subject: None,
+        source_digest,
+        artifact_type: top.artifact_type.clone(),
+    }];
+    if image.referrers {
+        let subjects: Vec<Digest> = std::iter::once(top.digest).chain(source_digest).collect();
+        artifacts.extend(
+            pull_referrers(
+                &source,
+                &subjects,
+                &repository,
+                &origin,
+                store,
+                options,
+                reporter,
+            )
+            .await?,
+        );
+    }
+    Ok(artifacts)
+}
+
+fn top_desc(top: &Manifest, bytes: &[u8]) -> Desc {
+    Desc {
+        media_type: top.media_type.clone(),
+        digest: top.digest,
+        size: bytes.len() as u64,
+        platform: None,
+        artifact_type: top.artifact_type.clone(),
+        annotations: Default::default(),
+    }
+}
+
+/// Keeps the index entries of the wanted platforms. All kept: the index as it is.
+fn filter_platforms(
+    bytes: &[u8],
+    index: &Manifest,
+    wanted: &[Platform],
+) -> anyhow::Result<(Vec<u8>, Option<Digest>)> {
+    let matches = |d: &Desc, w: &Platform| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| w.matches(&p.os, &p.architecture, p.variant.as_deref()))
+    };
+    for w in wanted {
+        if !index.children.iter().any(|d| matches(d, w)) {
+            let have: Vec<String> = index
+                .children
+                .iter()
+                .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                .collect();
+            anyhow::bail!(
+                "platform {w} is not in the index (it has: {})",
+                have.join(", ")
+            );
+        }
+    }
+    let keep: Vec<bool> = index
+        .children
+        .iter()
+        .map(|d| wanted.iter().any(|w| matches(d, w)))
+        .collect();
+    if keep.iter().all(|k| *k) {
+        return Ok((bytes.to_vec(), None));
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    let list = value["manifests"]
+        .as_array_mut()
+        .context("index without manifests")?;
+    let mut i = 0;
+    list.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    Ok((serde_json::to_vec(&value)?, Some(index.digest)))
+}
+
+/// Fetches every manifest and blob below `top` that the store lacks, then writes the
+/// manifests (leaves first) and `top`. Returns the platforms it covers.
+async fn fetch_tree(
+    source: &Source,
+    top: &Manifest,
+    top_bytes: &[u8],
+    store: &Store,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<Vec<String>> {
+    let mut tree = Tree::default();
+    let mut platforms = Vec::new();
+    let mut pending: Vec<Manifest> = vec![top.clone()];
+    while let Some(m) = pending.pop() {
+        if m.is_index() {
+            for child in &m.children {
+                if let Some(p) = &child.platform {
+                    platforms.push(p.to_string());
+                }
+                if !oci::is_manifest_type(&child.media_type) {
+                    tree.blobs.insert(child.digest, child.clone());
+                    continue;
+                }
+                let bytes = if store.has_blob(&child.digest, child.size) {
+                    store.read_blob(&child.digest)?
+                } else {
+                    source.manifest(&ManifestRef::Digest(child.digest)).await?
+                };
+                let parsed = Manifest::parse(&bytes, Some(&child.media_type))?;
+                tree.manifests.push((child.digest, bytes));
+                pending.push(parsed);
+            }
+        } else {
+            for blob in &m.children {
+                tree.blobs.insert(blob.digest, blob.clone());
+            }
+        }
+    }
+    let missing: Vec<Desc> = tree
+        .blobs
+        .values()
+        .filter(|d| !store.has_blob(&d.digest, d.size))
+        .cloned()
+        .collect();
+    futures_util::stream::iter(missing.into_iter().map(|desc| {
+        let reporter = reporter.clone();
+        async move {
+            let task = reporter.task(&desc.digest.to_string()[7..19], Some(desc.size));
+            let result = source.blob(&desc, store, task.as_ref()).await;
+            task.finish();
+            result
+        }
+    }))
+    .buffer_unordered(options.jobs.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+    for (digest, bytes) in tree.manifests.iter().rev() {
+        store.put_blob(bytes, digest, &format!("manifest {digest}"))?;
+    }
+    store.put_blob(top_bytes, &top.digest, &format!("manifest {}", top.digest))?;
+    platforms.sort();
+    platforms.dedup();
+    Ok(platforms)
+}
+
+/// Brings what is attached to the subjects: cosign-style `sha256-<hex>.sig/.att/.sbom`
+/// tags, the referrers tag-schema index `sha256-<hex>`, and OCI referrers.
+async fn pull_referrers(
+    source: &Source,
+    subjects: &[Digest],
+    repository: &str,
+    origin: &str,
+    store: &Store,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<Vec<Artifact>> {
+    let tags = match source.tags().await {
+        Ok(t) => t,
+        Err(e @ SourceError::Fetch { .. }) => {
+            reporter.line(&format!("warning: cannot list tags of {origin}, so cosign-style signatures are not looked for: {e}"));
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut found: Vec<(Digest, Option<String>, ManifestRef)> = Vec::new();
+    for subject in subjects {
+        let prefix = subject.tag_form();
+        for tag in tags.iter().filter(|t| t.starts_with(&prefix)) {
+            found.push((*subject, Some(tag.clone()), ManifestRef::Tag(tag.clone())));
+        }
+        for desc in source.referrers(subject).await? {
+            found.push((*subject, None, ManifestRef::Digest(desc.digest)));
+        }
+    }
+    let mut artifacts: Vec<Artifact> = Vec::new();
+    for (subject, tag, reference) in found {
+        let bytes = source.manifest(&reference).await?;
+        let m = Manifest::parse(&bytes, None)?;
+        if artifacts
+            .iter()
+            .any(|a| a.digest == m.digest && a.tag == tag)
+        {
+            continue;
+        }
+        fetch_tree(source, &m, &bytes, store, options, reporter).await?;
+        store.update_entries(|entries| {
+            store::upsert_entry(entries, repository, tag.as_deref(), &top_desc(&m, &bytes))
+        })?;
+        reporter.line(&format!(
+            "pulled {} attached to {}",
+            tag.as_deref().unwrap_or(&m.digest.to_string()),
+            subject
+        ));
+        artifacts.push(Artifact {
+            kind: Kind::Referrer,
+            repository: repository.to_string(),
+            tag,
+            digest: m.digest,
+            media_type: m.media_type.clone(),
+            size: bytes.len() as u64,
+            origin: format!("{origin} ({reference})"),
+            platforms: Vec::new(),
+            subject: Some(subject),
+            source_digest: None,
+            artifact_type: m.artifact_type.clone(),
+        });
+    }
+    Ok(artifacts)
+}

@@ -1,0 +1,228 @@
+//! A registry as a source, through oci-client: manifests by tag or digest, blobs
+//! streamed into the store (hashed while they stream, resumed with a Range request
+//! after an interruption), tags, and referrers.
+
+use futures_util::StreamExt;
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+
+use super::{ManifestRef, SourceError};
+use crate::digest::Digest;
+use crate::oci::{self, Desc, Manifest};
+use crate::reporter::Task;
+use crate::store::Store;
+
+/// How ferry talks to registries.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Hosts spoken to over plain HTTP besides loopback ones.
+    pub plain_http: Vec<String>,
+}
+
+/// An oci-client for the given registries: HTTPS except for loopback and --plain-http.
+pub fn client_for(registries: &[String], options: &RegistryOptions) -> Client {
+    let mut plain: Vec<String> = registries
+        .iter()
+        .filter(|r| super::auth::is_loopback(r))
+        .cloned()
+        .collect();
+    plain.extend(options.plain_http.iter().cloned());
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(plain),
+        use_monolithic_push: true,
+        platform_resolver: None,
+        max_concurrent_download: 4,
+        max_concurrent_upload: 4,
+        connect_timeout: Some(std::time::Duration::from_secs(30)),
+        read_timeout: Some(std::time::Duration::from_secs(300)),
+        user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")),
+        ..Default::default()
+    })
+}
+
+pub struct RegistrySource {
+    client: Client,
+    /// The reference as the spec gave it (registry + repository).
+    base: Reference,
+    auth: RegistryAuth,
+}
+
+impl RegistrySource {
+    pub fn new(reference: &str, options: &RegistryOptions) -> Result<Self, SourceError> {
+        let base = Reference::try_from(reference).map_err(|e| SourceError::Fetch {
+            what: "the reference".into(),
+            origin: reference.to_string(),
+            source: e.into(),
+        })?;
+        let client = client_for(&[base.registry().to_string()], options);
+        let auth = super::auth::for_registry(base.registry());
+        Ok(RegistrySource { client, base, auth })
+    }
+
+    pub fn reference(&self) -> &Reference {
+        &self.base
+    }
+
+    pub fn origin(&self) -> String {
+        format!("{}/{}", self.base.registry(), self.base.repository())
+    }
+
+    fn at_tag(&self, tag: &str) -> Reference {
+        Reference::with_tag(
+            self.base.registry().into(),
+            self.base.repository().into(),
+            tag.into(),
+        )
+    }
+
+    fn at_digest(&self, digest: &Digest) -> Reference {
+        Reference::with_digest(
+            self.base.registry().into(),
+            self.base.repository().into(),
+            digest.to_string(),
+        )
+    }
+
+    fn fetch_err(&self, what: String, e: impl Into<anyhow::Error>) -> SourceError {
+        SourceError::Fetch {
+            what,
+            origin: self.origin(),
+            source: e.into(),
+        }
+    }
+
+    pub async fn manifest(&self, reference: &ManifestRef) -> Result<Vec<u8>, SourceError> {
+        let r = match reference {
+            ManifestRef::Tag(t) => self.at_tag(t),
+            ManifestRef::Digest(d) => self.at_digest(d),
+        };
+        match self
+            .client
+            .pull_manifest_raw(&r, &self.auth, oci::MANIFEST_MEDIA_TYPES)
+            .await
+        {
+            Ok((bytes, _)) => Ok(bytes.to_vec()),
+            Err(e) if is_not_found(&e) => Err(SourceError::NotFound {
+                origin: self.origin(),
+                reference: reference.to_string(),
+            }),
+            Err(e) => Err(self.fetch_err(format!("manifest {reference}"), e)),
+        }
+    }
+
+    pub async fn blob(
+        &self,
+        desc: &Desc,
+        store: &Store,
+        task: &dyn Task,
+    ) -> Result<(), SourceError> {
+        let what = format!("blob {}", desc.digest);
+        let r = self.at_digest(&desc.digest);
+        let digest = desc.digest.to_string();
+        let mut writer = store.blob_writer(&desc.digest, true)?;
+        let mut offset = writer.len();
+        if offset >= desc.size {
+            // A leftover longer than the blob cannot be right.
+            writer = store.blob_writer(&desc.digest, false)?;
+            offset = 0;
+        }
+        task.advance(offset);
+        let mut stream = if offset == 0 {
+            self.client
+                .pull_blob_stream(&r, digest.as_str())
+                .await
+                .map_err(|e| self.fetch_err(what.clone(), e))?
+        } else {
+            match self
+                .client
+                .pull_blob_stream_partial(&r, digest.as_str(), offset, None)
+                .await
+                .map_err(|e| self.fetch_err(what.clone(), e))?
+            {
+                BlobResponse::Partial(s) => s,
+                BlobResponse::Full(s) => {
+                    task.advance(0u64.wrapping_sub(offset));
+                    writer = store.blob_writer(&desc.digest, false)?;
+                    s
+                }
+            }
+        };
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.fetch_err(what.clone(), e))?;
+            if writer.len() + chunk.len() as u64 > desc.size {
+                return Err(SourceError::Fetch {
+                    what,
+                    origin: self.origin(),
+                    source: anyhow::anyhow!(
+                        "the registry sent more than the {} bytes the manifest declares",
+                        desc.size
+                    ),
+                });
+            }
+            std::io::Write::write_all(&mut writer, &chunk)
+                .map_err(|e| self.fetch_err(what.clone(), e))?;
+            task.advance(chunk.len() as u64);
+        }
+        let label = format!("{what} from {}", self.origin());
+        tokio::task::block_in_place(|| writer.commit(store, &desc.digest, desc.size, &label))?;
+        Ok(())
+    }
+
+    pub async fn tags(&self) -> Result<Vec<String>, SourceError> {
+        let mut tags = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_tags(&self.base, &self.auth, Some(1000), last.as_deref())
+                .await
+                .map_err(|e| self.fetch_err("the tag list".into(), e))?;
+            let n = page.tags.len();
+            last = page.tags.last().cloned();
+            tags.extend(page.tags);
+            if n < 1000 {
+                break;
+            }
+        }
+        Ok(tags)
+    }
+
+    pub async fn referrers(&self, digest: &Digest) -> Result<Vec<Desc>, SourceError> {
+        let r = self.at_digest(digest);
+        if let Ok(index) = self.client.pull_referrers(&r, None).await {
+            let bytes = serde_json::to_vec(&index)
+                .map_err(|e| self.fetch_err("the referrers list".into(), e))?;
+            if let Ok(m) = Manifest::parse(&bytes, Some(oci::OCI_INDEX)) {
+                if !m.children.is_empty() {
+                    return Ok(m.children);
+                }
+            }
+        }
+        // The referrers tag schema: an index tagged `sha256-<hex>`.
+        match self.manifest(&ManifestRef::Tag(digest.tag_form())).await {
+            Ok(bytes) => {
+                let m = Manifest::parse(&bytes, Some(oci::OCI_INDEX))
+                    .map_err(|e| self.fetch_err("the referrers index".into(), e))?;
+                Ok(if m.is_index() { m.children } else { Vec::new() })
+            }
+            Err(SourceError::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::OciDistributionError as E;
+    match e {
+        E::ImageManifestNotFoundError(_) => true,
+        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                format!("{:?}", e.code).as_str(),
+                "ManifestUnknown" | "NameUnknown"
+            )
+        }),
+        E::ServerError { code, .. } => *code == 404,
+        _ => false,
+    }
+}

@@ -1,0 +1,333 @@
+//! The spec file (`ferry.toml`): what to carry. Parsed strictly; every mistake is exit 2.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::exit::{Classify, ExitStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read spec {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("spec {path} is not valid")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("spec {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("spec {path}: `[[{section}]]` entries are not supported by this version of ferry yet")]
+    Unsupported {
+        path: PathBuf,
+        section: &'static str,
+    },
+}
+
+impl Classify for SpecError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            SpecError::Read { .. } => ExitStatus::Error,
+            _ => ExitStatus::Usage,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            SpecError::Parse { .. } | SpecError::Invalid { .. } => Some(
+                "see the spec file format in the README (keys: name, [[image]] ref, platforms)"
+                    .into(),
+            ),
+            SpecError::Unsupported { .. } => {
+                Some("carry images for now; remove the entry or use a newer ferry".into())
+            }
+            SpecError::Read { .. } => None,
+        }
+    }
+}
+
+/// A validated spec.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The bundle series; sequence numbers count per series.
+    pub name: String,
+    pub images: Vec<ImageSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    pub source: ImageSource,
+    /// Empty: every platform of an index.
+    pub platforms: Vec<Platform>,
+    /// The repository path the image is carried as (default: the source's path).
+    pub repository: Option<String>,
+    /// Bring signatures, attestations and SBOMs attached to the image.
+    pub referrers: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// `registry/path:tag` or `registry/path@sha256:...`, as Docker names them.
+    Registry(String),
+    /// `oci:DIR:REF`: an OCI image layout on disk, `REF` its `ref.name` annotation.
+    Layout { dir: PathBuf, reference: String },
+}
+
+impl fmt::Display for ImageSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageSource::Registry(r) => f.write_str(r),
+            ImageSource::Layout { dir, reference } => {
+                write!(f, "oci:{}:{}", dir.display(), reference)
+            }
+        }
+    }
+}
+
+/// `os/arch[/variant]`, as platforms are written on the command line of every OCI tool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    pub fn parse(s: &str) -> Option<Platform> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok =
+            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(ok) {
+            return None;
+        }
+        Some(Platform {
+            os: parts[0].to_string(),
+            architecture: parts[1].to_string(),
+            variant: parts.get(2).map(|v| v.to_string()),
+        })
+    }
+
+    /// Whether an index entry's platform is what this one asks for. A request without a
+    /// variant matches every variant.
+    pub fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
+        self.os == os
+            && self.architecture == arch
+            && (self.variant.is_none() || self.variant.as_deref() == variant)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: String,
+    #[serde(default)]
+    image: Vec<RawImage>,
+    #[serde(default)]
+    python: Vec<toml::Table>,
+    #[serde(default)]
+    conda: Vec<toml::Table>,
+    #[serde(default)]
+    model: Vec<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    #[serde(rename = "ref")]
+    reference: String,
+    #[serde(default)]
+    platforms: Vec<String>,
+    repository: Option<String>,
+    #[serde(default = "yes")]
+    referrers: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Spec {
+    pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Spec::parse(path, base, &text)
+    }
+
+    /// Parses spec text; relative `oci:` paths are taken from `base`.
+    pub fn parse(path: &Path, base: &Path, text: &str) -> Result<Spec, SpecError> {
+        let raw: RawSpec = toml::from_str(text).map_err(|source| SpecError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: String| SpecError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        for (section, entries) in [
+            ("python", &raw.python),
+            ("conda", &raw.conda),
+            ("model", &raw.model),
+        ] {
+            if !entries.is_empty() {
+                return Err(SpecError::Unsupported {
+                    path: path.to_path_buf(),
+                    section,
+                });
+            }
+        }
+        if !valid_series_name(&raw.name) {
+            return Err(invalid(format!(
+                "name `{}` must be 1-128 letters, digits, `.`, `_` or `-`",
+                raw.name
+            )));
+        }
+        if raw.image.is_empty() {
+            return Err(invalid(
+                "nothing to carry: add at least one [[image]] entry".into(),
+            ));
+        }
+        let mut images = Vec::new();
+        for (i, img) in raw.image.into_iter().enumerate() {
+            let n = i + 1;
+            let source = parse_source(&img.reference, base).ok_or_else(|| {
+                invalid(format!(
+                    "image #{n}: `{}` is not an image reference",
+                    img.reference
+                ))
+            })?;
+            let platforms = img
+                .platforms
+                .iter()
+                .map(|p| {
+                    Platform::parse(p).ok_or_else(|| {
+                        invalid(format!(
+                            "image #{n}: platform `{p}` is not os/arch[/variant]"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(repo) = &img.repository {
+                if !crate::oci::valid_repository(repo) {
+                    return Err(invalid(format!(
+                        "image #{n}: repository `{repo}` is not a valid repository path"
+                    )));
+                }
+            }
+            images.push(ImageSpec {
+                source,
+                platforms,
+                repository: img.repository,
+                referrers: img.referrers,
+            });
+        }
+        Ok(Spec {
+            name: raw.name,
+            images,
+        })
+    }
+}
+
+pub fn valid_series_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn parse_source(reference: &str, base: &Path) -> Option<ImageSource> {
+    if let Some(rest) = reference.strip_prefix("oci:") {
+        let (dir, r) = rest.split_once(':')?;
+        if dir.is_empty() || r.is_empty() {
+            return None;
+        }
+        let dir = Path::new(dir);
+        let dir = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            base.join(dir)
+        };
+        return Some(ImageSource::Layout {
+            dir,
+            reference: r.to_string(),
+        });
+    }
+    let reference = reference.strip_prefix("docker://").unwrap_or(reference);
+    oci_client::Reference::try_from(reference).ok()?;
+    Some(ImageSource::Registry(reference.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Spec, SpecError> {
+        Spec::parse(Path::new("ferry.toml"), Path::new("/base"), text)
+    }
+
+    #[test]
+    fn parses_images() {
+        let spec = parse(
+            r#"name = "ml"
+[[image]]
+ref = "docker.io/library/alpine:3.20"
+platforms = ["linux/amd64", "linux/arm64/v8"]
+[[image]]
+ref = "oci:layout:app/web:1.0"
+"#,
+        )
+        .unwrap();
+        assert_eq!(spec.images.len(), 2);
+        assert_eq!(spec.images[0].platforms[1].variant.as_deref(), Some("v8"));
+        assert_eq!(
+            spec.images[1].source,
+            ImageSource::Layout {
+                dir: "/base/layout".into(),
+                reference: "app/web:1.0".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_mistakes() {
+        assert!(matches!(
+            parse("name = \"a\"\n[[image]]\nref = \"x\"\nplatfroms = []"),
+            Err(SpecError::Parse { .. })
+        ));
+        assert!(matches!(
+            parse("name = \"a b\"\n[[image]]\nref = \"x\""),
+            Err(SpecError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("name = \"a\"\n[[image]]\nref = \"x\"\nplatforms = [\"linux\"]"),
+            Err(SpecError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("name = \"a\""),
+            Err(SpecError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("name = \"a\"\n[[python]]\nrequirements = []"),
+            Err(SpecError::Unsupported { .. })
+        ));
+    }
+}

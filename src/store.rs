@@ -1,0 +1,452 @@
+//! The store: an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/<hex>`)
+//! holding every artifact ferry carries. Blobs are written to a temporary file and
+//! renamed into place only after their digest checked; `index.json` is replaced
+//! atomically under a lock. ferry's own state lives in `.ferry/`, which OCI tools ignore.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, HashingWriter};
+use crate::exit::{Classify, ExitStatus};
+use crate::oci::{self, Desc};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not an OCI image layout (no `oci-layout` file)")]
+    NotAStore { path: PathBuf },
+    #[error("{path} is not a valid image index")]
+    BadIndex {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "{what}: expected {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)"
+    )]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        expected_size: u64,
+        actual: Digest,
+        actual_size: u64,
+    },
+}
+
+impl Classify for StoreError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            StoreError::DigestMismatch { .. } => ExitStatus::Verification,
+            StoreError::NotAStore { .. } => ExitStatus::Usage,
+            _ => ExitStatus::Error,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::NotAStore { .. } => {
+                Some("point --store at a directory that ferry created, or at an empty one".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+const LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+
+impl Store {
+    /// Opens the store at `root`, creating an empty layout if the directory is absent
+    /// or empty.
+    pub fn open_or_create(root: &Path) -> Result<Store, StoreError> {
+        let empty = match fs::read_dir(root) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(e) => return Err(io_err("cannot read", root)(e)),
+        };
+        if empty {
+            fs::create_dir_all(root.join("blobs/sha256")).map_err(io_err("cannot create", root))?;
+            let store = Store {
+                root: root.to_path_buf(),
+            };
+            store.write_atomic(&root.join("index.json"), &index_json(&[]))?;
+            store.write_atomic(&root.join("oci-layout"), LAYOUT.as_bytes())?;
+            return Ok(store);
+        }
+        Store::open(root)
+    }
+
+    /// Opens an existing store.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        if !root.join("oci-layout").is_file() {
+            return Err(StoreError::NotAStore {
+                path: root.to_path_buf(),
+            });
+        }
+        fs::create_dir_all(root.join("blobs/sha256")).map_err(io_err("cannot create", root))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where ferry keeps its own state: locks, temporary files, series counters.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(".ferry")
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Whether the blob is present with the expected size (its bytes were checked
+    /// before it was renamed into place).
+    pub fn has_blob(&self, digest: &Digest, size: u64) -> bool {
+        fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(io_err("cannot open blob", &path))
+    }
+
+    /// Reads a small blob (a manifest) whole, checking its digest.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let mut bytes = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io_err("cannot read blob", &path))?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(StoreError::DigestMismatch {
+                what: format!("blob {} in store {}", digest, self.root.display()),
+                expected: *digest,
+                expected_size: bytes.len() as u64,
+                actual,
+                actual_size: bytes.len() as u64,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Starts writing the blob `expected` to `.ferry/partial/<hex>`. With `resume`, bytes
+    /// left there by an interrupted run are kept (and hashed again) and `offset` says how
+    /// many; without, the file starts empty.
+    pub fn blob_writer(&self, expected: &Digest, resume: bool) -> Result<BlobWriter, StoreError> {
+        let dir = self.state_dir().join("partial");
+        fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+        let path = dir.join(expected.hex());
+        let mut hasher = crate::digest::Hasher::default();
+        let file = if resume && path.is_file() {
+            let mut existing = File::open(&path).map_err(io_err("cannot open", &path))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = existing
+                    .read(&mut buf)
+                    .map_err(io_err("cannot read", &path))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io_err("cannot open", &path))?
+        } else {
+            File::create(&path).map_err(io_err("cannot create", &path))?
+        };
+        Ok(BlobWriter {
+            inner: Some(HashingWriter::resume(
+                BufWriter::with_capacity(1 << 20, file),
+                hasher,
+            )),
+            path,
+            keep_on_drop: resume,
+            done: false,
+        })
+    }
+
+    /// Writes a small blob whose digest is known.
+    pub fn put_blob(&self, bytes: &[u8], expected: &Digest, what: &str) -> Result<(), StoreError> {
+        if self.has_blob(expected, bytes.len() as u64) {
+            return Ok(());
+        }
+        let mut w = self.blob_writer(expected, false)?;
+        w.write_all(bytes)
+            .map_err(io_err("cannot write into", &self.root))?;
+        w.commit(self, expected, bytes.len() as u64, what)
+    }
+
+    /// The descriptors of `index.json`.
+    pub fn entries(&self) -> Result<Vec<Desc>, StoreError> {
+        let path = self.root.join("index.json");
+        let bytes = fs::read(&path).map_err(io_err("cannot read", &path))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::BadIndex {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(value
+            .get("manifests")
+            .and_then(|m| m.as_array())
+            .map(|m| m.iter().filter_map(Desc::from_json).collect())
+            .unwrap_or_default())
+    }
+
+    /// Changes `index.json` under an exclusive lock and replaces it atomically.
+    pub fn update_entries<T>(&self, f: impl FnOnce(&mut Vec<Desc>) -> T) -> Result<T, StoreError> {
+        let lock_path = self.state_dir().join("lock");
+        fs::create_dir_all(self.state_dir()).map_err(io_err("cannot create", &lock_path))?;
+        let lock = File::create(&lock_path).map_err(io_err("cannot create", &lock_path))?;
+        lock.lock().map_err(io_err("cannot lock", &lock_path))?;
+        let mut entries = self.entries()?;
+        let out = f(&mut entries);
+        self.write_atomic(&self.root.join("index.json"), &index_json(&entries))?;
+        Ok(out)
+    }
+
+    /// Writes a file by writing a temporary sibling, syncing it and renaming it.
+    pub fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(dir).map_err(io_err("cannot create a file in", dir))?;
+        tmp.write_all(bytes).map_err(io_err("cannot write", path))?;
+        // Tempfiles are 0600; a store is read by other tools and users.
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(io_err("cannot write", path))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(io_err("cannot sync", path))?;
+        tmp.persist(path)
+            .map_err(|e| io_err("cannot replace", path)(e.error))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Every blob reachable from `root` (itself included), children before parents,
+    /// each once; manifests come back parsed and their bytes checked.
+    pub fn reachable(&self, root: &Desc) -> Result<Vec<(Desc, Option<oci::Manifest>)>, StoreError> {
+        reachable_in(&[self], root)
+    }
+}
+
+/// Like `Store::reachable`, looking each blob up in the first of `stores` that has it
+/// (a staging area in front of a target, say).
+pub fn reachable_in(
+    stores: &[&Store],
+    root: &Desc,
+) -> Result<Vec<(Desc, Option<oci::Manifest>)>, StoreError> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    visit(stores, root, &mut seen, &mut out)?;
+    Ok(out)
+}
+
+fn visit(
+    stores: &[&Store],
+    desc: &Desc,
+    seen: &mut std::collections::HashSet<Digest>,
+    out: &mut Vec<(Desc, Option<oci::Manifest>)>,
+) -> Result<(), StoreError> {
+    if !seen.insert(desc.digest) {
+        return Ok(());
+    }
+    let Some(store) = stores.iter().find(|s| s.has_blob(&desc.digest, desc.size)) else {
+        return Err(StoreError::Io {
+            action: "missing or wrong-sized blob",
+            path: stores[0].blob_path(&desc.digest),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        });
+    };
+    if !oci::is_manifest_type(&desc.media_type) {
+        out.push((desc.clone(), None));
+        return Ok(());
+    }
+    let bytes = store.read_blob(&desc.digest)?;
+    let manifest =
+        oci::Manifest::parse(&bytes, Some(&desc.media_type)).map_err(|e| StoreError::Io {
+            action: "invalid manifest",
+            path: store.blob_path(&desc.digest),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })?;
+    for child in &manifest.children {
+        visit(stores, child, seen, out)?;
+    }
+    out.push((desc.clone(), Some(manifest)));
+    Ok(())
+}
+
+/// Adds a tagged or untagged image to the entries. A tag moves to the new digest; an
+/// untagged entry is added once per repository and digest.
+pub fn upsert_entry(entries: &mut Vec<Desc>, repository: &str, tag: Option<&str>, desc: &Desc) {
+    let mut entry = desc.clone();
+    entry.platform = None;
+    entry.annotations.clear();
+    entry
+        .annotations
+        .insert(oci::REPOSITORY.into(), repository.into());
+    match tag {
+        Some(tag) => {
+            let name = format!("{repository}:{tag}");
+            entries.retain(|e| e.annotations.get(oci::REF_NAME) != Some(&name));
+            entry.annotations.insert(oci::REF_NAME.into(), name);
+        }
+        None => {
+            if entries.iter().any(|e| {
+                e.digest == desc.digest
+                    && e.annotations.get(oci::REPOSITORY).map(String::as_str) == Some(repository)
+            }) {
+                return;
+            }
+        }
+    }
+    entries.push(entry);
+}
+
+pub fn index_json(entries: &[Desc]) -> Vec<u8> {
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_INDEX,
+        "manifests": entries.iter().map(Desc::to_json).collect::<Vec<_>>(),
+    });
+    let mut bytes = serde_json::to_vec_pretty(&doc).expect("index serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// A blob being written; nothing is visible in the store until `commit`.
+pub struct BlobWriter {
+    inner: Option<HashingWriter<BufWriter<File>>>,
+    path: PathBuf,
+    keep_on_drop: bool,
+    done: bool,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.as_mut().expect("not committed").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.done && !self.keep_on_drop {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far, including resumed ones.
+    pub fn len(&self) -> u64 {
+        self.inner.as_ref().map_or(0, HashingWriter::len)
+    }
+
+    /// Checks digest and size, syncs, and renames the blob into place. On a mismatch the
+    /// partial file is removed and the store is unchanged.
+    pub fn commit(
+        mut self,
+        store: &Store,
+        expected: &Digest,
+        expected_size: u64,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        self.done = true;
+        let path = self.path.clone();
+        let (buf, actual, actual_size) = self.inner.take().expect("committed once").finish();
+        let file = buf
+            .into_inner()
+            .map_err(|e| io_err("cannot write", &path)(e.into_error()));
+        if actual != *expected || actual_size != expected_size {
+            let _ = fs::remove_file(&path);
+            return Err(StoreError::DigestMismatch {
+                what: what.to_string(),
+                expected: *expected,
+                expected_size,
+                actual,
+                actual_size,
+            });
+        }
+        let file = file?;
+        file.sync_data().map_err(io_err("cannot sync", &path))?;
+        let dest = store.blob_path(expected);
+        fs::rename(&path, &dest).map_err(io_err("cannot rename into", &dest))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_checked_before_they_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&dir.path().join("s")).unwrap();
+        let good = Digest::of(b"abc");
+        let mut w = store.blob_writer(&good, false).unwrap();
+        w.write_all(b"abd").unwrap();
+        assert!(w.commit(&store, &good, 3, "t").is_err());
+        assert!(!store.has_blob(&good, 3));
+        store.put_blob(b"abc", &good, "t").unwrap();
+        assert!(store.has_blob(&good, 3));
+        assert_eq!(store.read_blob(&good).unwrap(), b"abc");
+        assert!(
+            fs::read_dir(store.state_dir().join("partial"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn tags_move_and_untagged_entries_are_unique() {
+        let d1 = Desc {
+            media_type: oci::OCI_MANIFEST.into(),
+            digest: Digest::of(b"1"),
+            size: 1,
+            platform: None,
+            artifact_type: None,
+            annotations: Default::default(),
+        };
+        let d2 = Desc {
+            digest: Digest::of(b"2"),
+            ..d1.clone()
+        };
+        let mut entries = Vec::new();
+        upsert_entry(&mut entries, "a/b", Some("v1"), &d1);
+        upsert_entry(&mut entries, "a/b", Some("v1"), &d2);
+        upsert_entry(&mut entries, "a/b", None, &d1);
+        upsert_entry(&mut entries, "a/b", None, &d1);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].digest, d2.digest);
+    }
+}

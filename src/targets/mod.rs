@@ -1,0 +1,72 @@
+//! Where an import lands: a store directory (served by `ferry serve`) or any OCI
+//! registry. Both receive only what the bundle reader already verified, from a staging
+//! area, and make it visible last (index entries, tags).
+
+pub mod registry;
+pub mod store;
+
+use std::fs::File;
+use std::io::{self, Read};
+
+use crate::bundle::reader::stage_error;
+use crate::bundle::{Entry, EntrySink};
+use crate::digest::Digest;
+use crate::store::Store;
+
+/// Stages verified entries into an OCI layout of its own. Blobs that `skip` already
+/// holds are hashed (to verify the bundle) but not written again.
+pub struct Staging<'a> {
+    pub layout: Store,
+    pub skip: Option<&'a Store>,
+    _dir: tempfile::TempDir,
+    pub staged: Vec<Digest>,
+}
+
+impl<'a> Staging<'a> {
+    pub fn new(parent: &std::path::Path, skip: Option<&'a Store>) -> io::Result<Self> {
+        std::fs::create_dir_all(parent)?;
+        let dir = tempfile::Builder::new()
+            .prefix("staging-")
+            .tempdir_in(parent)?;
+        let layout = Store::open_or_create(dir.path()).map_err(io::Error::other)?;
+        Ok(Staging {
+            layout,
+            skip,
+            _dir: dir,
+            staged: Vec::new(),
+        })
+    }
+}
+
+impl EntrySink for Staging<'_> {
+    fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> io::Result<()> {
+        let Some(hex) = entry.path.strip_prefix("blobs/sha256/") else {
+            return io::copy(content, &mut io::sink()).map(|_| ());
+        };
+        let digest = Digest::from_hex(hex).map_err(io::Error::other)?;
+        if self.skip.is_some_and(|s| s.has_blob(&digest, entry.size)) {
+            return io::copy(content, &mut io::sink()).map(|_| ());
+        }
+        let path = self.layout.blob_path(&digest);
+        let tmp = path.with_extension("part");
+        let mut file = StageWriter(File::create(&tmp).map_err(stage_error)?);
+        // A read error is the bundle's fault and passes through as it is; write errors
+        // are marked as ours by `StageWriter`.
+        io::copy(content, &mut file)?;
+        file.0.sync_data().map_err(stage_error)?;
+        std::fs::rename(&tmp, &path).map_err(stage_error)?;
+        self.staged.push(digest);
+        Ok(())
+    }
+}
+
+struct StageWriter(File);
+
+impl io::Write for StageWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(stage_error)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(stage_error)
+    }
+}

@@ -1,0 +1,148 @@
+//! What an importer remembers per target: the highest sequence imported per series
+//! (rollback protection) and an append-only audit log of every import.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{Verified, VerifyError};
+use crate::digest::Digest;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesRecord {
+    pub highest: u64,
+    pub manifest: Digest,
+    pub imported: String,
+}
+
+/// The per-target state directory: `series.json` and `imports.jsonl`.
+pub struct TargetState {
+    dir: PathBuf,
+    series: BTreeMap<String, SeriesRecord>,
+}
+
+pub enum Freshness {
+    /// Newer than anything imported from the series.
+    New,
+    /// This very bundle was the last one imported.
+    AlreadyImported,
+}
+
+impl TargetState {
+    pub fn load(dir: &Path) -> anyhow::Result<TargetState> {
+        let path = dir.join("series.json");
+        let series = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display())));
+            }
+        };
+        Ok(TargetState {
+            dir: dir.to_path_buf(),
+            series,
+        })
+    }
+
+    /// Refuses a bundle older than one already imported, or a reused sequence.
+    pub fn check(&self, v: &Verified) -> Result<Freshness, VerifyError> {
+        let m = &v.manifest;
+        match self.series.get(&m.series) {
+            None => Ok(Freshness::New),
+            Some(r) if m.sequence > r.highest => Ok(Freshness::New),
+            Some(r) if m.sequence == r.highest && r.manifest == v.manifest_digest => {
+                Ok(Freshness::AlreadyImported)
+            }
+            Some(r) if m.sequence == r.highest => Err(VerifyError::SequenceReused {
+                series: m.series.clone(),
+                sequence: m.sequence,
+            }),
+            Some(r) => Err(VerifyError::Rollback {
+                series: m.series.clone(),
+                sequence: m.sequence,
+                highest: r.highest,
+            }),
+        }
+    }
+
+    /// Records a completed import: the series' new highest sequence, and an audit line.
+    pub fn record(&mut self, v: &Verified, target: &str) -> anyhow::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let now = now_rfc3339();
+        self.series.insert(
+            v.manifest.series.clone(),
+            SeriesRecord {
+                highest: v.manifest.sequence,
+                manifest: v.manifest_digest,
+                imported: now.clone(),
+            },
+        );
+        self.save()?;
+        let line = serde_json::json!({
+            "time": now,
+            "target": target,
+            "series": v.manifest.series,
+            "sequence": v.manifest.sequence,
+            "created": v.manifest.created,
+            "manifest": v.manifest_digest,
+            "signers": v.signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            "artifacts": v.manifest.artifacts.iter().map(|a| serde_json::json!({"name": a.name(), "digest": a.digest, "origin": a.origin})).collect::<Vec<_>>(),
+        });
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("imports.jsonl"))?;
+        writeln!(log, "{line}")?;
+        log.sync_all()?;
+        Ok(())
+    }
+
+    /// The sequence to give the next bundle of `series` written from this state: one
+    /// past the last, and never below the current time in seconds, so that bundles
+    /// from different machines still increase.
+    pub fn next_sequence(&self, series: &str) -> u64 {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+        let last = self.series.get(series).map_or(0, |r| r.highest);
+        now.max(last + 1)
+    }
+
+    /// Records the sequence given to a bundle written from this state.
+    pub fn record_created(
+        &mut self,
+        series: &str,
+        sequence: u64,
+        manifest: Digest,
+    ) -> anyhow::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        self.series.insert(
+            series.to_string(),
+            SeriesRecord {
+                highest: sequence,
+                manifest,
+                imported: now_rfc3339(),
+            },
+        );
+        self.save()
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        serde_json::to_writer_pretty(&mut tmp, &self.series)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(self.dir.join("series.json"))?;
+        Ok(())
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 is a valid nanosecond")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats")
+}
