@@ -118,7 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     verdict: "not-evaluated".into(),
                 },
             };
-            let manifest = writer::write(
+            let (manifest, manifest_digest) = writer::write(
                 &store,
                 bundle_spec,
                 &key,
@@ -127,7 +127,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 reporter.as_ref(),
             )
             .with_context(|| format!("cannot create bundle {}", output.display()))?;
-            created.record_created(&spec_file.name, sequence, crate::digest::Digest::of(b""))?;
+            created.record_created(&spec_file.name, sequence, manifest_digest)?;
             if !cli.quiet {
                 let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
                 println!(

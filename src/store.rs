@@ -151,6 +151,11 @@ impl Store {
         Ok(bytes)
     }
 
+    /// Whether an interrupted download of `digest` left bytes to resume from.
+    pub fn has_partial(&self, digest: &Digest) -> bool {
+        self.state_dir().join("partial").join(digest.hex()).is_file()
+    }
+
     /// Starts writing the blob `expected` to `.ferry/partial/<hex>`. With `resume`, bytes
     /// left there by an interrupted run are kept (and hashed again) and `offset` says how
     /// many; without, the file starts empty.

@@ -72,6 +72,7 @@ const OCI_LAYOUT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
 /// zstd level for blobs that are already compressed: they barely shrink, so go fast.
 const COMPRESSED_LEVEL: i32 = 1;
 
+/// Writes the bundle; returns its manifest and the sha256 of the manifest's bytes.
 pub fn write(
     store: &Store,
     spec: BundleSpec<'_>,
@@ -79,7 +80,7 @@ pub fn write(
     out: &Path,
     options: &WriteOptions,
     reporter: &dyn Reporter,
-) -> Result<BundleManifest, WriteError> {
+) -> Result<(BundleManifest, Digest), WriteError> {
     let created = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("0 is a valid nanosecond");
@@ -134,12 +135,13 @@ pub fn write(
     manifest.validate().expect("ferry writes valid manifests");
     let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     manifest_bytes.push(b'\n');
+    let manifest_digest = Digest::of(&manifest_bytes);
     let comment = format!(
         "ferry bundle series={} sequence={} created={} manifest-sha256={}",
         manifest.series,
         manifest.sequence,
         manifest.created,
-        Digest::of(&manifest_bytes).hex()
+        manifest_digest.hex()
     );
     let signature = key.sign(&manifest_bytes, &comment);
 
@@ -203,7 +205,7 @@ pub fn write(
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    result.map(|()| manifest)
+    result.map(|()| (manifest, manifest_digest))
 }
 
 fn partial_path(out: &Path) -> PathBuf {

@@ -22,8 +22,8 @@ pub enum ManifestRef {
 impl std::fmt::Display for ManifestRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ManifestRef::Tag(t) => write!(f, ":{t}"),
-            ManifestRef::Digest(d) => write!(f, "@{d}"),
+            ManifestRef::Tag(t) => write!(f, "`{t}`"),
+            ManifestRef::Digest(d) => write!(f, "{d}"),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{ManifestRef, SourceError};
 use crate::digest::Digest;
 use crate::oci::{self, Desc, Manifest};
 use crate::reporter::Task;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How ferry talks to registries.
 #[derive(Debug, Clone, Default)]
@@ -111,23 +111,29 @@ impl RegistrySource {
         }
     }
 
-    pub async fn blob(
-        &self,
-        desc: &Desc,
-        store: &Store,
-        task: &dyn Task,
-    ) -> Result<(), SourceError> {
+    /// Fetches a blob, resuming bytes an interrupted run left. If the resumed result does
+    /// not verify (the leftover was damaged), it starts once more from zero.
+    pub async fn blob(&self, desc: &Desc, store: &Store, task: &dyn Task) -> Result<(), SourceError> {
+        let resumed = store.has_partial(&desc.digest);
+        match self.fetch_blob(desc, store, task, true).await {
+            Err(SourceError::Store(StoreError::DigestMismatch { .. })) if resumed => {
+                self.fetch_blob(desc, store, task, false).await
+            }
+            other => other,
+        }
+    }
+
+    async fn fetch_blob(&self, desc: &Desc, store: &Store, task: &dyn Task, resume: bool) -> Result<(), SourceError> {
         let what = format!("blob {}", desc.digest);
         let r = self.at_digest(&desc.digest);
         let digest = desc.digest.to_string();
-        let mut writer = store.blob_writer(&desc.digest, true)?;
+        let mut writer = store.blob_writer(&desc.digest, resume)?;
         let mut offset = writer.len();
         if offset >= desc.size {
             // A leftover longer than the blob cannot be right.
             writer = store.blob_writer(&desc.digest, false)?;
             offset = 0;
         }
-        task.advance(offset);
         let mut stream = if offset == 0 {
             self.client
                 .pull_blob_stream(&r, digest.as_str())
@@ -140,9 +146,11 @@ impl RegistrySource {
                 .await
                 .map_err(|e| self.fetch_err(what.clone(), e))?
             {
-                BlobResponse::Partial(s) => s,
+                BlobResponse::Partial(s) => {
+                    task.advance(offset);
+                    s
+                }
                 BlobResponse::Full(s) => {
-                    task.advance(0u64.wrapping_sub(offset));
                     writer = store.blob_writer(&desc.digest, false)?;
                     s
                 }
