@@ -41,6 +41,18 @@ pub struct Artifact {
 }
 
 impl Artifact {
+    /// The descriptor of the artifact's top manifest.
+    pub fn root(&self) -> crate::oci::Desc {
+        crate::oci::Desc {
+            media_type: self.media_type.clone(),
+            digest: self.digest,
+            size: self.size,
+            platform: None,
+            artifact_type: self.artifact_type.clone(),
+            annotations: Default::default(),
+        }
+    }
+
     /// `repository:tag` or `repository@digest`.
     pub fn name(&self) -> String {
         match &self.tag {

@@ -12,13 +12,14 @@ use crate::cli::{BundleCommand, Cli, Command, KeyCommand, TrustArgs};
 use crate::exit::{Classify, ExitStatus};
 use crate::import::{self, ImportOptions, Outcome, Target};
 use crate::pull::{self, PullOptions};
-use crate::reporter;
+use crate::reporter::{self, Reporter};
 use crate::sign::{self, PublicKey, SecretKey};
 use crate::sources::registry::RegistryOptions;
 use crate::spec::Spec;
 use crate::store::Store;
 use crate::targets::registry::RegistryTarget;
 use crate::trust::TargetState;
+use std::sync::Arc;
 
 /// A command line that parses but makes no sense.
 #[derive(Debug, thiserror::Error)]
@@ -56,16 +57,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Pull { spec, store, jobs } => {
-            let spec_file = Spec::load(&spec)?;
-            let store = Store::open_or_create(&store.store.unwrap_or_else(default_store))?;
-            let runtime = runtime()?;
-            let artifacts = runtime.block_on(pull::pull(
-                &spec_file,
+            let (_, store, artifacts) = pull_spec(
                 &spec,
-                &store,
-                &PullOptions { registry, jobs },
+                store.store,
+                PullOptions { registry, jobs },
                 &reporter,
-            ))?;
+            )?;
             if !cli.quiet {
                 println!(
                     "{} artifact(s) in {}",
@@ -96,16 +93,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .into());
             }
             let key = SecretKey::load(&key)?;
-            let spec_file = Spec::load(&spec)?;
-            let store = Store::open_or_create(&store.unwrap_or_else(default_store))?;
-            let runtime = runtime()?;
-            let artifacts = runtime.block_on(pull::pull(
-                &spec_file,
-                &spec,
-                &store,
-                &PullOptions { registry, jobs },
-                &reporter,
-            ))?;
+            let (spec_file, store, artifacts) =
+                pull_spec(&spec, store, PullOptions { registry, jobs }, &reporter)?;
             let mut created = TargetState::load(&store.state_dir().join("created"))?;
             let sequence = sequence.unwrap_or_else(|| created.next_sequence(&spec_file.name));
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
@@ -266,6 +255,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(crate::serve::serve(store, listen, cli.quiet))
         }
     }
+}
+
+/// Loads the spec and pulls it into the store (the default one unless given).
+fn pull_spec(
+    spec: &Path,
+    store: Option<PathBuf>,
+    options: PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<(Spec, Store, Vec<crate::artifact::Artifact>)> {
+    let spec_file = Spec::load(spec)?;
+    let store = Store::open_or_create(&store.unwrap_or_else(default_store))?;
+    let artifacts =
+        runtime()?.block_on(pull::pull(&spec_file, spec, &store, &options, reporter))?;
+    Ok((spec_file, store, artifacts))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

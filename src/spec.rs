@@ -225,12 +225,12 @@ impl Spec {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            if let Some(repo) = &img.repository {
-                if !crate::oci::valid_repository(repo) {
-                    return Err(invalid(format!(
-                        "image #{n}: repository `{repo}` is not a valid repository path"
-                    )));
-                }
+            if let Some(repo) = &img.repository
+                && !crate::oci::valid_repository(repo)
+            {
+                return Err(invalid(format!(
+                    "image #{n}: repository `{repo}` is not a valid repository path"
+                )));
             }
             images.push(ImageSpec {
                 source,

@@ -153,7 +153,10 @@ impl Store {
 
     /// Whether an interrupted download of `digest` left bytes to resume from.
     pub fn has_partial(&self, digest: &Digest) -> bool {
-        self.state_dir().join("partial").join(digest.hex()).is_file()
+        self.state_dir()
+            .join("partial")
+            .join(digest.hex())
+            .is_file()
     }
 
     /// Starts writing the blob `expected` to `.ferry/partial/<hex>`. With `resume`, bytes

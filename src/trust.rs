@@ -40,7 +40,9 @@ impl TargetState {
                 .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display())));
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot read {}", path.display()))
+                );
             }
         };
         Ok(TargetState {

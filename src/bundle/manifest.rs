@@ -80,13 +80,13 @@ impl BundleManifest {
             let digest = e
                 .digest()
                 .ok_or_else(|| format!("entry `{}` has an invalid sha256", e.path))?;
-            if let Some(hex) = e.path.strip_prefix("blobs/sha256/") {
-                if hex != digest.hex() {
-                    return Err(format!(
-                        "blob entry `{}` is not named by its sha256",
-                        e.path
-                    ));
-                }
+            if let Some(hex) = e.path.strip_prefix("blobs/sha256/")
+                && hex != digest.hex()
+            {
+                return Err(format!(
+                    "blob entry `{}` is not named by its sha256",
+                    e.path
+                ));
             }
         }
         for required in ["oci-layout", "index.json"] {

@@ -151,30 +151,11 @@ pub fn read(
     decide: &mut dyn FnMut(&Verified) -> Result<Decision, VerifyError>,
     sink: &mut dyn EntrySink,
 ) -> Result<Verified, VerifyError> {
-    let file = File::open(path).map_err(|source| VerifyError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
-    let decoder = zstd::stream::read::Decoder::new(file)
-        .map_err(|source| VerifyError::Damaged { at: None, source })?;
-    let capped = Budgeted {
-        inner: decoder,
-        left: budget.clone(),
-    };
-    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, capped));
+    let (mut archive, budget) = open(path)?;
     let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
 
     // 1. The manifest, bounded, kept as bytes until its signature checks.
-    let mut first = next_entry(&mut entries, None, &budget)?.ok_or(VerifyError::NoManifest {
-        found: "nothing".into(),
-    })?;
-    let first_path = entry_path(&first);
-    if first_path != MANIFEST_NAME || !is_regular(&first) || first.size() > MAX_MANIFEST_SIZE {
-        return Err(VerifyError::NoManifest { found: first_path });
-    }
-    let manifest_bytes = read_small(&mut first, &first_path, &budget)?;
-    drop(first);
+    let manifest_bytes = read_manifest(&mut entries, &budget)?;
 
     // 2. Signatures, then the manifest itself.
     let mut signatures = Vec::new();
@@ -306,6 +287,44 @@ pub fn stage_error(e: io::Error) -> io::Error {
     io::Error::other(StageFailed(e.to_string()))
 }
 
+type Archive =
+    tar::Archive<BufReader<Budgeted<zstd::stream::read::Decoder<'static, BufReader<File>>>>>;
+
+/// Opens a bundle for reading, with decompressed bytes capped at what the manifest may
+/// take until the manifest says more.
+fn open(path: &Path) -> Result<(Archive, Rc<Cell<u64>>), VerifyError> {
+    let file = File::open(path).map_err(|source| VerifyError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
+    let decoder = zstd::stream::read::Decoder::new(file)
+        .map_err(|source| VerifyError::Damaged { at: None, source })?;
+    let capped = Budgeted {
+        inner: decoder,
+        left: budget.clone(),
+    };
+    Ok((
+        tar::Archive::new(BufReader::with_capacity(1 << 20, capped)),
+        budget,
+    ))
+}
+
+/// The first entry, which must be the manifest, bounded in size.
+fn read_manifest(
+    entries: &mut Entries<'_>,
+    budget: &Rc<Cell<u64>>,
+) -> Result<Vec<u8>, VerifyError> {
+    let mut first = next_entry(entries, None, budget)?.ok_or(VerifyError::NoManifest {
+        found: "nothing".into(),
+    })?;
+    let path = entry_path(&first);
+    if path != MANIFEST_NAME || !is_regular(&first) || first.size() > MAX_MANIFEST_SIZE {
+        return Err(VerifyError::NoManifest { found: path });
+    }
+    read_small(&mut first, &path, budget)
+}
+
 type Entries<'a> =
     tar::Entries<'a, BufReader<Budgeted<zstd::stream::read::Decoder<'static, BufReader<File>>>>>;
 type TarEntry<'a> =
@@ -431,27 +450,9 @@ impl<R: Read> Read for Budgeted<R> {
 /// The manifest and the key ids of its signatures, read without checking anything:
 /// for `bundle inspect`. Never act on what this returns.
 pub fn peek(path: &Path) -> Result<(BundleManifest, Vec<KeyId>), VerifyError> {
-    let file = File::open(path).map_err(|source| VerifyError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
-    let decoder = zstd::stream::read::Decoder::new(file)
-        .map_err(|source| VerifyError::Damaged { at: None, source })?;
-    let mut archive = tar::Archive::new(BufReader::new(Budgeted {
-        inner: decoder,
-        left: budget.clone(),
-    }));
+    let (mut archive, budget) = open(path)?;
     let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
-    let mut first = next_entry(&mut entries, None, &budget)?.ok_or(VerifyError::NoManifest {
-        found: "nothing".into(),
-    })?;
-    let first_path = entry_path(&first);
-    if first_path != MANIFEST_NAME || !is_regular(&first) || first.size() > MAX_MANIFEST_SIZE {
-        return Err(VerifyError::NoManifest { found: first_path });
-    }
-    let bytes = read_small(&mut first, &first_path, &budget)?;
-    drop(first);
+    let bytes = read_manifest(&mut entries, &budget)?;
     let manifest: BundleManifest =
         serde_json::from_slice(&bytes).map_err(|e| VerifyError::BadManifest(e.to_string()))?;
     let mut keys = Vec::new();

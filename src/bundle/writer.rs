@@ -87,14 +87,7 @@ pub fn write(
     let mut blobs: Vec<Desc> = Vec::new();
     let mut layout_entries: Vec<Desc> = Vec::new();
     for a in spec.artifacts {
-        let root = Desc {
-            media_type: a.media_type.clone(),
-            digest: a.digest,
-            size: a.size,
-            platform: None,
-            artifact_type: a.artifact_type.clone(),
-            annotations: Default::default(),
-        };
+        let root = a.root();
         for (desc, _) in store.reachable(&root)? {
             if !blobs.iter().any(|b| b.digest == desc.digest) {
                 blobs.push(desc);

@@ -58,10 +58,10 @@ pub fn for_registry(registry: &str) -> RegistryAuth {
             let entry = auths
                 .get(&key)
                 .or_else(|| auths.get(key.trim_end_matches('/')));
-            if let Some(auth) = entry.and_then(|e| e.get("auth")).and_then(|a| a.as_str()) {
-                if let Some((user, pass)) = decode(auth) {
-                    return RegistryAuth::Basic(user, pass);
-                }
+            if let Some(auth) = entry.and_then(|e| e.get("auth")).and_then(|a| a.as_str())
+                && let Some((user, pass)) = decode(auth)
+            {
+                return RegistryAuth::Basic(user, pass);
             }
         }
     }

@@ -111,10 +111,10 @@ impl LayoutSource {
                 continue;
             }
             let bytes = self.layout.read_blob(&entry.digest)?;
-            if let Ok(m) = Manifest::parse(&bytes, Some(&entry.media_type)) {
-                if m.subject.as_ref().is_some_and(|s| s.digest == *digest) {
-                    out.push(entry);
-                }
+            if let Ok(m) = Manifest::parse(&bytes, Some(&entry.media_type))
+                && m.subject.as_ref().is_some_and(|s| s.digest == *digest)
+            {
+                out.push(entry);
             }
         }
         Ok(out)

@@ -113,7 +113,12 @@ impl RegistrySource {
 
     /// Fetches a blob, resuming bytes an interrupted run left. If the resumed result does
     /// not verify (the leftover was damaged), it starts once more from zero.
-    pub async fn blob(&self, desc: &Desc, store: &Store, task: &dyn Task) -> Result<(), SourceError> {
+    pub async fn blob(
+        &self,
+        desc: &Desc,
+        store: &Store,
+        task: &dyn Task,
+    ) -> Result<(), SourceError> {
         let resumed = store.has_partial(&desc.digest);
         match self.fetch_blob(desc, store, task, true).await {
             Err(SourceError::Store(StoreError::DigestMismatch { .. })) if resumed => {
@@ -123,7 +128,13 @@ impl RegistrySource {
         }
     }
 
-    async fn fetch_blob(&self, desc: &Desc, store: &Store, task: &dyn Task, resume: bool) -> Result<(), SourceError> {
+    async fn fetch_blob(
+        &self,
+        desc: &Desc,
+        store: &Store,
+        task: &dyn Task,
+        resume: bool,
+    ) -> Result<(), SourceError> {
         let what = format!("blob {}", desc.digest);
         let r = self.at_digest(&desc.digest);
         let digest = desc.digest.to_string();
@@ -201,10 +212,10 @@ impl RegistrySource {
         if let Ok(index) = self.client.pull_referrers(&r, None).await {
             let bytes = serde_json::to_vec(&index)
                 .map_err(|e| self.fetch_err("the referrers list".into(), e))?;
-            if let Ok(m) = Manifest::parse(&bytes, Some(oci::OCI_INDEX)) {
-                if !m.children.is_empty() {
-                    return Ok(m.children);
-                }
+            if let Ok(m) = Manifest::parse(&bytes, Some(oci::OCI_INDEX))
+                && !m.children.is_empty()
+            {
+                return Ok(m.children);
             }
         }
         // The referrers tag schema: an index tagged `sha256-<hex>`.

@@ -106,7 +106,7 @@ pub async fn push(
     options: &RegistryOptions,
     reporter: &dyn Reporter,
 ) -> Result<(), PushError> {
-    let client = client_for(&[target.registry.clone()], options);
+    let client = client_for(std::slice::from_ref(&target.registry), options);
     let auth = crate::sources::auth::for_registry(&target.registry);
     let push_err = |what: String, source| PushError::Push {
         what,
@@ -118,7 +118,7 @@ pub async fn push(
     let mut tags: Vec<(Reference, Digest, String)> = Vec::new();
     for a in artifacts {
         let repo = target.repository(&a.repository);
-        let nodes = store::reachable_in(&[staging], &super::store::root(a))?;
+        let nodes = store::reachable_in(&[staging], &a.root())?;
         for (desc, manifest) in &nodes {
             if !present.insert((repo.clone(), desc.digest)) {
                 continue;

@@ -2,7 +2,6 @@
 //! the artifacts' entries in one atomic replace.
 
 use crate::artifact::Artifact;
-use crate::oci::Desc;
 use crate::store::{self, Store, StoreError};
 
 use super::Staging;
@@ -15,7 +14,7 @@ pub fn commit(
     artifacts: &[Artifact],
 ) -> Result<(), StoreError> {
     for a in artifacts {
-        store::reachable_in(&[&staging.layout, target], &root(a))?;
+        store::reachable_in(&[&staging.layout, target], &a.root())?;
     }
     for digest in &staging.staged {
         let from = staging.layout.blob_path(digest);
@@ -31,7 +30,7 @@ pub fn commit(
     sync_dir(&target.root().join("blobs/sha256"));
     target.update_entries(|entries| {
         for a in artifacts {
-            store::upsert_entry(entries, &a.repository, a.tag.as_deref(), &root(a));
+            store::upsert_entry(entries, &a.repository, a.tag.as_deref(), &a.root());
         }
     })
 }
@@ -50,19 +49,8 @@ pub fn holds(target: &Store, artifacts: &[Artifact]) -> bool {
                         == Some(&format!("{}:{t}", a.repository))
                 })
         });
-        named && target.reachable(&root(a)).is_ok()
+        named && target.reachable(&a.root()).is_ok()
     })
-}
-
-pub fn root(a: &Artifact) -> Desc {
-    Desc {
-        media_type: a.media_type.clone(),
-        digest: a.digest,
-        size: a.size,
-        platform: None,
-        artifact_type: a.artifact_type.clone(),
-        annotations: Default::default(),
-    }
 }
 
 fn sync_dir(dir: &std::path::Path) {
