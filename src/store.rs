@@ -311,9 +311,18 @@ fn visit(
 
 /// Adds a tagged or untagged image to the entries. A tag moves to the new digest; an
 /// untagged entry is added once per repository and digest.
+///
+/// Docker-typed manifests are listed under their OCI equivalent media type: OCI tools
+/// (skopeo among them) resolve only OCI-typed entries of `index.json`. The manifest's own
+/// `mediaType` field, which its digest covers, still says what it is, and ferry reads that.
 pub fn upsert_entry(entries: &mut Vec<Desc>, repository: &str, tag: Option<&str>, desc: &Desc) {
     let mut entry = desc.clone();
     entry.platform = None;
+    entry.media_type = match entry.media_type.as_str() {
+        oci::DOCKER_LIST => oci::OCI_INDEX.to_string(),
+        oci::DOCKER_MANIFEST => oci::OCI_MANIFEST.to_string(),
+        other => other.to_string(),
+    };
     entry.annotations.clear();
     entry
         .annotations

@@ -45,6 +45,8 @@ pub enum VerifyError {
     UnsafePath { path: String },
     #[error("entry `{path}` is not listed in the signed manifest")]
     Unlisted { path: String },
+    #[error("entry `{path}` is out of order: the signed manifest lists `{expected}` here")]
+    OutOfOrder { path: String, expected: String },
     #[error("entry `{path}` appears more than once")]
     Duplicate { path: String },
     #[error("entry `{path}` is {actual} bytes, the signed manifest says {expected}")]
@@ -229,6 +231,13 @@ pub fn read(
         };
         if !seen.insert(p.clone()) {
             return Err(VerifyError::Duplicate { path: p });
+        }
+        let position = seen.len() - 1;
+        if verified.manifest.entries[position].path != p {
+            return Err(VerifyError::OutOfOrder {
+                path: p,
+                expected: verified.manifest.entries[position].path.clone(),
+            });
         }
         last = Some(p.clone());
         if e.size() != listed_entry.size {
