@@ -1,0 +1,26 @@
+//! End-to-end tests: the real `ferry` binary against real peers (Debian's
+//! `docker-registry`, `skopeo`, `podman`, `minisign`, `zstd`, `tar`) and hostile bundles.
+//!
+//! One shared registry and one set of deterministic test images serve the whole test
+//! process (see `e2e/context.rs`); every test gets its own temporary HOME and state.
+//! `bash scripts/setup.sh` installs the peers.
+
+mod e2e {
+    // Support.
+    pub mod context;
+    pub mod fixtures;
+    pub mod http;
+    pub mod images;
+    pub mod registry;
+    pub mod tamper;
+
+    // Tests, one file per command or concern.
+    mod bundle;
+    mod errors;
+    mod hostile;
+    mod import;
+    mod keys;
+    mod podman;
+    mod pull;
+    mod serve;
+}

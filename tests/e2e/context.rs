@@ -1,0 +1,466 @@
+//! The test context: one temporary directory per test (HOME, XDG dirs, specs, stores,
+//! bundles), the shared registry and images, and helpers to run `ferry` and the peers.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest as _, Sha256};
+
+use super::images::Images;
+use super::registry::Registry;
+
+/// The binary under test.
+pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+/// The repository root (for `scripts/` and `fixtures/`).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// No single command of the suite may take longer than this.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// What lives once per test process: a scratch root (removed by the registry's
+/// watchdog when the process ends), the registry and the images pushed into it.
+pub struct Shared {
+    pub root: PathBuf,
+    pub registry: Registry,
+    pub images: Images,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+/// The shared registry and images, started and built on first use.
+pub fn shared() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        let root = tempfile::Builder::new()
+            .prefix("ferry-e2e-shared-")
+            .tempdir()
+            .expect("create shared temp dir")
+            .keep();
+        let registry = Registry::start(&root);
+        let images = Images::build_and_push(&root.join("images"), &registry);
+        Shared {
+            root,
+            registry,
+            images,
+        }
+    })
+}
+
+/// One test's world: its own HOME and state, the shared registry and images.
+pub struct TestContext {
+    pub dir: tempfile::TempDir,
+    pub shared: &'static Shared,
+}
+
+impl TestContext {
+    pub fn new() -> Self {
+        let shared = shared();
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-e2e-")
+            .tempdir()
+            .expect("create test temp dir");
+        TestContext { dir, shared }
+    }
+
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn registry(&self) -> &'static Registry {
+        &self.shared.registry
+    }
+
+    pub fn images(&self) -> &'static Images {
+        &self.shared.images
+    }
+
+    /// `127.0.0.1:PORT` of the shared registry.
+    pub fn host(&self) -> &'static str {
+        &self.shared.registry.host
+    }
+
+    /// Runs `ferry ARGS` in this test's directory with this test's HOME and state.
+    pub fn ferry<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.ferry_command();
+        cmd.args(args);
+        run(cmd)
+    }
+
+    /// `ferry` with this test's environment, for callers that spawn it themselves.
+    pub fn ferry_command(&self) -> Command {
+        ferry_command_in(self.dir.path())
+    }
+
+    /// Writes `ferry.toml`-style text to `name` in the test dir.
+    pub fn write_spec(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write spec");
+        path
+    }
+
+    /// `ferry key generate NAME`; returns (NAME.key, NAME.pub).
+    pub fn generate_key(&self, name: &str) -> (PathBuf, PathBuf) {
+        let out = self.ferry(["key", "generate", name]);
+        out.assert_success();
+        (
+            self.path(format!("{name}.key")),
+            self.path(format!("{name}.pub")),
+        )
+    }
+
+    /// `ferry bundle create SPEC -o OUT --key KEY EXTRA...`, which must succeed.
+    pub fn create_bundle(&self, spec: &Path, out: &str, key: &Path, extra: &[&str]) -> PathBuf {
+        let bundle = self.path(out);
+        let mut args = vec![
+            "bundle",
+            "create",
+            p(spec),
+            "-o",
+            p(&bundle),
+            "--key",
+            p(key),
+        ];
+        args.extend(extra);
+        self.ferry(args).assert_success();
+        assert!(
+            bundle.is_file(),
+            "bundle create wrote no {}",
+            bundle.display()
+        );
+        bundle
+    }
+
+    /// Starts `ferry serve --store STORE` on a free loopback port.
+    pub fn serve(&self, store: &Path) -> Server {
+        Server::start(self, store)
+    }
+}
+
+/// `ferry` with HOME, XDG dirs and the working directory set to `dir`, and nothing from
+/// the machine's container configuration.
+pub fn ferry_command_in(dir: &Path) -> Command {
+    let mut cmd = Command::new(FERRY);
+    cmd.current_dir(dir)
+        .env("HOME", dir)
+        .env("XDG_STATE_HOME", dir.join(".local/state"))
+        .env("XDG_CONFIG_HOME", dir.join(".config"))
+        .env("XDG_CACHE_HOME", dir.join(".cache"))
+        .env("XDG_RUNTIME_DIR", dir.join(".run"))
+        .env("NO_COLOR", "1")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("PIP_INDEX_URL")
+        .env_remove("HF_ENDPOINT")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// What a finished command left behind.
+pub struct Output {
+    pub command: String,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Output {
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success: {self:?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "expected exit code {code}: {self:?}");
+        self
+    }
+
+    /// Asserts that stderr mentions `needle` (case-insensitively).
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.to_lowercase().contains(&needle.to_lowercase()),
+            "expected stderr to mention {needle:?}: {self:?}"
+        );
+        self
+    }
+}
+
+/// Runs a command to completion (with a timeout), capturing its output.
+pub fn run(mut cmd: Command) -> Output {
+    let command = describe(&cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{command}`: {e}"));
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let status = wait_timeout(&mut child, COMMAND_TIMEOUT)
+        .unwrap_or_else(|| panic!("`{command}` did not finish within {COMMAND_TIMEOUT:?}"));
+    Output {
+        command,
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Runs a program with arguments (a peer such as skopeo); see [`run`].
+pub fn run_program<I, S>(program: &str, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run(cmd)
+}
+
+/// Runs `sh -c SCRIPT` (for pipelines such as `zstd -dc | tar -x`).
+pub fn run_shell(script: &str) -> Output {
+    run_program("sh", ["-c", script])
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A loopback port that was free a moment ago (bind `127.0.0.1:0`, then let it go).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
+/// A running `ferry serve`; killed (by its own pid) when dropped.
+pub struct Server {
+    pub addr: String,
+    child: Child,
+    stderr: std::sync::Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(ctx: &TestContext, store: &Path) -> Server {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let mut cmd = ctx.ferry_command();
+            cmd.args(["serve", "--store"])
+                .arg(store)
+                .args(["--listen", &addr])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().expect("spawn ferry serve");
+            let stderr = std::sync::Arc::new(Mutex::new(String::new()));
+            let (tx, rx) = mpsc::channel();
+            let pipe = child.stderr.take().unwrap();
+            let log = stderr.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains("listening on") {
+                        let _ = tx.send(());
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+                    return Server {
+                        addr,
+                        child,
+                        stderr,
+                    };
+                }
+                if let Some(status) = child.try_wait().unwrap() {
+                    thread::sleep(Duration::from_millis(100));
+                    last = format!(
+                        "ferry serve exited with {status}:\n{}",
+                        stderr.lock().unwrap()
+                    );
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "ferry serve did not print `listening on` within 30 s:\n{}",
+                        stderr.lock().unwrap()
+                    );
+                }
+            }
+            if !last.contains("in use") {
+                break;
+            }
+        }
+        panic!("{last}");
+    }
+
+    /// What the server printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lowercase hex sha256 of some bytes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn digest_of(data: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(data))
+}
+
+/// One file system entry as a snapshot sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: &'static str,
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+    pub sha256: Option<String>,
+}
+
+/// Every path under `root` (recursively, relative), except the top-level names in
+/// `exclude`, with type, size, mtime and the sha256 of regular files. A missing root
+/// is an empty snapshot.
+pub fn snapshot_tree(root: &Path, exclude: &[&str]) -> BTreeMap<PathBuf, Node> {
+    let mut out = BTreeMap::new();
+    if root.exists() {
+        walk(root, root, exclude, &mut out);
+    }
+    out
+}
+
+fn walk(root: &Path, dir: &Path, exclude: &[&str], out: &mut BTreeMap<PathBuf, Node>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.unwrap())
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap().to_path_buf();
+        if dir == root && exclude.iter().any(|x| entry.file_name() == OsStr::new(x)) {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let kind = if meta.is_dir() {
+            "dir"
+        } else if meta.is_file() {
+            "file"
+        } else if meta.file_type().is_symlink() {
+            "symlink"
+        } else {
+            "other"
+        };
+        let sha256 = meta
+            .is_file()
+            .then(|| sha256_hex(&std::fs::read(&path).unwrap()));
+        out.insert(
+            rel,
+            Node {
+                kind,
+                size: meta.len(),
+                modified: meta.modified().ok(),
+                sha256,
+            },
+        );
+        if meta.is_dir() {
+            walk(root, &path, exclude, out);
+        }
+    }
+}
+
+/// Copies a directory tree (regular files and directories only).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        let dest = to.join(entry.file_name());
+        if meta.is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// Parses JSON that a command printed, with the command's output in the panic message.
+#[track_caller]
+pub fn parse_json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"))
+}
+
+/// A path as `&str`, for argument lists (test paths are UTF-8).
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
