@@ -2,7 +2,9 @@
 //! manifests are pushed by digest as the exact bytes that were signed (so digests are
 //! preserved), children before parents, and tags go last.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use futures_util::{StreamExt, TryStreamExt};
 
 use oci_client::Reference;
 use tokio_util::io::ReaderStream;
@@ -10,6 +12,7 @@ use tokio_util::io::ReaderStream;
 use crate::artifact::Artifact;
 use crate::digest::Digest;
 use crate::exit::{Classify, ExitStatus};
+use crate::oci::Desc;
 use crate::reporter::Reporter;
 use crate::sources::registry::{RegistryOptions, client_for};
 use crate::store::{self, Store, StoreError};
@@ -98,7 +101,53 @@ impl RegistryTarget {
     }
 }
 
-/// Pushes the artifacts from the verified staging layout.
+/// Blobs pushed at once.
+const PUSH_JOBS: usize = 4;
+
+/// What one import sends, in order: blobs (each distinct digest uploaded once, then
+/// mounted into the other repositories that need it), manifests children first, tags.
+#[derive(Default)]
+struct Plan {
+    /// (repository, blob) of each first use of a digest.
+    uploads: Vec<(String, Desc)>,
+    /// (repository, blob, repository it was uploaded to).
+    mounts: Vec<(String, Desc, String)>,
+    manifests: Vec<(String, Desc)>,
+    tags: Vec<(String, String, Desc)>,
+}
+
+fn plan(
+    target: &RegistryTarget,
+    staging: &Store,
+    artifacts: &[Artifact],
+) -> Result<Plan, PushError> {
+    let mut plan = Plan::default();
+    let mut seen: HashSet<(String, Digest)> = HashSet::new();
+    let mut first_repo: HashMap<Digest, String> = HashMap::new();
+    for a in artifacts {
+        let repo = target.repository(&a.repository);
+        for (desc, manifest) in store::reachable_in(&[staging], &a.root())? {
+            if !seen.insert((repo.clone(), desc.digest)) {
+                continue;
+            }
+            if manifest.is_some() {
+                plan.manifests.push((repo.clone(), desc));
+            } else if let Some(from) = first_repo.get(&desc.digest) {
+                plan.mounts.push((repo.clone(), desc, from.clone()));
+            } else {
+                first_repo.insert(desc.digest, repo.clone());
+                plan.uploads.push((repo.clone(), desc));
+            }
+        }
+        if let Some(tag) = &a.tag {
+            plan.tags.push((repo, tag.clone(), a.root()));
+        }
+    }
+    Ok(plan)
+}
+
+/// Pushes the artifacts from the verified staging layout. Nothing is tagged until every
+/// blob and manifest is in.
 pub async fn push(
     target: &RegistryTarget,
     staging: &Store,
@@ -106,84 +155,131 @@ pub async fn push(
     options: &RegistryOptions,
     reporter: &dyn Reporter,
 ) -> Result<(), PushError> {
-    let client = client_for(std::slice::from_ref(&target.registry), options);
-    let auth = crate::sources::auth::for_registry(&target.registry);
-    let push_err = |what: String, source| PushError::Push {
-        what,
-        target: target.display(),
-        source,
+    let plan = plan(target, staging, artifacts)?;
+    let pusher = Pusher {
+        client: client_for(std::slice::from_ref(&target.registry), options),
+        target,
+        staging,
+        reporter,
     };
-    client.store_auth_if_needed(&target.registry, &auth).await;
-    let mut present: HashSet<(String, Digest)> = HashSet::new();
-    let mut tags: Vec<(Reference, Digest, String)> = Vec::new();
-    for a in artifacts {
-        let repo = target.repository(&a.repository);
-        let nodes = store::reachable_in(&[staging], &a.root())?;
-        for (desc, manifest) in &nodes {
-            if !present.insert((repo.clone(), desc.digest)) {
-                continue;
-            }
-            let at_digest = Reference::with_digest(
-                target.registry.clone(),
-                repo.clone(),
-                desc.digest.to_string(),
-            );
-            if manifest.is_none() {
-                if client
-                    .blob_exists(&at_digest, &desc.digest.to_string())
-                    .await
-                    .map_err(|e| push_err(format!("blob {}", desc.digest), e))?
-                {
-                    continue;
-                }
-                let file = tokio::fs::File::open(staging.blob_path(&desc.digest))
-                    .await
-                    .map_err(|e| push_err(format!("blob {}", desc.digest), e.into()))?;
-                let task = reporter.task(&desc.digest.to_string()[7..19], Some(desc.size));
-                let stream =
-                    futures_util::StreamExt::map(ReaderStream::with_capacity(file, 1 << 20), |r| {
-                        r.map_err(Into::into)
-                    });
-                client
-                    .push_blob_stream(
-                        &at_digest,
-                        stream,
-                        &desc.digest.to_string(),
-                        Some(desc.size),
-                    )
-                    .await
-                    .map_err(|e| push_err(format!("blob {}", desc.digest), e))?;
-                task.advance(desc.size);
-                task.finish();
-            } else {
-                let bytes = staging.read_blob(&desc.digest)?;
-                let url = client
-                    .push_manifest_raw(&at_digest, bytes, header(&desc.media_type))
-                    .await
-                    .map_err(|e| push_err(format!("manifest {}", desc.digest), e))?;
-                if !url.ends_with(&desc.digest.to_string()) {
-                    return Err(PushError::DigestChanged {
-                        target: target.display(),
-                        expected: desc.digest,
-                        actual: url,
-                    });
-                }
-            }
-        }
-        if let Some(tag) = &a.tag {
-            let at_tag = Reference::with_tag(target.registry.clone(), repo.clone(), tag.clone());
-            tags.push((at_tag, a.digest, a.media_type.clone()));
+    let auth = crate::sources::auth::for_registry(&target.registry);
+    pusher
+        .client
+        .store_auth_if_needed(&target.registry, &auth)
+        .await;
+
+    let uploads = plan
+        .uploads
+        .iter()
+        .map(|(repo, desc)| pusher.blob(repo, desc, None));
+    futures_util::stream::iter(uploads)
+        .buffer_unordered(PUSH_JOBS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let mounts = plan
+        .mounts
+        .iter()
+        .map(|(repo, desc, from)| pusher.blob(repo, desc, Some(from)));
+    futures_util::stream::iter(mounts)
+        .buffer_unordered(PUSH_JOBS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    for (repo, desc) in &plan.manifests {
+        let at_digest = pusher.reference(repo, &desc.digest.to_string(), true);
+        let url = pusher.manifest(&at_digest, desc).await?;
+        if !url.ends_with(&desc.digest.to_string()) {
+            return Err(PushError::DigestChanged {
+                target: target.display(),
+                expected: desc.digest,
+                actual: url,
+            });
         }
     }
-    for (at_tag, digest, media_type) in tags {
-        let bytes = staging.read_blob(&digest)?;
-        client
-            .push_manifest_raw(&at_tag, bytes, header(&media_type))
-            .await
-            .map_err(|e| push_err(format!("tag {at_tag}"), e))?;
-        reporter.line(&format!("pushed {at_tag} {digest}"));
+    for (repo, tag, desc) in &plan.tags {
+        let at_tag = pusher.reference(repo, tag, false);
+        pusher.manifest(&at_tag, desc).await?;
+        reporter.line(&format!("pushed {at_tag} {}", desc.digest));
     }
     Ok(())
+}
+
+struct Pusher<'a> {
+    client: oci_client::Client,
+    target: &'a RegistryTarget,
+    staging: &'a Store,
+    reporter: &'a dyn Reporter,
+}
+
+impl Pusher<'_> {
+    fn reference(&self, repo: &str, tag_or_digest: &str, digest: bool) -> Reference {
+        let (registry, repo) = (self.target.registry.clone(), repo.to_string());
+        if digest {
+            Reference::with_digest(registry, repo, tag_or_digest.to_string())
+        } else {
+            Reference::with_tag(registry, repo, tag_or_digest.to_string())
+        }
+    }
+
+    fn error(&self, what: String, source: oci_client::errors::OciDistributionError) -> PushError {
+        PushError::Push {
+            what,
+            target: self.target.display(),
+            source,
+        }
+    }
+
+    /// Makes sure `repo` has the blob: already there, mounted from `from`, or uploaded.
+    async fn blob(&self, repo: &str, desc: &Desc, from: Option<&String>) -> Result<(), PushError> {
+        let digest = desc.digest.to_string();
+        let what = || format!("blob {digest} to {repo}");
+        let at_digest = self.reference(repo, &digest, true);
+        if self
+            .client
+            .blob_exists(&at_digest, &digest)
+            .await
+            .map_err(|e| self.error(what(), e))?
+        {
+            return Ok(());
+        }
+        if let Some(from) = from {
+            let source = self.reference(from, &digest, true);
+            // A registry that cannot mount answers 202 and a fresh upload: fall back.
+            if self
+                .client
+                .mount_blob(&at_digest, &source, &digest)
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        let file = tokio::fs::File::open(self.staging.blob_path(&desc.digest))
+            .await
+            .map_err(|e| self.error(what(), e.into()))?;
+        let task: std::sync::Arc<dyn crate::reporter::Task> =
+            self.reporter.task(&digest[7..19], Some(desc.size)).into();
+        let progress = task.clone();
+        let stream = ReaderStream::with_capacity(file, 1 << 20).map(move |chunk| {
+            if let Ok(c) = &chunk {
+                progress.advance(c.len() as u64);
+            }
+            chunk.map_err(Into::into)
+        });
+        let result = self
+            .client
+            .push_blob_stream(&at_digest, stream, &digest, Some(desc.size))
+            .await;
+        task.finish();
+        result.map(|_| ()).map_err(|e| self.error(what(), e))
+    }
+
+    async fn manifest(&self, at: &Reference, desc: &Desc) -> Result<String, PushError> {
+        let bytes = self.staging.read_blob(&desc.digest)?;
+        self.client
+            .push_manifest_raw(at, bytes, header(&desc.media_type))
+            .await
+            .map_err(|e| self.error(format!("manifest {at}"), e))
+    }
 }
 
 fn header(media_type: &str) -> reqwest::header::HeaderValue {
