@@ -3,7 +3,7 @@
 # Idempotent and silent when everything is already installed.
 set -euo pipefail
 
-packages=(docker-registry skopeo umoci podman runc minisign zstd curl)
+packages=(docker-registry skopeo umoci podman runc minisign zstd curl apache2-utils)
 
 missing=()
 for pkg in "${packages[@]}"; do

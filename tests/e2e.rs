@@ -15,6 +15,7 @@ mod e2e {
     pub mod tamper;
 
     // Tests, one file per command or concern.
+    mod auth;
     mod bundle;
     mod errors;
     mod hostile;
@@ -22,5 +23,7 @@ mod e2e {
     mod keys;
     mod podman;
     mod pull;
+    mod referrers;
+    mod resume;
     mod serve;
 }

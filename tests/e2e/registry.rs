@@ -34,6 +34,19 @@ impl Registry {
     /// Starts the registry with its storage under `root`; `root` is removed when the
     /// test process exits.
     pub fn start(root: &Path) -> Registry {
+        Registry::start_with(root, "")
+    }
+
+    /// Starts a registry that requires HTTP basic authentication against `htpasswd`.
+    pub fn start_with_auth(root: &Path, htpasswd: &Path) -> Registry {
+        let auth = format!(
+            "auth:\n  htpasswd:\n    realm: ferry-e2e\n    path: {}\n",
+            htpasswd.display()
+        );
+        Registry::start_with(root, &auth)
+    }
+
+    fn start_with(root: &Path, extra_config: &str) -> Registry {
         let storage = root.join("registry");
         std::fs::create_dir_all(&storage).expect("create registry storage");
         let mut failures = Vec::new();
@@ -49,7 +62,7 @@ impl Registry {
                     "version: 0.1\n\
                      log:\n  level: error\n  accesslog:\n    disabled: true\n\
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: {host}\n",
+                     http:\n  addr: {host}\n{extra_config}",
                     storage.display()
                 ),
             )
@@ -99,7 +112,10 @@ impl Registry {
     /// Whether a distribution registry (not some other server) answers `GET /v2/`.
     fn is_ready(&self) -> bool {
         match http::request(&self.host, "GET", "/v2/", &[], b"") {
-            Ok(r) => r.status == 200 && r.header("docker-distribution-api-version").is_some(),
+            Ok(r) => {
+                matches!(r.status, 200 | 401)
+                    && r.header("docker-distribution-api-version").is_some()
+            }
             Err(_) => false,
         }
     }
