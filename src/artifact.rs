@@ -12,6 +12,8 @@ pub enum Kind {
     Image,
     /// A signature, attestation or SBOM attached to an image.
     Referrer,
+    /// A Python release: one project version and its wheels.
+    Python,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +40,9 @@ pub struct Artifact {
     pub source_digest: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+    /// For a Python release: project, version, index and every file with its sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<crate::python::release::PythonRelease>,
 }
 
 impl Artifact {

@@ -358,6 +358,7 @@ fn print_inspect(path: &Path, m: &BundleManifest, keys: &[sign::KeyId]) {
         let kind = match a.kind {
             crate::artifact::Kind::Image => "image",
             crate::artifact::Kind::Referrer => "referrer",
+            crate::artifact::Kind::Python => "python",
         };
         println!("  {kind:<8} {}  {}", a.name(), a.digest);
         println!("           from {}", a.origin);

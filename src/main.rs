@@ -9,6 +9,7 @@ mod exit;
 mod import;
 mod oci;
 mod pull;
+mod python;
 mod reporter;
 mod serve;
 mod sign;
@@ -53,7 +54,8 @@ fn classify(err: &anyhow::Error) -> (ExitStatus, Option<String>) {
             store::StoreError,
             sources::SourceError,
             targets::registry::PushError,
-            commands::UsageError
+            commands::UsageError,
+            python::PythonError
         );
     }
     (ExitStatus::Error, None)

@@ -34,6 +34,9 @@ pub async fn pull(
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<Artifact>> {
     let mut artifacts = Vec::new();
+    for (i, python) in spec.python.iter().enumerate() {
+        artifacts.extend(crate::python::pull(python, i + 1, store, options.jobs, reporter).await?);
+    }
     for image in &spec.images {
         let pulled = pull_image(image, spec_path, store, options, reporter)
             .await
@@ -138,6 +141,7 @@ async fn pull_image(
         subject: None,
         source_digest,
         artifact_type: top.artifact_type.clone(),
+        python: None,
     }];
     if image.referrers {
         let subjects: Vec<Digest> = std::iter::once(top.digest).chain(source_digest).collect();
@@ -337,6 +341,7 @@ async fn pull_referrers(
             subject: Some(subject),
             source_digest: None,
             artifact_type: m.artifact_type.clone(),
+            python: None,
         });
     }
     Ok(artifacts)

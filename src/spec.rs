@@ -57,6 +57,7 @@ pub struct Spec {
     /// The bundle series; sequence numbers count per series.
     pub name: String,
     pub images: Vec<ImageSpec>,
+    pub python: Vec<crate::python::PythonSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,7 +140,7 @@ struct RawSpec {
     #[serde(default)]
     image: Vec<RawImage>,
     #[serde(default)]
-    python: Vec<toml::Table>,
+    python: Vec<RawPython>,
     #[serde(default)]
     conda: Vec<toml::Table>,
     #[serde(default)]
@@ -156,6 +157,18 @@ struct RawImage {
     repository: Option<String>,
     #[serde(default = "yes")]
     referrers: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPython {
+    index_url: Option<String>,
+    #[serde(default)]
+    requirements: Vec<String>,
+    requirements_file: Option<PathBuf>,
+    python_version: Option<String>,
+    #[serde(default)]
+    platforms: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -182,11 +195,7 @@ impl Spec {
             path: path.to_path_buf(),
             message,
         };
-        for (section, entries) in [
-            ("python", &raw.python),
-            ("conda", &raw.conda),
-            ("model", &raw.model),
-        ] {
+        for (section, entries) in [("conda", &raw.conda), ("model", &raw.model)] {
             if !entries.is_empty() {
                 return Err(SpecError::Unsupported {
                     path: path.to_path_buf(),
@@ -200,11 +209,19 @@ impl Spec {
                 raw.name
             )));
         }
-        if raw.image.is_empty() {
+        if raw.image.is_empty() && raw.python.is_empty() {
             return Err(invalid(
-                "nothing to carry: add at least one [[image]] entry".into(),
+                "nothing to carry: add an [[image]] or [[python]] entry".into(),
             ));
         }
+        let python = raw
+            .python
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                parse_python(p, base).map_err(|m| invalid(format!("[[python]] #{}: {m}", i + 1)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut images = Vec::new();
         for (i, img) in raw.image.into_iter().enumerate() {
             let n = i + 1;
@@ -242,8 +259,60 @@ impl Spec {
         Ok(Spec {
             name: raw.name,
             images,
+            python,
         })
     }
+}
+
+fn parse_python(raw: RawPython, base: &Path) -> Result<crate::python::PythonSpec, String> {
+    let python_version = raw
+        .python_version
+        .ok_or("`python-version` is required (the target's, such as \"3.11\")")?;
+    if raw.platforms.is_empty() {
+        return Err("`platforms` is required: the target's wheel platform tags, such as [\"manylinux_2_28_x86_64\"]".into());
+    }
+    for p in &raw.platforms {
+        crate::python::tags::Target::new(&python_version, p)?;
+    }
+    let mut requirements = Vec::new();
+    for r in &raw.requirements {
+        requirements.push(
+            r.parse::<pep508_rs::Requirement>()
+                .map_err(|e| format!("requirement `{r}`: {e}"))?,
+        );
+    }
+    let mut hashes = Default::default();
+    if let Some(file) = &raw.requirements_file {
+        let path = if file.is_absolute() {
+            file.clone()
+        } else {
+            base.join(file)
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let (more, pins) = crate::python::requirements::parse(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if !pins.is_empty() && !requirements.is_empty() {
+            return Err(
+                "hash-pinned requirements files cannot be combined with `requirements`".into(),
+            );
+        }
+        requirements.extend(more);
+        hashes = pins;
+    }
+    if requirements.is_empty() {
+        return Err("no requirements: give `requirements` or `requirements-file`".into());
+    }
+    if let Some(url) = &raw.index_url {
+        crate::python::index::IndexClient::new(url)?;
+    }
+    Ok(crate::python::PythonSpec {
+        index_url: raw.index_url,
+        requirements,
+        hashes,
+        python_version,
+        platforms: raw.platforms,
+    })
 }
 
 pub fn valid_series_name(name: &str) -> bool {
@@ -327,7 +396,16 @@ ref = "oci:layout:app/web:1.0"
         ));
         assert!(matches!(
             parse("name = \"a\"\n[[python]]\nrequirements = []"),
+            Err(SpecError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("name = \"a\"\n[[conda]]\nspecs = []"),
             Err(SpecError::Unsupported { .. })
         ));
+        let ok = parse(
+            "name = \"a\"\n[[python]]\nrequirements = [\"six==1.16.0\"]\npython-version = \"3.11\"\nplatforms = [\"manylinux_2_28_x86_64\"]",
+        )
+        .unwrap();
+        assert_eq!(ok.python[0].requirements.len(), 1);
     }
 }

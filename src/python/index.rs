@@ -1,0 +1,350 @@
+//! A client for "simple" package indexes: PEP 691 JSON, or PEP 503 HTML, with PEP 658 /
+//! 714 core metadata. Pages are fetched once per project and kept.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use pep440_rs::VersionSpecifiers;
+use pep508_rs::PackageName;
+use reqwest::Url;
+use serde::Deserialize;
+
+use super::tags::{Dist, parse_filename};
+use crate::digest::Digest;
+
+pub const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
+pub const HTML_TYPE: &str = "application/vnd.pypi.simple.v1+html";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("cannot reach the index at {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the index has no project `{project}` ({url} answered 404)")]
+    UnknownProject { project: String, url: String },
+    #[error("the index answered {status} for {url}")]
+    Status { url: String, status: u16 },
+    #[error("the index page {url} is not valid: {reason}")]
+    BadPage { url: String, reason: String },
+}
+
+/// One file a project page lists.
+#[derive(Debug, Clone)]
+pub struct IndexFile {
+    pub filename: String,
+    pub url: Url,
+    pub dist: Dist,
+    pub sha256: Option<Digest>,
+    pub requires_python: Option<VersionSpecifiers>,
+    pub yanked: bool,
+    /// PEP 658 metadata: `None` if not offered, `Some(hash)` if offered (hash if given).
+    pub metadata: Option<Option<Digest>>,
+}
+
+pub struct IndexClient {
+    pub base: Url,
+    http: reqwest::Client,
+    pages: Mutex<HashMap<PackageName, std::sync::Arc<Vec<IndexFile>>>>,
+}
+
+#[derive(Deserialize)]
+struct JsonPage {
+    files: Vec<JsonFile>,
+}
+
+#[derive(Deserialize)]
+struct JsonFile {
+    filename: String,
+    url: String,
+    #[serde(default)]
+    hashes: HashMap<String, String>,
+    #[serde(rename = "requires-python")]
+    requires_python: Option<String>,
+    #[serde(default)]
+    yanked: serde_json::Value,
+    #[serde(rename = "core-metadata")]
+    core_metadata: Option<serde_json::Value>,
+    #[serde(rename = "dist-info-metadata")]
+    dist_info_metadata: Option<serde_json::Value>,
+}
+
+impl IndexClient {
+    pub fn new(index_url: &str) -> Result<IndexClient, String> {
+        let mut url = index_url.to_string();
+        if !url.ends_with('/') {
+            url.push('/');
+        }
+        let base =
+            Url::parse(&url).map_err(|e| format!("index URL `{index_url}` is not a URL: {e}"))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(format!("index URL `{index_url}` is not http or https"));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(300))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(IndexClient {
+            base,
+            http,
+            pages: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The files of a project, as its page lists them.
+    pub async fn project(
+        &self,
+        name: &PackageName,
+    ) -> Result<std::sync::Arc<Vec<IndexFile>>, IndexError> {
+        if let Some(page) = self.pages.lock().expect("page cache").get(name) {
+            return Ok(page.clone());
+        }
+        let url = self
+            .base
+            .join(&format!("{name}/"))
+            .expect("a normalized name is a valid path");
+        let unreachable = |source| IndexError::Unreachable {
+            url: url.to_string(),
+            source,
+        };
+        let response = self
+            .http
+            .get(url.clone())
+            .header(
+                reqwest::header::ACCEPT,
+                format!("{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.01"),
+            )
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        if status == 404 {
+            return Err(IndexError::UnknownProject {
+                project: name.to_string(),
+                url: url.to_string(),
+            });
+        }
+        if status != 200 {
+            return Err(IndexError::Status {
+                url: url.to_string(),
+                status,
+            });
+        }
+        let page_url = response.url().clone();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = response.text().await.map_err(unreachable)?;
+        let bad = |reason: String| IndexError::BadPage {
+            url: url.to_string(),
+            reason,
+        };
+        let files = if content_type.starts_with(JSON_TYPE) {
+            let page: JsonPage = serde_json::from_str(&body).map_err(|e| bad(e.to_string()))?;
+            page.files
+                .into_iter()
+                .filter_map(|f| from_json(&page_url, f))
+                .collect()
+        } else {
+            parse_html(&page_url, &body)
+        };
+        let files = std::sync::Arc::new(files);
+        self.pages
+            .lock()
+            .expect("page cache")
+            .insert(name.clone(), files.clone());
+        Ok(files)
+    }
+}
+
+fn digest_from(hex: Option<&str>) -> Option<Digest> {
+    hex.and_then(|h| Digest::from_hex(&h.to_ascii_lowercase()).ok())
+}
+
+fn metadata_flag(value: Option<&serde_json::Value>) -> Option<Option<Digest>> {
+    match value? {
+        serde_json::Value::Bool(true) => Some(None),
+        serde_json::Value::Object(hashes) => {
+            Some(digest_from(hashes.get("sha256").and_then(|v| v.as_str())))
+        }
+        _ => None,
+    }
+}
+
+fn from_json(page: &Url, f: JsonFile) -> Option<IndexFile> {
+    let url = page.join(&f.url).ok()?;
+    Some(IndexFile {
+        dist: parse_filename(&f.filename)?,
+        url: strip_fragment(url),
+        sha256: digest_from(f.hashes.get("sha256").map(String::as_str)),
+        requires_python: f.requires_python.as_deref().and_then(|r| r.parse().ok()),
+        yanked: !matches!(
+            f.yanked,
+            serde_json::Value::Null | serde_json::Value::Bool(false)
+        ),
+        metadata: metadata_flag(f.core_metadata.as_ref())
+            .or_else(|| metadata_flag(f.dist_info_metadata.as_ref())),
+        filename: f.filename,
+    })
+}
+
+fn strip_fragment(mut url: Url) -> Url {
+    url.set_fragment(None);
+    url
+}
+
+/// Reads the `<a>` elements of a PEP 503 page.
+fn parse_html(page: &Url, body: &str) -> Vec<IndexFile> {
+    let mut files = Vec::new();
+    let mut rest = body;
+    while let Some(start) = find_ci(rest, "<a ") {
+        rest = &rest[start + 3..];
+        let Some(end) = rest.find('>') else { break };
+        let attrs = parse_attrs(&rest[..end]);
+        rest = &rest[end + 1..];
+        let Some(close) = find_ci(rest, "</a>") else {
+            break;
+        };
+        let text = unescape(rest[..close].trim());
+        rest = &rest[close + 4..];
+        let Some(href) = attrs.get("href") else {
+            continue;
+        };
+        let Ok(url) = page.join(href) else { continue };
+        let filename = url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(text);
+        let filename = percent_decode(&filename);
+        let Some(dist) = parse_filename(&filename) else {
+            continue;
+        };
+        let fragment_hash = url
+            .fragment()
+            .and_then(|f| f.strip_prefix("sha256="))
+            .map(str::to_string);
+        let metadata_attr = attrs
+            .get("data-core-metadata")
+            .or_else(|| attrs.get("data-dist-info-metadata"));
+        files.push(IndexFile {
+            filename,
+            dist,
+            sha256: digest_from(fragment_hash.as_deref()),
+            requires_python: attrs
+                .get("data-requires-python")
+                .and_then(|r| r.parse().ok()),
+            yanked: attrs.contains_key("data-yanked"),
+            metadata: metadata_attr
+                .map(|v| digest_from(v.strip_prefix("sha256=")))
+                .filter(|_| metadata_attr.is_some_and(|v| v != "false")),
+            url: strip_fragment(url),
+        });
+    }
+    files
+}
+
+fn find_ci(haystack: &str, needle: &str) -> Option<usize> {
+    haystack.to_ascii_lowercase().find(needle)
+}
+
+fn parse_attrs(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let name_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let name = rest[..name_end].to_ascii_lowercase();
+        rest = rest[name_end..].trim_start();
+        let value = if let Some(r) = rest.strip_prefix('=') {
+            let r = r.trim_start();
+            let (v, after) = match r.chars().next() {
+                Some(q @ ('"' | '\'')) => {
+                    let end = r[1..].find(q).map_or(r.len(), |e| e + 1);
+                    (&r[1..end], r.get(end + 1..).unwrap_or(""))
+                }
+                _ => {
+                    let end = r.find(char::is_whitespace).unwrap_or(r.len());
+                    (&r[..end], &r[end..])
+                }
+            };
+            rest = after.trim_start();
+            unescape(v)
+        } else {
+            String::new()
+        };
+        if !name.is_empty() && name != "/" {
+            out.insert(name, value);
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_pages() {
+        let page = Url::parse("http://127.0.0.1:1/simple/six/").unwrap();
+        let hex = "a".repeat(64);
+        let body = format!(
+            r#"<html><body><a href="../../files/six-1.16.0-py2.py3-none-any.whl#sha256={hex}" data-requires-python="&gt;=2.7" data-core-metadata="sha256={hex}">six-1.16.0-py2.py3-none-any.whl</a><br/>
+            <A HREF='/files/six-1.17.0.tar.gz' data-yanked>six-1.17.0.tar.gz</A></body></html>"#
+        );
+        let files = parse_html(&page, &body);
+        assert_eq!(files.len(), 2);
+        assert_eq!(
+            files[0].url.as_str(),
+            "http://127.0.0.1:1/files/six-1.16.0-py2.py3-none-any.whl"
+        );
+        assert_eq!(files[0].sha256.unwrap().hex(), hex);
+        assert_eq!(
+            files[0].requires_python.as_ref().unwrap().to_string(),
+            ">=2.7"
+        );
+        assert!(files[0].metadata.is_some());
+        assert!(files[1].yanked && files[1].sha256.is_none());
+    }
+}

@@ -1,0 +1,345 @@
+//! Python wheels: resolve the closure for the target, fetch every wheel (hashed against
+//! the index while it streams) and its core metadata, and keep each release in the store
+//! as an OCI artifact (see `release`).
+
+pub mod index;
+pub mod metadata;
+pub mod release;
+pub mod requirements;
+pub mod resolve;
+pub mod tags;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use futures_util::{StreamExt, TryStreamExt};
+use pep508_rs::{PackageName, Requirement};
+
+use crate::artifact::{Artifact, Kind};
+use crate::digest::Digest;
+use crate::exit::{Classify, ExitStatus};
+use crate::reporter::Reporter;
+use crate::store::{self, Store};
+use index::{IndexClient, IndexFile};
+use release::{PythonFile, PythonRelease};
+use resolve::{ResolveError, Resolver};
+use tags::Target;
+
+/// One `[[python]]` entry of a spec, validated.
+#[derive(Debug, Clone)]
+pub struct PythonSpec {
+    /// From the spec; `None`: PIP_INDEX_URL, then pip's configuration.
+    pub index_url: Option<String>,
+    pub requirements: Vec<Requirement>,
+    /// Hash pins from a requirements file (`--hash`): then no resolution happens and
+    /// exactly the pinned files are carried.
+    pub hashes: BTreeMap<PackageName, Vec<Digest>>,
+    pub python_version: String,
+    pub platforms: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PythonError {
+    #[error("no Python package index is configured for [[python]] entry #{entry}")]
+    NoIndex { entry: usize },
+    #[error("cannot resolve the Python requirements of [[python]] entry #{entry}")]
+    Resolve {
+        entry: usize,
+        #[source]
+        source: ResolveError,
+    },
+    #[error(
+        "{file} from {url} does not match the index's sha256: expected {expected}, got {actual}"
+    )]
+    HashMismatch {
+        file: String,
+        url: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("the index gives no sha256 for {file}; ferry carries only files it can verify")]
+    NoHash { file: String },
+    #[error(
+        "`{project}` is pinned with hashes, but no file of {project} {version} for {target} has one of them"
+    )]
+    PinnedHashMissing {
+        project: String,
+        version: String,
+        target: String,
+    },
+    #[error("`{0}` must be pinned as `name==version` when the requirements carry hashes")]
+    NotPinned(String),
+}
+
+impl Classify for PythonError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            PythonError::HashMismatch { .. } | PythonError::PinnedHashMissing { .. } => {
+                ExitStatus::Verification
+            }
+            PythonError::NoIndex { .. } | PythonError::NotPinned(_) => ExitStatus::Usage,
+            PythonError::Resolve {
+                source: ResolveError::Url(_),
+                ..
+            } => ExitStatus::Usage,
+            _ => ExitStatus::Error,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            PythonError::NoIndex { .. } => Some(
+                "set `index-url` in the [[python]] entry, or PIP_INDEX_URL, or pip's own `index-url` (`pip config set global.index-url URL`)".into(),
+            ),
+            PythonError::Resolve { source: ResolveError::OnlySdist { .. }, .. } => {
+                Some("build a wheel for it and publish it to the index, or pin a version that has wheels for the target".into())
+            }
+            PythonError::Resolve { source: ResolveError::Index(_), .. } => {
+                Some("check the index URL and that the index is reachable; project names are looked up PEP 503-normalised".into())
+            }
+            PythonError::HashMismatch { .. } => Some("the index or something between it and ferry served altered bytes; nothing was stored".into()),
+            _ => None,
+        }
+    }
+}
+
+/// Project -> version -> (version, files by name): what every target together needs.
+type Chosen =
+    BTreeMap<PackageName, BTreeMap<String, (pep440_rs::Version, BTreeMap<String, IndexFile>)>>;
+
+/// The index URL for an entry: the spec's, else PIP_INDEX_URL, else pip's configuration.
+pub fn index_url(spec: &PythonSpec) -> Option<String> {
+    spec.index_url
+        .clone()
+        .or_else(|| {
+            std::env::var("PIP_INDEX_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+        })
+        .or_else(pip_config_index_url)
+}
+
+/// `index-url` from pip's configuration files, in pip's order (later files win).
+fn pip_config_index_url() -> Option<String> {
+    let files: Vec<std::path::PathBuf> = match std::env::var_os("PIP_CONFIG_FILE") {
+        Some(f) if f == "/dev/null" => return None,
+        Some(f) => vec![f.into()],
+        None => {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            let xdg = std::env::var_os("XDG_CONFIG_HOME")
+                .map(std::path::PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(".config")));
+            let mut f = vec!["/etc/xdg/pip/pip.conf".into(), "/etc/pip.conf".into()];
+            f.extend(home.as_ref().map(|h| h.join(".pip/pip.conf")));
+            f.extend(xdg.map(|x| x.join("pip/pip.conf")));
+            f
+        }
+    };
+    let mut found = None;
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let mut section = String::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s.trim().to_ascii_lowercase();
+            } else if let Some((k, v)) = line.split_once('=') {
+                let key = k.trim().to_ascii_lowercase().replace('_', "-");
+                if key == "index-url"
+                    && matches!(section.as_str(), "global" | "install" | "download")
+                {
+                    found = Some(v.trim().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Resolves and fetches entry `n` (1-based) into the store.
+pub async fn pull(
+    spec: &PythonSpec,
+    n: usize,
+    store: &Store,
+    jobs: usize,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<Vec<Artifact>> {
+    let url = index_url(spec).ok_or(PythonError::NoIndex { entry: n })?;
+    let client = IndexClient::new(&url).map_err(|m| crate::spec::SpecError::Invalid {
+        path: "ferry.toml".into(),
+        message: format!("[[python]] #{n}: {m}"),
+    })?;
+    let resolve_err = |source| PythonError::Resolve { entry: n, source };
+
+    // Project -> version -> files, the union over every target.
+    let mut chosen = Chosen::new();
+    let mut metadata_cache = std::collections::HashMap::new();
+    for platform in &spec.platforms {
+        let target = Target::new(&spec.python_version, platform).map_err(|m| {
+            crate::spec::SpecError::Invalid {
+                path: "ferry.toml".into(),
+                message: format!("[[python]] #{n}: {m}"),
+            }
+        })?;
+        let selection = if spec.hashes.is_empty() {
+            let resolver = Resolver::new(&client, &target, &spec.requirements);
+            let selection =
+                tokio::task::block_in_place(|| resolver.resolve()).map_err(resolve_err)?;
+            metadata_cache.extend(resolver.metadata_cache.into_inner().expect("cache"));
+            selection
+        } else {
+            requirements::select_pinned(&client, &target, &spec.requirements, &spec.hashes)
+                .await
+                .map_err(|e| match e {
+                    requirements::PinError::Resolve(r) => anyhow::Error::from(resolve_err(r)),
+                    requirements::PinError::Python(p) => p.into(),
+                })?
+        };
+        for (name, (version, files)) in selection {
+            let entry = chosen
+                .entry(name)
+                .or_default()
+                .entry(version.to_string())
+                .or_insert_with(|| (version.clone(), BTreeMap::new()));
+            for f in files {
+                entry.1.insert(f.filename.clone(), f);
+            }
+        }
+        reporter.line(&format!("resolved [[python]] #{n} for {target}"));
+    }
+
+    // Fetch the wheels the store lacks, then every file's metadata.
+    let files: Vec<IndexFile> = chosen
+        .values()
+        .flat_map(|v| v.values())
+        .flat_map(|(_, f)| f.values().cloned())
+        .collect();
+    for f in &files {
+        if f.sha256.is_none() {
+            return Err(PythonError::NoHash {
+                file: f.filename.clone(),
+            }
+            .into());
+        }
+    }
+    futures_util::stream::iter(
+        files
+            .iter()
+            .map(|f| fetch_wheel(&client, f, store, reporter)),
+    )
+    .buffer_unordered(jobs.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+
+    let mut artifacts = Vec::new();
+    for (name, versions) in &chosen {
+        for (version, (_, files)) in versions {
+            let mut release = PythonRelease {
+                project: name.to_string(),
+                version: version.clone(),
+                index: url.clone(),
+                files: Vec::new(),
+            };
+            for f in files.values() {
+                let bytes = match metadata_cache.get(&f.filename) {
+                    Some(b) => b.clone(),
+                    None => {
+                        let path = store.blob_path(&f.sha256.expect("checked above"));
+                        match f.metadata {
+                            Some(_) => resolve::fetch_metadata(&client, f)
+                                .await
+                                .map_err(resolve_err)?,
+                            None => metadata::from_wheel(&path).map_err(|reason| {
+                                resolve_err(ResolveError::Metadata {
+                                    file: f.filename.clone(),
+                                    reason,
+                                })
+                            })?,
+                        }
+                    }
+                };
+                let digest = Digest::of(&bytes);
+                store.put_blob(&bytes, &digest, &format!("metadata of {}", f.filename))?;
+                let sha = f.sha256.expect("checked above");
+                release.files.push(PythonFile {
+                    filename: f.filename.clone(),
+                    sha256: sha.hex(),
+                    size: std::fs::metadata(store.blob_path(&sha))
+                        .map(|m| m.len())
+                        .unwrap_or(0),
+                    requires_python: f.requires_python.as_ref().map(|r| r.to_string()),
+                    metadata_sha256: digest.hex(),
+                    metadata_size: bytes.len() as u64,
+                });
+            }
+            let (desc, bytes) = release::write(store, &release)?;
+            let repository = release::repository(&release.project);
+            let tag = release::version_tag(&release.version);
+            store.update_entries(|e| store::upsert_entry(e, &repository, Some(&tag), &desc))?;
+            reporter.line(&format!(
+                "pulled {} {} ({} file(s))",
+                release.project,
+                release.version,
+                release.files.len()
+            ));
+            artifacts.push(Artifact {
+                kind: Kind::Python,
+                repository,
+                tag: Some(tag),
+                digest: desc.digest,
+                media_type: desc.media_type,
+                size: bytes.len() as u64,
+                origin: url.clone(),
+                platforms: Vec::new(),
+                subject: None,
+                source_digest: None,
+                artifact_type: desc.artifact_type,
+                python: Some(release),
+            });
+        }
+    }
+    Ok(artifacts)
+}
+
+/// Streams a wheel into the store, checked against the index's sha256 as it arrives.
+async fn fetch_wheel(
+    client: &IndexClient,
+    file: &IndexFile,
+    store: &Store,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<()> {
+    let expected = file.sha256.expect("checked by the caller");
+    if store.blob_path(&expected).is_file() {
+        return Ok(()); // verified when it was written
+    }
+    let response = client
+        .http()
+        .get(file.url.clone())
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .with_context(|| format!("cannot download {} from {}", file.filename, file.url))?;
+    let size = response.content_length();
+    let task = reporter.task(&file.filename, size);
+    let mut writer = store.blob_writer(&expected, false)?;
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("download of {} was cut", file.filename))?;
+        std::io::Write::write_all(&mut writer, &chunk)?;
+        task.advance(chunk.len() as u64);
+    }
+    task.finish();
+    let len = writer.len();
+    match tokio::task::block_in_place(|| writer.commit(store, &expected, len, &file.filename)) {
+        Ok(()) => Ok(()),
+        Err(store::StoreError::DigestMismatch { actual, .. }) => Err(PythonError::HashMismatch {
+            file: file.filename.clone(),
+            url: file.url.to_string(),
+            expected,
+            actual,
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}

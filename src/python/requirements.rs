@@ -1,0 +1,159 @@
+//! `requirements.txt` files, and hash-pinned requirements honoured exactly: no
+//! resolution, and only files whose sha256 is one of the pinned hashes.
+
+use std::collections::BTreeMap;
+
+use pep508_rs::{PackageName, Requirement, VersionOrUrl};
+
+use super::PythonError;
+use super::index::IndexClient;
+use super::resolve::{ResolveError, Selection};
+use super::tags::{Dist, Target};
+use crate::digest::Digest;
+
+/// Requirements and their `--hash=sha256:` pins, from the text of a requirements file.
+/// Hash pins per project.
+pub type Pins = BTreeMap<PackageName, Vec<Digest>>;
+
+pub fn parse(text: &str) -> Result<(Vec<Requirement>, Pins), String> {
+    let mut requirements = Vec::new();
+    let mut hashes = BTreeMap::new();
+    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+    for (i, raw) in joined.lines().enumerate() {
+        let line = match raw.find(" #").or(if raw.trim_start().starts_with('#') {
+            Some(0)
+        } else {
+            None
+        }) {
+            Some(pos) => &raw[..pos],
+            None => raw,
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('-') {
+            return Err(format!(
+                "line {}: option `{line}` is not supported in a ferry requirements file (give index URLs in the spec)",
+                i + 1
+            ));
+        }
+        let mut requirement_text = Vec::new();
+        let mut pins = Vec::new();
+        for word in line.split_whitespace() {
+            if let Some(h) = word.strip_prefix("--hash=") {
+                let hex = h.strip_prefix("sha256:").ok_or_else(|| {
+                    format!(
+                        "line {}: only sha256 hashes are supported, not `{h}`",
+                        i + 1
+                    )
+                })?;
+                pins.push(Digest::from_hex(hex).map_err(|e| format!("line {}: {e}", i + 1))?);
+            } else {
+                requirement_text.push(word);
+            }
+        }
+        let requirement: Requirement = requirement_text
+            .join(" ")
+            .parse()
+            .map_err(|e| format!("line {}: {e}", i + 1))?;
+        if !pins.is_empty() {
+            hashes
+                .entry(requirement.name.clone())
+                .or_insert_with(Vec::new)
+                .extend(pins);
+        }
+        requirements.push(requirement);
+    }
+    if !hashes.is_empty()
+        && let Some(r) = requirements.iter().find(|r| !hashes.contains_key(&r.name))
+    {
+        return Err(format!(
+            "`{r}` has no --hash while others do: pin every requirement with its hashes, as pip's --require-hashes mode does"
+        ));
+    }
+    Ok((requirements, hashes))
+}
+
+pub enum PinError {
+    Resolve(ResolveError),
+    Python(PythonError),
+}
+
+impl From<super::index::IndexError> for PinError {
+    fn from(e: super::index::IndexError) -> Self {
+        PinError::Resolve(ResolveError::Index(e))
+    }
+}
+
+impl From<ResolveError> for PinError {
+    fn from(e: ResolveError) -> Self {
+        PinError::Resolve(e)
+    }
+}
+
+/// For every pinned requirement that applies to the target: the compatible files of the
+/// pinned version whose sha256 is pinned. Yanked files are allowed: they are pinned.
+pub async fn select_pinned(
+    client: &IndexClient,
+    target: &Target,
+    requirements: &[Requirement],
+    hashes: &BTreeMap<PackageName, Vec<Digest>>,
+) -> Result<Selection, PinError> {
+    let mut out = Selection::new();
+    for r in requirements
+        .iter()
+        .filter(|r| r.evaluate_markers(&target.markers, &[]))
+    {
+        let version = match &r.version_or_url {
+            Some(VersionOrUrl::VersionSpecifier(s))
+                if s.len() == 1
+                    && matches!(
+                        s[0].operator(),
+                        pep440_rs::Operator::Equal | pep440_rs::Operator::ExactEqual
+                    ) =>
+            {
+                s[0].version().clone()
+            }
+            _ => return Err(PinError::Python(PythonError::NotPinned(r.to_string()))),
+        };
+        let pins = &hashes[&r.name];
+        let page = client.project(&r.name).await?;
+        let files: Vec<_> = page
+            .iter()
+            .filter(|f| matches!(&f.dist, Dist::Wheel(w) if w.version == version && w.compatible(target)))
+            .filter(|f| f.sha256.is_some_and(|h| pins.contains(&h)))
+            .cloned()
+            .collect();
+        if files.is_empty() {
+            return Err(PinError::Python(PythonError::PinnedHashMissing {
+                project: r.name.to_string(),
+                version: version.to_string(),
+                target: target.to_string(),
+            }));
+        }
+        out.insert(r.name.clone(), (version, files));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_hash_pins() {
+        let hex = "a".repeat(64);
+        let (reqs, hashes) = super::parse(&format!(
+            "# pinned\nsix==1.16.0 \\\n    --hash=sha256:{hex}\n"
+        ))
+        .unwrap();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(hashes.values().next().unwrap().len(), 1);
+        assert!(super::parse(&format!("six==1.16.0 --hash=sha256:{hex}\nattrs\n")).is_err());
+        assert!(super::parse("-r other.txt").is_err());
+        let (reqs, hashes) =
+            super::parse("python-dateutil>=2.8  # why\nfancy[speed]; python_version >= '3.8'\n")
+                .unwrap();
+        assert_eq!(reqs.len(), 2);
+        assert!(hashes.is_empty());
+    }
+}

@@ -1,0 +1,241 @@
+//! `ferry serve`: one store, read-only, to unmodified clients: the OCI distribution
+//! pull API under `/v2/` (`oci`) and the Python simple API under `/simple/` (`pypi`).
+//! What is served is what the store's `index.json` reaches; the catalogs are rebuilt
+//! when `index.json` changes.
+
+mod oci;
+mod pypi;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::digest::Digest;
+use crate::store::Store;
+
+/// What the store holds, indexed for serving.
+#[derive(Default)]
+struct Catalog {
+    stamp: Option<(SystemTime, u64)>,
+    oci: oci::OciCatalog,
+    pypi: pypi::PypiCatalog,
+}
+
+struct App {
+    store: Store,
+    catalog: RwLock<Arc<Catalog>>,
+}
+
+pub async fn serve(store: Store, listen: SocketAddr, quiet: bool) -> anyhow::Result<()> {
+    let app = Arc::new(App {
+        store,
+        catalog: RwLock::new(Arc::new(Catalog::default())),
+    });
+    app.catalog()?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    if !quiet {
+        eprintln!("listening on http://{}", listener.local_addr()?);
+    }
+    let router = Router::new().fallback(handle).with_state(app);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+impl App {
+    fn catalog(&self) -> anyhow::Result<Arc<Catalog>> {
+        let meta = std::fs::metadata(self.store.root().join("index.json"))?;
+        let stamp = Some((meta.modified()?, meta.len()));
+        {
+            let current = self.catalog.read().expect("catalog lock");
+            if current.stamp == stamp {
+                return Ok(current.clone());
+            }
+        }
+        let catalog = Arc::new(Catalog {
+            stamp,
+            oci: oci::OciCatalog::build(&self.store)?,
+            pypi: pypi::PypiCatalog::build(&self.store)?,
+        });
+        *self.catalog.write().expect("catalog lock") = catalog.clone();
+        Ok(catalog)
+    }
+}
+
+async fn handle(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.path();
+    let is_oci = path == "/v2" || path.starts_with("/v2/");
+    let mut response = if method != Method::GET && method != Method::HEAD {
+        let mut r = if is_oci {
+            oci::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "this registry is read-only",
+            )
+        } else {
+            text(StatusCode::METHOD_NOT_ALLOWED, "this server is read-only\n")
+        };
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        r
+    } else {
+        match app.catalog() {
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot read the store: {e}\n"),
+            ),
+            Ok(catalog) if is_oci => {
+                oci::route(
+                    &app.store,
+                    &catalog.oci,
+                    &method,
+                    path,
+                    uri.query(),
+                    &headers,
+                )
+                .await
+            }
+            Ok(catalog) => pypi::route(&app.store, &catalog.pypi, &method, path, &headers).await,
+        }
+    };
+    if is_oci {
+        response.headers_mut().insert(
+            "Docker-Distribution-API-Version",
+            HeaderValue::from_static("registry/2.0"),
+        );
+    }
+    response
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A file of the store to serve: its digest, size and how to label it.
+struct FileRef<'a> {
+    digest: &'a Digest,
+    size: u64,
+    content_type: &'a str,
+}
+
+/// Serves a blob or manifest file, with HEAD and single byte ranges.
+async fn file_response(
+    store: &Store,
+    file: FileRef<'_>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    let size = file.size;
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(r) => match parse_range(r, size) {
+            Some(r) => Some(r),
+            None => {
+                let mut resp = text(StatusCode::RANGE_NOT_SATISFIABLE, "unsatisfiable range\n");
+                resp.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
+                );
+                return resp;
+            }
+        },
+    };
+    let (status, start, len) = match range {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        None => (StatusCode::OK, 0, size),
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, file.content_type)
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, format!("\"{}\"", file.digest))
+        .header("Docker-Content-Digest", file.digest.to_string());
+    if range.is_some() {
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{}", start, start + len - 1, size),
+        );
+    }
+    if method == Method::HEAD {
+        return builder.body(Body::empty()).expect("valid response");
+    }
+    let mut f = match tokio::fs::File::open(store.blob_path(file.digest)).await {
+        Ok(f) => f,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot open blob: {e}\n"),
+            );
+        }
+    };
+    if start > 0 && f.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot seek blob\n");
+    }
+    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024);
+    builder
+        .body(Body::from_stream(stream))
+        .expect("valid response")
+}
+
+/// `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`, within `size`.
+fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = value.strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            (size.saturating_sub(n), size - 1)
+        }
+        (s, "") => (s.parse().ok()?, size - 1),
+        (s, e) => (s.parse().ok()?, e.parse::<u64>().ok()?.min(size - 1)),
+    };
+    (start <= end && start < size).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=0-1000", 100), Some((0, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+    }
+}

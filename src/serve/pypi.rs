@@ -1,0 +1,287 @@
+//! The Python simple repository API over the store's Python releases: PEP 691 JSON and
+//! PEP 503 HTML by content negotiation, PEP 658/714 core metadata, and the files with
+//! Content-Length and Range.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{FileRef, file_response, text};
+use crate::python::index::{HTML_TYPE, JSON_TYPE};
+use crate::python::release::{self, PythonFile, PythonRelease};
+use crate::store::Store;
+
+#[derive(Default)]
+pub(super) struct PypiCatalog {
+    /// Normalised project name -> its releases.
+    projects: BTreeMap<String, Vec<PythonRelease>>,
+    /// Wheel sha256 (hex) -> file.
+    files: HashMap<String, PythonFile>,
+}
+
+impl PypiCatalog {
+    pub(super) fn build(store: &Store) -> anyhow::Result<PypiCatalog> {
+        let mut catalog = PypiCatalog::default();
+        for r in release::releases(store)? {
+            for f in &r.files {
+                catalog.files.insert(f.sha256.clone(), f.clone());
+            }
+            let list = catalog.projects.entry(r.project.clone()).or_default();
+            list.retain(|old| old.version != r.version);
+            list.push(r);
+        }
+        Ok(catalog)
+    }
+}
+
+/// The project name as PEP 503 normalises it.
+pub fn normalize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut last_sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !last_sep {
+                out.push('-');
+            }
+            last_sep = true;
+        } else {
+            out.push(c.to_ascii_lowercase());
+            last_sep = false;
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Json,
+    Html,
+    LegacyHtml,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => JSON_TYPE,
+            Format::Html => HTML_TYPE,
+            Format::LegacyHtml => "text/html",
+        }
+    }
+}
+
+/// PEP 691 negotiation: the acceptable type with the highest quality; text/html when the
+/// client states no preference; None (406) when it accepts none of them.
+fn negotiate(headers: &HeaderMap) -> Option<Format> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(Format::LegacyHtml);
+    };
+    let mut best: Option<(f32, Format)> = None;
+    for part in accept.split(',') {
+        let mut pieces = part.split(';');
+        let media = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = pieces
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let format = match media.as_str() {
+            JSON_TYPE | "application/vnd.pypi.latest+json" => Format::Json,
+            HTML_TYPE | "application/vnd.pypi.latest+html" => Format::Html,
+            "text/html" | "*/*" | "text/*" => Format::LegacyHtml,
+            _ => continue,
+        };
+        if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, format));
+        }
+    }
+    best.map(|(_, f)| f)
+}
+
+fn page(format: Format, body: String) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    r
+}
+
+fn redirect(to: String) -> Response {
+    let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+    r.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&to).expect("ascii path"),
+    );
+    r
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn file_url(f: &PythonFile) -> String {
+    format!("/files/{}/{}", f.sha256, f.filename)
+}
+
+pub(super) async fn route(
+    store: &Store,
+    catalog: &PypiCatalog,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response {
+    if let Some(rest) = path.strip_prefix("/files/") {
+        let Some((sha, name)) = rest.split_once('/') else {
+            return text(StatusCode::NOT_FOUND, "not found\n");
+        };
+        let Some(f) = catalog.files.get(sha) else {
+            return text(StatusCode::NOT_FOUND, "no such file\n");
+        };
+        let (digest, size) = if name == f.filename {
+            (f.digest(), f.size)
+        } else if name.strip_suffix(".metadata") == Some(f.filename.as_str()) {
+            (f.metadata_digest(), f.metadata_size)
+        } else {
+            return text(StatusCode::NOT_FOUND, "no such file\n");
+        };
+        let Some(digest) = digest else {
+            return text(StatusCode::NOT_FOUND, "no such file\n");
+        };
+        return file_response(
+            store,
+            FileRef {
+                digest: &digest,
+                size,
+                content_type: "application/octet-stream",
+            },
+            method,
+            headers,
+        )
+        .await;
+    }
+    let Some(rest) = path.strip_prefix("/simple") else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: this server answers /v2/ (OCI) and /simple/ (Python)\n",
+        );
+    };
+    let Some(format) = negotiate(headers) else {
+        return text(
+            StatusCode::NOT_ACCEPTABLE,
+            "acceptable: application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html, text/html\n",
+        );
+    };
+    match rest.trim_start_matches('/') {
+        "" if !rest.is_empty() => project_list(catalog, format),
+        "" => redirect("/simple/".into()),
+        name => {
+            let bare = name.trim_end_matches('/');
+            let normalized = normalize(bare);
+            if bare != normalized || !name.ends_with('/') {
+                return if catalog.projects.contains_key(&normalized) {
+                    redirect(format!("/simple/{normalized}/"))
+                } else {
+                    text(StatusCode::NOT_FOUND, "no such project\n")
+                };
+            }
+            match catalog.projects.get(&normalized) {
+                Some(releases) => project_page(&normalized, releases, format),
+                None => text(StatusCode::NOT_FOUND, "no such project\n"),
+            }
+        }
+    }
+}
+
+fn project_list(catalog: &PypiCatalog, format: Format) -> Response {
+    if format == Format::Json {
+        let projects: Vec<_> = catalog
+            .projects
+            .keys()
+            .map(|n| serde_json::json!({"name": n}))
+            .collect();
+        return page(
+            format,
+            serde_json::json!({"meta": {"api-version": "1.1"}, "projects": projects}).to_string(),
+        );
+    }
+    let mut body = String::from(
+        "<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Simple index</title></head>\n<body>\n",
+    );
+    for name in catalog.projects.keys() {
+        body.push_str(&format!("<a href=\"/simple/{name}/\">{name}</a><br/>\n"));
+    }
+    body.push_str("</body>\n</html>\n");
+    page(format, body)
+}
+
+fn project_page(name: &str, releases: &[PythonRelease], format: Format) -> Response {
+    let files: Vec<&PythonFile> = releases.iter().flat_map(|r| r.files.iter()).collect();
+    if format == Format::Json {
+        let files: Vec<_> = files
+            .iter()
+            .map(|f| {
+                let meta = serde_json::json!({"sha256": f.metadata_sha256});
+                let mut v = serde_json::json!({
+                    "filename": f.filename,
+                    "url": file_url(f),
+                    "hashes": {"sha256": f.sha256},
+                    "size": f.size,
+                    "yanked": false,
+                    "core-metadata": meta,
+                    "dist-info-metadata": meta,
+                });
+                if let Some(r) = &f.requires_python {
+                    v["requires-python"] = r.clone().into();
+                }
+                v
+            })
+            .collect();
+        let mut versions: Vec<&str> = releases.iter().map(|r| r.version.as_str()).collect();
+        versions.sort();
+        let body = serde_json::json!({"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": versions});
+        return page(format, body.to_string());
+    }
+    let mut body = format!(
+        "<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Links for {name}</title></head>\n<body>\n<h1>Links for {name}</h1>\n"
+    );
+    for f in files {
+        let requires = f
+            .requires_python
+            .as_deref()
+            .map(|r| format!(" data-requires-python=\"{}\"", escape(r)))
+            .unwrap_or_default();
+        body.push_str(&format!(
+            "<a href=\"{}#sha256={}\"{requires} data-core-metadata=\"sha256={m}\" data-dist-info-metadata=\"sha256={m}\">{}</a><br/>\n",
+            file_url(f),
+            f.sha256,
+            escape(&f.filename),
+            m = f.metadata_sha256,
+        ));
+    }
+    body.push_str("</body>\n</html>\n");
+    page(format, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        let mut h = HeaderMap::new();
+        assert!(negotiate(&h) == Some(Format::LegacyHtml));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"));
+        assert!(negotiate(&h) == Some(Format::Json));
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+        assert!(negotiate(&h) == Some(Format::LegacyHtml));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert!(negotiate(&h).is_none());
+        assert_eq!(normalize("Python_Dateutil"), "python-dateutil");
+        assert_eq!(normalize("a.-_b"), "a-b");
+    }
+}
