@@ -63,7 +63,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve a store read-only to unmodified clients (OCI distribution pull API).
+    /// Write what a store holds into the forms other tools read.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Serve a store read-only to unmodified clients (OCI registry API, Python simple API).
     Serve {
         #[arg(long, value_name = "DIR")]
         store: PathBuf,
@@ -115,6 +118,37 @@ pub enum BundleCommand {
         bundle: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// The store's Python wheels: a static PEP 503 tree (--to) or an upload to a
+    /// PyPI-compatible server (--upload).
+    Python {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// Write a static index: DIR/simple/ (pages) and DIR/files/ (wheels, metadata).
+        #[arg(
+            long,
+            value_name = "DIR",
+            conflicts_with = "upload",
+            required_unless_present = "upload"
+        )]
+        to: Option<PathBuf>,
+        /// Upload through the legacy upload API, as twine does.
+        #[arg(long, value_name = "URL")]
+        upload: Option<String>,
+        #[arg(long, requires = "upload")]
+        username: Option<String>,
+        /// The upload password (better: set FERRY_UPLOAD_PASSWORD).
+        #[arg(
+            long,
+            env = "FERRY_UPLOAD_PASSWORD",
+            hide_env_values = true,
+            requires = "upload"
+        )]
+        password: Option<String>,
     },
 }
 

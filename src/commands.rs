@@ -8,7 +8,7 @@ use crate::bundle::BundleManifest;
 use crate::bundle::manifest::PolicyVerdict;
 use crate::bundle::reader::{self, Decision, Discard, Trust};
 use crate::bundle::writer::{self, BundleSpec, WriteOptions};
-use crate::cli::{BundleCommand, Cli, Command, KeyCommand, TrustArgs};
+use crate::cli::{BundleCommand, Cli, Command, ExportCommand, KeyCommand, TrustArgs};
 use crate::exit::{Classify, ExitStatus};
 use crate::import::{self, ImportOptions, Outcome, Target};
 use crate::pull::{self, PullOptions};
@@ -249,6 +249,41 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Export(ExportCommand::Python {
+            store,
+            to,
+            upload,
+            username,
+            password,
+        }) => {
+            let store = Store::open(&store)?;
+            match (to, upload) {
+                (Some(dir), _) => {
+                    let n = crate::export::python_tree(&store, &dir)?;
+                    if !cli.quiet {
+                        println!(
+                            "wrote {n} file(s) to {}: serve it, or use --index-url file://{}/simple/",
+                            dir.display(),
+                            std::path::absolute(&dir)?.display()
+                        );
+                    }
+                }
+                (None, Some(url)) => {
+                    let upload = crate::export::Upload {
+                        url: &url,
+                        username: username.as_deref(),
+                        password: password.as_deref(),
+                    };
+                    let (sent, present) =
+                        runtime()?.block_on(crate::export::python_upload(&store, &upload))?;
+                    if !cli.quiet {
+                        println!("uploaded {sent} file(s) to {url} ({present} already there)");
+                    }
+                }
+                (None, None) => unreachable!("clap requires --to or --upload"),
+            }
+            Ok(())
+        }
         Command::Serve { store, listen } => {
             let store = Store::open(&store)?;
             let runtime = runtime()?;
@@ -367,6 +402,9 @@ fn print_inspect(path: &Path, m: &BundleManifest, keys: &[sign::KeyId]) {
         }
         if let Some(s) = &a.subject {
             println!("           attached to {s}");
+        }
+        for f in a.python.iter().flat_map(|p| &p.files) {
+            println!("           {}  sha256:{}", f.filename, f.sha256);
         }
     }
 }

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod digest;
 mod exit;
+mod export;
 mod import;
 mod oci;
 mod pull;

@@ -1,0 +1,188 @@
+//! Exports for what sites already run: a static PEP 503 tree that any web server or
+//! `file://` serves, and uploads to an existing PyPI-compatible server through the
+//! legacy upload API. Both read releases from a store (already verified on import).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::python::release::{self, PythonFile, PythonRelease};
+use crate::store::Store;
+
+/// Writes `out/simple/...` and `out/files/...`. Files are copied (never linked: the
+/// store's blobs must not be writable through the export) and written atomically;
+/// index pages are written last, so a reader never sees a link to a missing file.
+pub fn python_tree(store: &Store, out: &Path) -> anyhow::Result<usize> {
+    let releases = by_project(release::releases(store)?);
+    let files_dir = out.join("files");
+    let simple = out.join("simple");
+    fs::create_dir_all(&files_dir)
+        .with_context(|| format!("cannot create {}", files_dir.display()))?;
+    let mut count = 0;
+    for rels in releases.values() {
+        for f in rels.iter().flat_map(|r| &r.files) {
+            copy_blob(store, &f.sha256, &files_dir.join(&f.filename))?;
+            copy_blob(
+                store,
+                &f.metadata_sha256,
+                &files_dir.join(format!("{}.metadata", f.filename)),
+            )?;
+            count += 1;
+        }
+    }
+    let mut root = page_head("Simple index");
+    for (name, rels) in &releases {
+        let mut page = page_head(&format!("Links for {name}"));
+        for f in rels.iter().flat_map(|r| &r.files) {
+            page.push_str(&anchor(f, &format!("../../files/{}", f.filename)));
+        }
+        page.push_str("</body>\n</html>\n");
+        write_atomic(&simple.join(name).join("index.html"), page.as_bytes())?;
+        root.push_str(&format!("<a href=\"{name}/\">{name}</a><br/>\n"));
+    }
+    root.push_str("</body>\n</html>\n");
+    write_atomic(&simple.join("index.html"), root.as_bytes())?;
+    Ok(count)
+}
+
+fn by_project(
+    releases: Vec<PythonRelease>,
+) -> std::collections::BTreeMap<String, Vec<PythonRelease>> {
+    let mut map: std::collections::BTreeMap<String, Vec<PythonRelease>> = Default::default();
+    for r in releases {
+        map.entry(r.project.clone()).or_default().push(r);
+    }
+    map
+}
+
+fn page_head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.0\"><title>{title}</title></head>\n<body>\n"
+    )
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A PEP 503 link with its hash, Requires-Python and PEP 658/714 metadata hash.
+fn anchor(f: &PythonFile, href: &str) -> String {
+    let requires = f
+        .requires_python
+        .as_deref()
+        .map(|r| format!(" data-requires-python=\"{}\"", escape(r)))
+        .unwrap_or_default();
+    format!(
+        "<a href=\"{href}#sha256={}\"{requires} data-core-metadata=\"sha256={m}\" data-dist-info-metadata=\"sha256={m}\">{}</a><br/>\n",
+        f.sha256,
+        escape(&f.filename),
+        m = f.metadata_sha256
+    )
+}
+
+fn copy_blob(store: &Store, hex: &str, dest: &Path) -> anyhow::Result<()> {
+    let digest = crate::digest::Digest::from_hex(hex)?;
+    let src = store.blob_path(&digest);
+    if fs::metadata(dest).ok().map(|m| m.len()) == fs::metadata(&src).ok().map(|m| m.len()) {
+        let same = crate::digest::Digest::of(&fs::read(dest)?) == digest;
+        if same {
+            return Ok(());
+        }
+    }
+    let tmp = tmp_path(dest);
+    fs::copy(&src, &tmp)
+        .with_context(|| format!("cannot copy {} to {}", src.display(), tmp.display()))?;
+    fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    Ok(())
+}
+
+fn tmp_path(dest: &Path) -> PathBuf {
+    let mut s = dest.as_os_str().to_owned();
+    s.push(".ferry-tmp");
+    PathBuf::from(s)
+}
+
+fn write_atomic(dest: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = dest.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = tmp_path(dest);
+    let mut f =
+        fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    Ok(())
+}
+
+/// Credentials for an upload server.
+pub struct Upload<'a> {
+    pub url: &'a str,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+}
+
+/// Uploads every wheel of the store through the legacy upload API (`:action=file_upload`),
+/// as twine does. A file the server already has (409) is left as it is.
+pub async fn python_upload(store: &Store, upload: &Upload<'_>) -> anyhow::Result<(usize, usize)> {
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let (mut sent, mut present) = (0, 0);
+    for r in release::releases(store)? {
+        for f in &r.files {
+            let digest = crate::digest::Digest::from_hex(&f.sha256)?;
+            let file = tokio::fs::File::open(store.blob_path(&digest))
+                .await
+                .with_context(|| format!("cannot open {}", f.filename))?;
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+            let part = reqwest::multipart::Part::stream_with_length(body, f.size)
+                .file_name(f.filename.clone())
+                .mime_str("application/octet-stream")?;
+            let pyversion = f
+                .filename
+                .trim_end_matches(".whl")
+                .rsplitn(4, '-')
+                .nth(2)
+                .unwrap_or("py3")
+                .to_string();
+            let form = reqwest::multipart::Form::new()
+                .text(":action", "file_upload")
+                .text("protocol_version", "1")
+                .text("metadata_version", "2.1")
+                .text("name", r.project.clone())
+                .text("version", r.version.clone())
+                .text("filetype", "bdist_wheel")
+                .text("pyversion", pyversion)
+                .text("sha256_digest", f.sha256.clone())
+                .part("content", part);
+            let mut request = http.post(upload.url).multipart(form);
+            if let Some(user) = upload.username {
+                request = request.basic_auth(user, upload.password);
+            }
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("cannot upload {} to {}", f.filename, upload.url))?;
+            match response.status().as_u16() {
+                200..=299 => sent += 1,
+                409 => present += 1,
+                status => {
+                    let text = response.text().await.unwrap_or_default();
+                    anyhow::bail!(
+                        "{} refused {} with {status}: {}",
+                        upload.url,
+                        f.filename,
+                        text.lines().next().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok((sent, present))
+}
