@@ -147,7 +147,7 @@ pub async fn python_upload(store: &Store, upload: &Upload<'_>) -> anyhow::Result
             let pyversion = f
                 .filename
                 .trim_end_matches(".whl")
-                .rsplitn(4, '-')
+                .rsplit('-')
                 .nth(2)
                 .unwrap_or("py3")
                 .to_string();
