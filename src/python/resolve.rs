@@ -45,6 +45,12 @@ pub enum ResolveError {
     OnlySdist { project: String, version: String },
     #[error("cannot read the metadata of {file}: {reason}")]
     Metadata { file: String, reason: String },
+    #[error("no version of `{project}` matches `{requirement}` (the index has: {available})")]
+    NoMatchingVersion {
+        project: String,
+        requirement: String,
+        available: String,
+    },
     #[error("requirement `{0}` names a URL; ferry resolves requirements from the index only")]
     Url(String),
     #[error("the requirements cannot be satisfied for {target}:\n{explanation}")]
@@ -235,6 +241,41 @@ impl<'a> Resolver<'a> {
     }
 }
 
+impl Resolver<'_> {
+    /// A requirement of the spec that no listed version matches is a plain error, not a
+    /// conflict for the solver to explain.
+    fn check_matches(
+        &self,
+        deps: &HashMap<Pkg, Ranges<Version>>,
+        r: &Requirement,
+    ) -> Result<(), ResolveError> {
+        if deps.get(&Pkg::Project(r.name.clone())) != Some(&Ranges::empty()) {
+            return Ok(());
+        }
+        let mut listed: Vec<Version> = self
+            .page(&r.name)?
+            .iter()
+            .map(|f| f.dist.version().clone())
+            .collect();
+        listed.sort();
+        listed.dedup();
+        let available = listed
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(ResolveError::NoMatchingVersion {
+            project: r.name.to_string(),
+            requirement: r.to_string(),
+            available: if available.is_empty() {
+                "nothing".into()
+            } else {
+                available
+            },
+        })
+    }
+}
+
 impl DependencyProvider for Resolver<'_> {
     type P = Pkg;
     type V = Version;
@@ -314,6 +355,7 @@ impl DependencyProvider for Resolver<'_> {
                     .filter(|r| r.evaluate_markers(env, &[]))
                 {
                     self.add(&mut deps, r, package)?;
+                    self.check_matches(&deps, r)?;
                 }
             }
             Pkg::Project(name) => {
