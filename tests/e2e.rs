@@ -1,9 +1,10 @@
 //! End-to-end tests: the real `ferry` binary against real peers (Debian's
-//! `docker-registry`, `skopeo`, `podman`, `minisign`, `zstd`, `tar`) and hostile bundles.
+//! `docker-registry`, `skopeo`, `podman`, `minisign`, `zstd`, `tar`; pip, uv and
+//! pypiserver from the test venv) and hostile bundles.
 //!
 //! One shared registry and one set of deterministic test images serve the whole test
 //! process (see `e2e/context.rs`); every test gets its own temporary HOME and state.
-//! `bash scripts/setup.sh` installs the peers.
+//! `bash scripts/setup.sh` installs the peers and makes the venv.
 
 mod e2e {
     // Support.
@@ -23,6 +24,7 @@ mod e2e {
     mod keys;
     mod podman;
     mod pull;
+    mod python;
     mod referrers;
     mod resume;
     mod serve;
