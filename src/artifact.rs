@@ -14,6 +14,8 @@ pub enum Kind {
     Referrer,
     /// A Python release: one project version and its wheels.
     Python,
+    /// A model or dataset repository pinned to one commit.
+    Model,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +45,9 @@ pub struct Artifact {
     /// For a Python release: project, version, index and every file with its sha256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<crate::python::release::PythonRelease>,
+    /// For a model or dataset: repository, revision, commit and every file's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<crate::models::artifact::ModelInfo>,
 }
 
 impl Artifact {

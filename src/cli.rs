@@ -150,6 +150,14 @@ pub enum ExportCommand {
         )]
         password: Option<String>,
     },
+    /// The store's models and datasets as a Hugging Face hub cache, for HF_HUB_OFFLINE=1.
+    Hf {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// The cache directory (what HF_HUB_CACHE names; $HF_HOME/hub by default there).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -284,6 +284,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Export(ExportCommand::Hf { store, to }) => {
+            let store = Store::open(&store)?;
+            let n = crate::export::hf_cache(&store, &to)?;
+            if !cli.quiet {
+                println!(
+                    "wrote {n} file(s) to {}: load with HF_HUB_OFFLINE=1 HF_HUB_CACHE={}",
+                    to.display(),
+                    std::path::absolute(&to)?.display()
+                );
+            }
+            Ok(())
+        }
         Command::Serve { store, listen } => {
             let store = Store::open(&store)?;
             let runtime = runtime()?;
@@ -394,6 +406,7 @@ fn print_inspect(path: &Path, m: &BundleManifest, keys: &[sign::KeyId]) {
             crate::artifact::Kind::Image => "image",
             crate::artifact::Kind::Referrer => "referrer",
             crate::artifact::Kind::Python => "python",
+            crate::artifact::Kind::Model => "model",
         };
         println!("  {kind:<8} {}  {}", a.name(), a.digest);
         println!("           from {}", a.origin);
@@ -405,6 +418,12 @@ fn print_inspect(path: &Path, m: &BundleManifest, keys: &[sign::KeyId]) {
         }
         for f in a.python.iter().flat_map(|p| &p.files) {
             println!("           {}  sha256:{}", f.filename, f.sha256);
+        }
+        if let Some(m) = &a.model {
+            println!("           {} {} at commit {}", m.kind, m.repo, m.commit);
+            for f in &m.files {
+                println!("           {}  sha256:{}", f.path, f.sha256);
+            }
         }
     }
 }

@@ -186,3 +186,47 @@ pub async fn python_upload(store: &Store, upload: &Upload<'_>) -> anyhow::Result
     }
     Ok((sent, present))
 }
+
+/// Writes a Hugging Face hub cache (what `HF_HUB_CACHE` points at) from which
+/// huggingface_hub loads with `HF_HUB_OFFLINE=1`: `models--org--name/blobs/<etag>`,
+/// `snapshots/<commit>/<path>` as relative links into blobs, and `refs/<revision>`.
+pub fn hf_cache(store: &Store, out: &Path) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for info in crate::models::artifact::snapshots(store)? {
+        let folder = out.join(format!("{}s--{}", info.kind, info.repo.replace('/', "--")));
+        let blobs = folder.join("blobs");
+        fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
+        for f in &info.files {
+            if f.path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+            {
+                anyhow::bail!("{} has an unsafe file path `{}`", info.repo, f.path);
+            }
+            copy_blob(store, &f.sha256, &blobs.join(f.etag()))?;
+            let link = folder.join("snapshots").join(&info.commit).join(&f.path);
+            let depth = f.path.matches('/').count();
+            let target = PathBuf::from(format!("{}../../blobs/{}", "../".repeat(depth), f.etag()));
+            if let Some(dir) = link.parent() {
+                fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            if fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+                let tmp = tmp_path(&link);
+                let _ = fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(&target, &tmp)
+                    .with_context(|| format!("cannot link {}", link.display()))?;
+                fs::rename(&tmp, &link)
+                    .with_context(|| format!("cannot write {}", link.display()))?;
+            }
+            count += 1;
+        }
+        if info.revision != info.commit {
+            write_atomic(
+                &folder.join("refs").join(&info.revision),
+                info.commit.as_bytes(),
+            )?;
+        }
+    }
+    Ok(count)
+}

@@ -8,6 +8,7 @@ mod digest;
 mod exit;
 mod export;
 mod import;
+mod models;
 mod oci;
 mod pull;
 mod python;
@@ -56,7 +57,8 @@ fn classify(err: &anyhow::Error) -> (ExitStatus, Option<String>) {
             sources::SourceError,
             targets::registry::PushError,
             commands::UsageError,
-            python::PythonError
+            python::PythonError,
+            models::ModelError
         );
     }
     (ExitStatus::Error, None)

@@ -37,6 +37,13 @@ pub async fn pull(
     for (i, python) in spec.python.iter().enumerate() {
         artifacts.extend(crate::python::pull(python, i + 1, store, options.jobs, reporter).await?);
     }
+    for model in &spec.models {
+        artifacts.extend(
+            crate::models::pull(model, store, reporter)
+                .await
+                .with_context(|| format!("cannot pull {}", model.repo))?,
+        );
+    }
     for image in &spec.images {
         let pulled = pull_image(image, spec_path, store, options, reporter)
             .await
@@ -142,6 +149,7 @@ async fn pull_image(
         source_digest,
         artifact_type: top.artifact_type.clone(),
         python: None,
+        model: None,
     }];
     if image.referrers {
         let subjects: Vec<Digest> = std::iter::once(top.digest).chain(source_digest).collect();
@@ -342,6 +350,7 @@ async fn pull_referrers(
             source_digest: None,
             artifact_type: m.artifact_type.clone(),
             python: None,
+            model: None,
         });
     }
     Ok(artifacts)

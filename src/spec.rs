@@ -58,6 +58,7 @@ pub struct Spec {
     pub name: String,
     pub images: Vec<ImageSpec>,
     pub python: Vec<crate::python::PythonSpec>,
+    pub models: Vec<crate::models::ModelSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,7 +145,7 @@ struct RawSpec {
     #[serde(default)]
     conda: Vec<toml::Table>,
     #[serde(default)]
-    model: Vec<toml::Table>,
+    model: Vec<RawModel>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +172,71 @@ struct RawPython {
     platforms: Vec<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    repo: String,
+    #[serde(default = "main")]
+    revision: String,
+    endpoint: Option<String>,
+    #[serde(default)]
+    files: Vec<String>,
+    #[serde(rename = "type", default = "model")]
+    kind: String,
+}
+
+fn main() -> String {
+    "main".into()
+}
+
+fn model() -> String {
+    "model".into()
+}
+
+fn parse_model(raw: RawModel) -> Result<crate::models::ModelSpec, String> {
+    let parts: Vec<&str> = raw.repo.split('/').collect();
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 96
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !p.starts_with(['-', '.'])
+            && !p.contains("..")
+    };
+    if parts.len() > 2 || !parts.iter().all(|p| ok(p)) {
+        return Err(format!(
+            "repo `{}` is not a hub repository id such as org/name",
+            raw.repo
+        ));
+    }
+    if raw.revision.is_empty() || raw.revision.contains("..") || raw.revision.starts_with('/') {
+        return Err(format!(
+            "revision `{}` is not a branch, tag or commit",
+            raw.revision
+        ));
+    }
+    let dataset = match raw.kind.as_str() {
+        "model" => false,
+        "dataset" => true,
+        other => return Err(format!("type `{other}` is not `model` or `dataset`")),
+    };
+    let files = raw
+        .files
+        .iter()
+        .map(|f| glob::Pattern::new(f).map_err(|e| format!("files pattern `{f}`: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(e) = &raw.endpoint {
+        crate::models::hub::Hub::new(e, dataset)?;
+    }
+    Ok(crate::models::ModelSpec {
+        repo: raw.repo,
+        revision: raw.revision,
+        endpoint: raw.endpoint,
+        files,
+        dataset,
+    })
+}
+
 fn yes() -> bool {
     true
 }
@@ -195,13 +261,11 @@ impl Spec {
             path: path.to_path_buf(),
             message,
         };
-        for (section, entries) in [("conda", &raw.conda), ("model", &raw.model)] {
-            if !entries.is_empty() {
-                return Err(SpecError::Unsupported {
-                    path: path.to_path_buf(),
-                    section,
-                });
-            }
+        if !raw.conda.is_empty() {
+            return Err(SpecError::Unsupported {
+                path: path.to_path_buf(),
+                section: "conda",
+            });
         }
         if !valid_series_name(&raw.name) {
             return Err(invalid(format!(
@@ -209,11 +273,17 @@ impl Spec {
                 raw.name
             )));
         }
-        if raw.image.is_empty() && raw.python.is_empty() {
+        if raw.image.is_empty() && raw.python.is_empty() && raw.model.is_empty() {
             return Err(invalid(
-                "nothing to carry: add an [[image]] or [[python]] entry".into(),
+                "nothing to carry: add an [[image]], [[python]] or [[model]] entry".into(),
             ));
         }
+        let models = raw
+            .model
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| parse_model(m).map_err(|e| invalid(format!("[[model]] #{}: {e}", i + 1))))
+            .collect::<Result<Vec<_>, _>>()?;
         let python = raw
             .python
             .into_iter()
@@ -260,6 +330,7 @@ impl Spec {
             name: raw.name,
             images,
             python,
+            models,
         })
     }
 }

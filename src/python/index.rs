@@ -302,7 +302,7 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

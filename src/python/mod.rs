@@ -296,6 +296,7 @@ pub async fn pull(
                 source_digest: None,
                 artifact_type: desc.artifact_type,
                 python: Some(release),
+                model: None,
             });
         }
     }

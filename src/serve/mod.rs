@@ -3,6 +3,7 @@
 //! What is served is what the store's `index.json` reaches; the catalogs are rebuilt
 //! when `index.json` changes.
 
+mod hf;
 mod oci;
 mod pypi;
 
@@ -26,6 +27,7 @@ struct Catalog {
     stamp: Option<(SystemTime, u64)>,
     oci: oci::OciCatalog,
     pypi: pypi::PypiCatalog,
+    hf: hf::HfCatalog,
 }
 
 struct App {
@@ -75,6 +77,7 @@ impl App {
             stamp,
             oci: oci::OciCatalog::build(&self.store)?,
             pypi: pypi::PypiCatalog::build(&self.store)?,
+            hf: hf::HfCatalog::build(&self.store)?,
         });
         *self.catalog.write().expect("catalog lock") = catalog.clone();
         Ok(catalog)
@@ -119,6 +122,9 @@ async fn handle(
                 )
                 .await
             }
+            Ok(catalog) if hf::is_hub_path(path) => {
+                hf::route(&app.store, &catalog.hf, &method, path, &headers).await
+            }
             Ok(catalog) => pypi::route(&app.store, &catalog.pypi, &method, path, &headers).await,
         }
     };
@@ -145,6 +151,8 @@ struct FileRef<'a> {
     digest: &'a Digest,
     size: u64,
     content_type: &'a str,
+    /// The ETag to send (quoted); default: the digest.
+    etag: Option<String>,
 }
 
 /// Serves a blob or manifest file, with HEAD and single byte ranges.
@@ -178,7 +186,12 @@ async fn file_response(
         .header(header::CONTENT_TYPE, file.content_type)
         .header(header::CONTENT_LENGTH, len)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::ETAG, format!("\"{}\"", file.digest))
+        .header(
+            header::ETAG,
+            file.etag
+                .clone()
+                .unwrap_or_else(|| format!("\"{}\"", file.digest)),
+        )
         .header("Docker-Content-Digest", file.digest.to_string());
     if range.is_some() {
         builder = builder.header(

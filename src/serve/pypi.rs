@@ -158,6 +158,7 @@ pub(super) async fn route(
                 digest: &digest,
                 size,
                 content_type: "application/octet-stream",
+                etag: None,
             },
             method,
             headers,

@@ -1,0 +1,225 @@
+//! How a model (or dataset) repository pinned to one commit is carried: an OCI artifact
+//! following the CNCF ModelPack media types. Each file is a layer annotated with its
+//! path; the hub's identity of each file (git oid, LFS or not) and the repository, its
+//! revision and commit are annotations too, so the manifest alone describes the snapshot.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::oci::{self, Desc};
+use crate::store::{Store, StoreError};
+
+pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.model.manifest.v1+json";
+pub const CONFIG_TYPE: &str = "application/vnd.cncf.model.config.v1+json";
+pub const WEIGHT_TYPE: &str = "application/vnd.cncf.model.weight.v1.raw";
+pub const WEIGHT_CONFIG_TYPE: &str = "application/vnd.cncf.model.weight.config.v1.raw";
+pub const DOC_TYPE: &str = "application/vnd.cncf.model.doc.v1.raw";
+pub const CODE_TYPE: &str = "application/vnd.cncf.model.code.v1.raw";
+pub const DATASET_TYPE: &str = "application/vnd.cncf.model.dataset.v1.raw";
+pub const FILEPATH: &str = "org.cncf.model.filepath";
+const OID: &str = "dev.ferry.hf.oid";
+const LFS: &str = "dev.ferry.hf.lfs";
+const REPO: &str = "dev.ferry.hf.repo";
+const TYPE: &str = "dev.ferry.hf.type";
+const REVISION: &str = "dev.ferry.hf.revision";
+const COMMIT: &str = "dev.ferry.hf.commit";
+const ENDPOINT: &str = "dev.ferry.hf.endpoint";
+pub const REPOSITORY_PREFIX: &str = "hf/";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelInfo {
+    /// The repository id on the hub: `org/name`.
+    pub repo: String,
+    /// `model` or `dataset`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The revision asked for (a branch, tag or commit).
+    pub revision: String,
+    /// The 40-hex commit it resolved to.
+    pub commit: String,
+    pub endpoint: String,
+    pub files: Vec<ModelFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelFile {
+    pub path: String,
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    /// The hub's git blob id (sha1) of the file, or of its LFS pointer.
+    pub oid: String,
+    pub lfs: bool,
+}
+
+impl ModelFile {
+    /// What the hub uses as ETag, and the cache names blobs by: the sha256 of an LFS
+    /// file, the git blob id of any other.
+    pub fn etag(&self) -> &str {
+        if self.lfs { &self.sha256 } else { &self.oid }
+    }
+    pub fn digest(&self) -> Option<Digest> {
+        Digest::from_hex(&self.sha256).ok()
+    }
+}
+
+impl ModelInfo {
+    /// `hf/models/org/name` (lower case, as OCI repositories must be).
+    pub fn repository(&self) -> String {
+        let clean: String = self
+            .repo
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("{REPOSITORY_PREFIX}{}s/{clean}", self.kind)
+    }
+}
+
+/// The ModelPack layer type of a file, by its name.
+pub fn layer_type(path: &str, kind: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    if kind == "dataset" {
+        return DATASET_TYPE;
+    }
+    match ext {
+        "safetensors" | "bin" | "gguf" | "pt" | "pth" | "ckpt" | "onnx" | "h5" | "msgpack"
+        | "tflite" | "ot" | "npz" => WEIGHT_TYPE,
+        "md" | "txt" | "rst" | "pdf" => DOC_TYPE,
+        "py" | "ipynb" | "sh" => CODE_TYPE,
+        _ if name.starts_with("license") || name.starts_with("readme") => DOC_TYPE,
+        _ => WEIGHT_CONFIG_TYPE,
+    }
+}
+
+/// Writes the config and manifest (the files must be in the store already).
+pub fn write(store: &Store, info: &ModelInfo) -> Result<(Desc, Vec<u8>), StoreError> {
+    let diff_ids: Vec<String> = info
+        .files
+        .iter()
+        .map(|f| format!("sha256:{}", f.sha256))
+        .collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "descriptor": {"name": info.repo, "sourceURL": format!("{}/{}", info.endpoint.trim_end_matches('/'), info.repo), "revision": info.commit},
+        "config": {},
+        "modelfs": {"type": "layers", "diffIds": diff_ids},
+    }))
+    .expect("config serialises");
+    let config_digest = Digest::of(&config);
+    store.put_blob(&config, &config_digest, "model config")?;
+    let layers: Vec<serde_json::Value> = info
+        .files
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "mediaType": layer_type(&f.path, &info.kind),
+                "digest": format!("sha256:{}", f.sha256),
+                "size": f.size,
+                "annotations": {FILEPATH: f.path, OID: f.oid, LFS: f.lfs.to_string()},
+            })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_MANIFEST,
+        "artifactType": ARTIFACT_TYPE,
+        "config": {"mediaType": CONFIG_TYPE, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": layers,
+        "annotations": {
+            REPO: info.repo, TYPE: info.kind, REVISION: info.revision, COMMIT: info.commit, ENDPOINT: info.endpoint,
+            "org.opencontainers.image.revision": info.commit,
+        },
+    });
+    let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
+    let digest = Digest::of(&bytes);
+    store.put_blob(&bytes, &digest, "model manifest")?;
+    let desc = Desc {
+        media_type: oci::OCI_MANIFEST.into(),
+        digest,
+        size: bytes.len() as u64,
+        platform: None,
+        artifact_type: Some(ARTIFACT_TYPE.into()),
+        annotations: Default::default(),
+    };
+    Ok((desc, bytes))
+}
+
+/// Reads a model manifest back into what it describes.
+pub fn read(bytes: &[u8]) -> Option<ModelInfo> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if v.get("artifactType")?.as_str()? != ARTIFACT_TYPE {
+        return None;
+    }
+    let a = v.get("annotations")?;
+    let s = |key: &str| a.get(key).and_then(|x| x.as_str()).map(str::to_string);
+    let files = v
+        .get("layers")?
+        .as_array()?
+        .iter()
+        .map(|l| {
+            let la = l.get("annotations")?;
+            Some(ModelFile {
+                path: la.get(FILEPATH)?.as_str()?.to_string(),
+                size: l.get("size")?.as_u64()?,
+                sha256: l
+                    .get("digest")?
+                    .as_str()?
+                    .strip_prefix("sha256:")?
+                    .to_string(),
+                oid: la.get(OID)?.as_str()?.to_string(),
+                lfs: la.get(LFS)?.as_str()? == "true",
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(ModelInfo {
+        repo: s(REPO)?,
+        kind: s(TYPE)?,
+        revision: s(REVISION)?,
+        commit: s(COMMIT)?,
+        endpoint: s(ENDPOINT)?,
+        files,
+    })
+}
+
+/// Every model and dataset snapshot the store holds.
+pub fn snapshots(store: &Store) -> Result<Vec<ModelInfo>, StoreError> {
+    let mut out: Vec<ModelInfo> = Vec::new();
+    for entry in store.entries()? {
+        let ours = entry
+            .annotations
+            .get(oci::REPOSITORY)
+            .is_some_and(|r| r.starts_with(REPOSITORY_PREFIX));
+        if !ours || entry.artifact_type.as_deref() != Some(ARTIFACT_TYPE) {
+            continue;
+        }
+        if let Some(info) = read(&store.read_blob(&entry.digest)?)
+            && !out.contains(&info)
+        {
+            out.push(info);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_types() {
+        assert_eq!(layer_type("model.safetensors", "model"), WEIGHT_TYPE);
+        assert_eq!(layer_type("sub/config.json", "model"), WEIGHT_CONFIG_TYPE);
+        assert_eq!(layer_type("README.md", "model"), DOC_TYPE);
+        assert_eq!(layer_type("LICENSE", "model"), DOC_TYPE);
+        assert_eq!(layer_type("data.parquet", "dataset"), DATASET_TYPE);
+    }
+}

@@ -1,0 +1,251 @@
+//! A client for the Hugging Face hub's HTTP API, as huggingface_hub uses it: resolve a
+//! revision to a commit, list the tree (following pagination), download files through
+//! `/resolve/<commit>/<path>` (following redirects to a CDN). `HF_TOKEN` is sent as a
+//! bearer token and never printed; reqwest drops it on redirects to another host.
+
+use reqwest::{StatusCode, Url, header};
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("cannot reach the hub at {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{kind} repository `{repo}` does not exist on {endpoint} (or is private or gated)")]
+    RepoNotFound {
+        kind: String,
+        repo: String,
+        endpoint: String,
+    },
+    #[error("`{repo}` has no revision `{revision}`")]
+    RevisionNotFound { repo: String, revision: String },
+    #[error("the hub refused access to `{repo}` ({status})")]
+    Unauthorized { repo: String, status: u16 },
+    #[error("the hub answered {status} for {url}")]
+    Status { url: String, status: u16 },
+    #[error("the hub's answer for {url} is not valid: {reason}")]
+    BadAnswer { url: String, reason: String },
+    #[error("download of `{path}` was cut short")]
+    Interrupted {
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TreeEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub oid: String,
+    pub size: u64,
+    pub path: String,
+    pub lfs: Option<Lfs>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Lfs {
+    pub oid: String,
+    pub size: u64,
+}
+
+pub struct Hub {
+    pub endpoint: Url,
+    http: reqwest::Client,
+    token: Option<String>,
+    /// `models` or `datasets`.
+    api_kind: &'static str,
+}
+
+impl Hub {
+    pub fn new(endpoint: &str, dataset: bool) -> Result<Hub, String> {
+        let endpoint = Url::parse(&format!("{}/", endpoint.trim_end_matches('/')))
+            .map_err(|e| format!("endpoint `{endpoint}` is not a URL: {e}"))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(300))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let token = std::env::var("HF_TOKEN")
+            .or_else(|_| std::env::var("HUGGING_FACE_HUB_TOKEN"))
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        Ok(Hub {
+            endpoint,
+            http,
+            token,
+            api_kind: if dataset { "datasets" } else { "models" },
+        })
+    }
+
+    fn get(&self, url: Url) -> reqwest::RequestBuilder {
+        let request = self.http.get(url);
+        match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        }
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.endpoint.join(path).expect("a relative path joins")
+    }
+
+    fn kind(&self) -> String {
+        self.api_kind.trim_end_matches('s').to_string()
+    }
+
+    /// The error for a refused request, from the hub's `X-Error-Code`.
+    fn refused(&self, response: &reqwest::Response, repo: &str, revision: &str) -> HubError {
+        let code = response
+            .headers()
+            .get("x-error-code")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let status = response.status();
+        match (code, status) {
+            ("RevisionNotFound", _) => HubError::RevisionNotFound {
+                repo: repo.into(),
+                revision: revision.into(),
+            },
+            ("RepoNotFound", _) | (_, StatusCode::NOT_FOUND) => HubError::RepoNotFound {
+                kind: self.kind(),
+                repo: repo.into(),
+                endpoint: self.endpoint.to_string(),
+            },
+            (_, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => HubError::Unauthorized {
+                repo: repo.into(),
+                status: status.as_u16(),
+            },
+            _ => HubError::Status {
+                url: response.url().to_string(),
+                status: status.as_u16(),
+            },
+        }
+    }
+
+    /// The commit a revision (branch, tag or commit) resolves to.
+    pub async fn commit(&self, repo: &str, revision: &str) -> Result<String, HubError> {
+        let url = self.url(&format!(
+            "api/{}/{repo}/revision/{}",
+            self.api_kind,
+            encode(revision)
+        ));
+        let response =
+            self.get(url.clone())
+                .send()
+                .await
+                .map_err(|source| HubError::Unreachable {
+                    url: url.to_string(),
+                    source,
+                })?;
+        if !response.status().is_success() {
+            return Err(self.refused(&response, repo, revision));
+        }
+        let bad = |reason: String| HubError::BadAnswer {
+            url: url.to_string(),
+            reason,
+        };
+        let info: serde_json::Value = response.json().await.map_err(|e| bad(e.to_string()))?;
+        let sha = info
+            .get("sha")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| bad("no `sha`".into()))?;
+        if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad(format!("`sha` {sha} is not a commit id")));
+        }
+        Ok(sha.to_ascii_lowercase())
+    }
+
+    /// Every file of the commit, following `Link: <...>; rel="next"` pages.
+    pub async fn tree(&self, repo: &str, commit: &str) -> Result<Vec<TreeEntry>, HubError> {
+        let mut next = Some(self.url(&format!(
+            "api/{}/{repo}/tree/{commit}?recursive=true&expand=false",
+            self.api_kind
+        )));
+        let mut files = Vec::new();
+        while let Some(url) = next.take() {
+            let response =
+                self.get(url.clone())
+                    .send()
+                    .await
+                    .map_err(|source| HubError::Unreachable {
+                        url: url.to_string(),
+                        source,
+                    })?;
+            if !response.status().is_success() {
+                return Err(self.refused(&response, repo, commit));
+            }
+            next = response
+                .headers()
+                .get_all(header::LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .find(|part| part.contains("rel=\"next\""))
+                .and_then(|part| {
+                    part.split_once('<')
+                        .and_then(|(_, r)| r.split_once('>'))
+                        .map(|(u, _)| u.to_string())
+                })
+                .and_then(|u| url.join(&u).ok());
+            let page: Vec<TreeEntry> = response.json().await.map_err(|e| HubError::BadAnswer {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+            files.extend(page.into_iter().filter(|e| e.kind == "file"));
+        }
+        Ok(files)
+    }
+
+    /// Starts downloading `path` at `commit`, from byte `offset` on.
+    pub async fn download(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        offset: u64,
+    ) -> Result<reqwest::Response, HubError> {
+        let prefix = if self.api_kind == "datasets" {
+            "datasets/"
+        } else {
+            ""
+        };
+        let encoded: Vec<String> = path.split('/').map(encode).collect();
+        let url = self.url(&format!(
+            "{prefix}{repo}/resolve/{commit}/{}",
+            encoded.join("/")
+        ));
+        let mut request = self.get(url.clone());
+        if offset > 0 {
+            request = request.header(header::RANGE, format!("bytes={offset}-"));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| HubError::Unreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        if !response.status().is_success() {
+            return Err(self.refused(&response, repo, commit));
+        }
+        Ok(response)
+    }
+}
+
+/// Percent-encodes a path segment or revision (`refs/pr/1` becomes `refs%2Fpr%2F1`).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
