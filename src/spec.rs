@@ -361,6 +361,22 @@ fn parse_python(raw: RawPython, base: &Path) -> Result<crate::python::PythonSpec
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == "pylock.toml" || (name.starts_with("pylock.") && name.ends_with(".toml")) {
+            if !requirements.is_empty() {
+                return Err("a pylock.toml cannot be combined with `requirements`".into());
+            }
+            let locked = crate::python::lock::parse(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            return Ok(crate::python::PythonSpec {
+                index_url: raw.index_url,
+                requirements,
+                hashes: Default::default(),
+                python_version,
+                platforms: raw.platforms,
+                lock: Some(locked),
+            });
+        }
         let (more, pins) = crate::python::requirements::parse(&text)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         if !pins.is_empty() && !requirements.is_empty() {
@@ -383,6 +399,7 @@ fn parse_python(raw: RawPython, base: &Path) -> Result<crate::python::PythonSpec
         hashes,
         python_version,
         platforms: raw.platforms,
+        lock: None,
     })
 }
 

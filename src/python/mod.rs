@@ -3,6 +3,7 @@
 //! as an OCI artifact (see `release`).
 
 pub mod index;
+pub mod lock;
 pub mod metadata;
 pub mod release;
 pub mod requirements;
@@ -37,6 +38,8 @@ pub struct PythonSpec {
     pub hashes: BTreeMap<PackageName, Vec<Digest>>,
     pub python_version: String,
     pub platforms: Vec<String>,
+    /// A `pylock.toml`: then exactly its wheels are carried.
+    pub lock: Option<Vec<lock::Locked>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +53,7 @@ pub enum PythonError {
         source: ResolveError,
     },
     #[error(
-        "{file} from {url} does not match the index's sha256: expected {expected}, got {actual}"
+        "{file} from {url} does not match the sha256 the index or lock gives: expected {expected}, got {actual}"
     )]
     HashMismatch {
         file: String,
@@ -68,6 +71,8 @@ pub enum PythonError {
         version: String,
         target: String,
     },
+    #[error("the lock lists no wheel of `{project}` that {target} can install")]
+    LockedWithoutWheel { project: String, target: String },
     #[error("`{0}` must be pinned as `name==version` when the requirements carry hashes")]
     NotPinned(String),
 }
@@ -165,8 +170,21 @@ pub async fn pull(
     jobs: usize,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<Artifact>> {
-    let url = index_url(spec).ok_or(PythonError::NoIndex { entry: n })?;
-    let client = IndexClient::new(&url).map_err(|m| crate::spec::SpecError::Invalid {
+    // A lock names its wheels' URLs; otherwise an index is needed.
+    let url = match (&spec.lock, index_url(spec)) {
+        (_, Some(url)) => url,
+        (Some(lock), None) => lock
+            .iter()
+            .find_map(|l| l.index.clone())
+            .unwrap_or_else(|| "pylock.toml".into()),
+        (None, None) => return Err(PythonError::NoIndex { entry: n }.into()),
+    };
+    let client = IndexClient::new(if url.contains("://") {
+        &url
+    } else {
+        "http://127.0.0.1/"
+    })
+    .map_err(|m| crate::spec::SpecError::Invalid {
         path: "ferry.toml".into(),
         message: format!("[[python]] #{n}: {m}"),
     })?;
@@ -182,7 +200,21 @@ pub async fn pull(
                 message: format!("[[python]] #{n}: {m}"),
             }
         })?;
-        let selection = if spec.hashes.is_empty() {
+        let selection = if let Some(lock) = &spec.lock {
+            let mut selection = resolve::Selection::new();
+            for locked in lock.iter().filter(|l| l.applies(&target)) {
+                let files = locked.wheels_for(&target);
+                let version = locked
+                    .version_of(&files)
+                    .filter(|_| !files.is_empty())
+                    .ok_or_else(|| PythonError::LockedWithoutWheel {
+                        project: locked.name.to_string(),
+                        target: target.to_string(),
+                    })?;
+                selection.insert(locked.name.clone(), (version, files));
+            }
+            selection
+        } else if spec.hashes.is_empty() {
             let resolver = Resolver::new(&client, &target, &spec.requirements);
             let selection =
                 tokio::task::block_in_place(|| resolver.resolve()).map_err(resolve_err)?;

@@ -1442,3 +1442,43 @@ fn create_bundle_py(ctx: &TestContext, spec: &Path) -> PathBuf {
     assert!(bundle.is_file(), "bundle create wrote no {}", p(&bundle));
     bundle
 }
+
+/// A `pylock.toml` (PEP 751) is honoured exactly: no resolution (python-dateutil's
+/// dependency six is carried only because the lock lists it), markers of the target,
+/// wheels from their locked URLs, and a wrong locked hash is exit 3.
+#[test]
+fn python_pylock_is_honoured_exactly() {
+    let ctx = TestContext::new();
+    let fx = py();
+    let files = fx.index.url().replace("/simple/", "/files/");
+    let lock = |six_hash: &str| {
+        format!(
+            "lock-version = \"1.0\"\ncreated-by = \"e2e\"\n\
+             [[packages]]\nname = \"python-dateutil\"\nversion = \"2.9.0\"\n\
+             [[packages.wheels]]\nurl = \"{files}{DATEUTIL}\"\nhashes = {{ sha256 = \"{}\" }}\n\
+             [[packages]]\nname = \"six\"\nversion = \"1.16.0\"\n\
+             [[packages.wheels]]\nurl = \"{files}{SIX}\"\nhashes = {{ sha256 = \"{six_hash}\" }}\n\
+             [[packages]]\nname = \"windep\"\nversion = \"1.0\"\nmarker = \"sys_platform == 'win32'\"\n\
+             [[packages.wheels]]\nurl = \"{files}windep-1.0-py3-none-any.whl\"\nhashes = {{ sha256 = \"{}\" }}\n",
+            fx.file(DATEUTIL).sha256,
+            "0".repeat(64),
+        )
+    };
+    let spec_text = format!(
+        "name = \"py\"\n\n[[python]]\nrequirements-file = \"pylock.toml\"\n\
+         python-version = \"3.11\"\nplatforms = [\"{LINUX}\"]\n"
+    );
+    std::fs::write(ctx.path("pylock.toml"), lock(&fx.file(SIX).sha256)).unwrap();
+    let spec = ctx.write_spec("locked.toml", &spec_text);
+    let bundle = create_bundle_py(&ctx, &spec);
+    let artifacts = python_artifacts(&ctx, &bundle);
+    let names: BTreeSet<&str> = artifacts.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["python-dateutil", "six"]),
+        "{artifacts:?}"
+    );
+
+    std::fs::write(ctx.path("pylock.toml"), lock(&"a".repeat(64))).unwrap();
+    assert_create_fails(&ctx, &spec_text, Some(3), &["six"], &[]);
+}
