@@ -209,7 +209,7 @@ fn tree(
         let mut e =
             serde_json::json!({"type": "file", "oid": f.oid, "size": f.size, "path": f.path});
         if f.lfs {
-            e["lfs"] = serde_json::json!({"oid": f.sha256, "size": f.size, "pointerSize": 134});
+            e["lfs"] = serde_json::json!({"oid": f.sha256, "size": f.size, "pointerSize": lfs_pointer_size(f.size)});
         }
         entries.push(e);
     }
@@ -284,4 +284,10 @@ fn json(value: serde_json::Value) -> Response {
         value.to_string(),
     )
         .into_response()
+}
+
+/// The length of the git-lfs pointer file of a file of `size` bytes:
+/// `version https://git-lfs.github.com/spec/v1\noid sha256:<64 hex>\nsize <size>\n`.
+fn lfs_pointer_size(size: u64) -> u64 {
+    125 + size.to_string().len() as u64
 }
