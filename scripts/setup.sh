@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the real peers the test suite runs against: Debian bookworm packages, and a
-# venv with pip, uv and pypiserver for the Python tests ($FERRY_TEST_VENV, default
-# target/test-venv). Idempotent and silent when everything is already installed.
+# venv with pip, uv and pypiserver for the Python tests and huggingface_hub, safetensors
+# and numpy for the model tests ($FERRY_TEST_VENV, default target/test-venv). Idempotent
+# and silent when everything is already installed.
 set -euo pipefail
 
 packages=(docker-registry skopeo umoci podman runc minisign zstd curl apache2-utils)
@@ -54,10 +55,12 @@ install_packages() {
 
 install_packages "${missing[@]}"
 
-# The Python clients of the wheel tests (pip, uv) and the PyPI-compatible server that
-# `ferry export python --upload` is tested against (pypiserver) live in a venv of their
-# own, so a global pip is never upgraded. pip installs them with its own configuration
-# (PIP_INDEX_URL, pip.conf): no index is named here.
+# The Python clients of the wheel tests (pip, uv), the PyPI-compatible server that
+# `ferry export python --upload` is tested against (pypiserver), and the Hugging Face
+# client of the model tests (huggingface_hub, with safetensors and numpy to make and load
+# the test model) live in a venv of their own, so a global pip is never upgraded. pip
+# installs them with its own configuration (PIP_INDEX_URL, pip.conf): no index is named
+# here.
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${FERRY_TEST_VENV:-$repo/target/test-venv}
 
@@ -65,35 +68,43 @@ venv_ok() {
     [[ -x "$venv/bin/python" ]] &&
         "$venv/bin/python" -c 'import sys' >/dev/null 2>&1 &&
         "$venv/bin/uv" --version >/dev/null 2>&1 &&
-        "$venv/bin/pypi-server" --help >/dev/null 2>&1
+        "$venv/bin/pypi-server" --help >/dev/null 2>&1 &&
+        "$venv/bin/python" -c 'import huggingface_hub, safetensors, numpy' >/dev/null 2>&1
 }
+
+venv_packages=(uv pypiserver huggingface_hub safetensors numpy)
 
 if ! venv_ok; then
     if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         install_packages python3-venv
     fi
-    # A broken venv is made again from scratch (pip would keep a damaged install).
+    # A broken venv is made again from scratch (pip would keep a damaged install); a
+    # working one that only lacks some packages gets them added.
     if [[ -e "$venv" && ! -f "$venv/pyvenv.cfg" && -n "$(ls -A "$venv" 2>/dev/null)" ]]; then
         echo "error: $venv exists and is not a venv" >&2
         echo "hint: point FERRY_TEST_VENV at a new directory, or remove $venv" >&2
         exit 1
     fi
-    echo "setup: creating the test venv at $venv" >&2
-    rm -rf "$venv"
-    mkdir -p "$(dirname "$venv")"
-    if ! python3 -m venv "$venv" >&2; then
-        echo "error: python3 -m venv $venv failed" >&2
-        echo "hint: install Debian's python3-venv (apt-get install python3-venv)" >&2
-        exit 1
+    if ! { [[ -x "$venv/bin/python" && -x "$venv/bin/pip" ]] &&
+        "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; }; then
+        echo "setup: creating the test venv at $venv" >&2
+        rm -rf "$venv"
+        mkdir -p "$(dirname "$venv")"
+        if ! python3 -m venv "$venv" >&2; then
+            echo "error: python3 -m venv $venv failed" >&2
+            echo "hint: install Debian's python3-venv (apt-get install python3-venv)" >&2
+            exit 1
+        fi
     fi
-    echo "setup: installing uv and pypiserver into $venv" >&2
-    if ! "$venv/bin/pip" install -q uv pypiserver >&2; then
-        echo "error: pip install uv pypiserver failed" >&2
+    echo "setup: installing ${venv_packages[*]} into $venv" >&2
+    if ! "$venv/bin/pip" install -q --disable-pip-version-check "${venv_packages[@]}" >&2; then
+        echo "error: pip install ${venv_packages[*]} failed" >&2
         echo "hint: pip needs a reachable package index: set PIP_INDEX_URL or pip's config" >&2
         exit 1
     fi
     if ! venv_ok; then
-        echo "error: the test venv at $venv has no working uv or pypi-server" >&2
+        echo "error: the test venv at $venv lacks a working uv, pypi-server," \
+            "huggingface_hub, safetensors or numpy" >&2
         echo "hint: remove $venv and run scripts/setup.sh again" >&2
         exit 1
     fi

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `ferry` binary against real peers (Debian's
-//! `docker-registry`, `skopeo`, `podman`, `minisign`, `zstd`, `tar`; pip, uv and
-//! pypiserver from the test venv) and hostile bundles.
+//! `docker-registry`, `skopeo`, `podman`, `minisign`, `zstd`, `tar`; pip, uv,
+//! pypiserver and huggingface_hub from the test venv; a loopback stand-in for the
+//! Hugging Face hub) and hostile bundles.
 //!
 //! One shared registry and one set of deterministic test images serve the whole test
 //! process (see `e2e/context.rs`); every test gets its own temporary HOME and state.
@@ -22,6 +23,7 @@ mod e2e {
     mod hostile;
     mod import;
     mod keys;
+    mod models;
     mod podman;
     mod pull;
     mod python;
