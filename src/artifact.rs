@@ -16,6 +16,8 @@ pub enum Kind {
     Python,
     /// A model or dataset repository pinned to one commit.
     Model,
+    /// A conda package with its repodata record.
+    Conda,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +50,9 @@ pub struct Artifact {
     /// For a model or dataset: repository, revision, commit and every file's digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<crate::models::artifact::ModelInfo>,
+    /// For a conda package: channel, subdir, file, hashes and its repodata record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conda: Option<crate::conda::artifact::CondaPackage>,
 }
 
 impl Artifact {

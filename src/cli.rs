@@ -150,6 +150,13 @@ pub enum ExportCommand {
         )]
         password: Option<String>,
     },
+    /// The store's conda packages as channel directories (DIR/<channel>/<subdir>/).
+    Conda {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
     /// The store's models and datasets as a Hugging Face hub cache, for HF_HUB_OFFLINE=1.
     Hf {
         #[arg(long, value_name = "DIR")]

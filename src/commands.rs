@@ -284,6 +284,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Export(ExportCommand::Conda { store, to }) => {
+            let store = Store::open(&store)?;
+            let n = crate::export::conda_channels(&store, &to)?;
+            if !cli.quiet {
+                println!(
+                    "wrote {n} package(s) to {}: use the channel file://{}/<channel>",
+                    to.display(),
+                    std::path::absolute(&to)?.display()
+                );
+            }
+            Ok(())
+        }
         Command::Export(ExportCommand::Hf { store, to }) => {
             let store = Store::open(&store)?;
             let n = crate::export::hf_cache(&store, &to)?;
@@ -407,6 +419,7 @@ fn print_inspect(path: &Path, m: &BundleManifest, keys: &[sign::KeyId]) {
             crate::artifact::Kind::Referrer => "referrer",
             crate::artifact::Kind::Python => "python",
             crate::artifact::Kind::Model => "model",
+            crate::artifact::Kind::Conda => "conda",
         };
         println!("  {kind:<8} {}  {}", a.name(), a.digest);
         println!("           from {}", a.origin);

@@ -230,3 +230,33 @@ pub fn hf_cache(store: &Store, out: &Path) -> anyhow::Result<usize> {
     }
     Ok(count)
 }
+
+/// Writes every conda channel of the store as a directory any web server or `file://`
+/// serves: `out/<channel>/<subdir>/repodata.json` and the packages, `noarch` always.
+pub fn conda_channels(store: &Store, out: &Path) -> anyhow::Result<usize> {
+    use crate::conda::artifact::{self, CondaPackage};
+    let mut channels: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, Vec<CondaPackage>>,
+    > = Default::default();
+    for p in artifact::packages(store)? {
+        let subdirs = channels.entry(p.channel.clone()).or_default();
+        subdirs.entry("noarch".into()).or_default();
+        subdirs.entry(p.subdir.clone()).or_default().push(p);
+    }
+    let mut count = 0;
+    for (channel, subdirs) in &channels {
+        for (subdir, packages) in subdirs {
+            let dir = out.join(channel).join(subdir);
+            fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            for p in packages {
+                copy_blob(store, &p.sha256, &dir.join(&p.file_name))?;
+                count += 1;
+            }
+            let refs: Vec<&CondaPackage> = packages.iter().collect();
+            let repodata = serde_json::to_vec(&artifact::repodata(subdir, &refs))?;
+            write_atomic(&dir.join("repodata.json"), &repodata)?;
+        }
+    }
+    Ok(count)
+}

@@ -4,6 +4,7 @@ mod artifact;
 mod bundle;
 mod cli;
 mod commands;
+mod conda;
 mod digest;
 mod exit;
 mod export;
@@ -58,7 +59,8 @@ fn classify(err: &anyhow::Error) -> (ExitStatus, Option<String>) {
             targets::registry::PushError,
             commands::UsageError,
             python::PythonError,
-            models::ModelError
+            models::ModelError,
+            conda::CondaError
         );
     }
     (ExitStatus::Error, None)

@@ -37,6 +37,13 @@ pub async fn pull(
     for (i, python) in spec.python.iter().enumerate() {
         artifacts.extend(crate::python::pull(python, i + 1, store, options.jobs, reporter).await?);
     }
+    for (i, conda) in spec.conda.iter().enumerate() {
+        artifacts.extend(
+            crate::conda::pull(conda, store, options.jobs, reporter)
+                .await
+                .with_context(|| format!("cannot pull [[conda]] #{}", i + 1))?,
+        );
+    }
     for model in &spec.models {
         artifacts.extend(
             crate::models::pull(model, store, reporter)
@@ -150,6 +157,7 @@ async fn pull_image(
         artifact_type: top.artifact_type.clone(),
         python: None,
         model: None,
+        conda: None,
     }];
     if image.referrers {
         let subjects: Vec<Digest> = std::iter::once(top.digest).chain(source_digest).collect();
@@ -351,6 +359,7 @@ async fn pull_referrers(
             artifact_type: m.artifact_type.clone(),
             python: None,
             model: None,
+            conda: None,
         });
     }
     Ok(artifacts)

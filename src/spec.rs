@@ -23,11 +23,6 @@ pub enum SpecError {
     },
     #[error("spec {path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("spec {path}: `[[{section}]]` entries are not supported by this version of ferry yet")]
-    Unsupported {
-        path: PathBuf,
-        section: &'static str,
-    },
 }
 
 impl Classify for SpecError {
@@ -43,9 +38,6 @@ impl Classify for SpecError {
                 "see the spec file format in the README (keys: name, [[image]] ref, platforms)"
                     .into(),
             ),
-            SpecError::Unsupported { .. } => {
-                Some("carry images for now; remove the entry or use a newer ferry".into())
-            }
             SpecError::Read { .. } => None,
         }
     }
@@ -59,6 +51,7 @@ pub struct Spec {
     pub images: Vec<ImageSpec>,
     pub python: Vec<crate::python::PythonSpec>,
     pub models: Vec<crate::models::ModelSpec>,
+    pub conda: Vec<crate::conda::CondaSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +136,7 @@ struct RawSpec {
     #[serde(default)]
     python: Vec<RawPython>,
     #[serde(default)]
-    conda: Vec<toml::Table>,
+    conda: Vec<RawConda>,
     #[serde(default)]
     model: Vec<RawModel>,
 }
@@ -237,6 +230,42 @@ fn parse_model(raw: RawModel) -> Result<crate::models::ModelSpec, String> {
     })
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConda {
+    channel: Option<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+    #[serde(default)]
+    specs: Vec<String>,
+    #[serde(default)]
+    platforms: Vec<String>,
+}
+
+fn parse_conda(raw: RawConda) -> Result<crate::conda::CondaSpec, String> {
+    let names: Vec<String> = raw.channel.into_iter().chain(raw.channels).collect();
+    if names.is_empty() {
+        return Err("`channel` (or `channels`, in priority order) is required".into());
+    }
+    if raw.specs.is_empty() {
+        return Err("`specs` is required, such as [\"python 3.11.*\"]".into());
+    }
+    if raw.platforms.is_empty() {
+        return Err("`platforms` is required: the target's subdirs, such as [\"linux-64\"] (noarch always comes along)".into());
+    }
+    let channels = names
+        .iter()
+        .map(|c| crate::conda::channel_url(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let specs = crate::conda::parse_specs(&raw.specs)?;
+    let platforms = crate::conda::parse_platforms(&raw.platforms)?;
+    Ok(crate::conda::CondaSpec {
+        channels,
+        specs,
+        platforms,
+    })
+}
+
 fn yes() -> bool {
     true
 }
@@ -261,19 +290,20 @@ impl Spec {
             path: path.to_path_buf(),
             message,
         };
-        if !raw.conda.is_empty() {
-            return Err(SpecError::Unsupported {
-                path: path.to_path_buf(),
-                section: "conda",
-            });
-        }
+        let conda = raw
+            .conda
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| parse_conda(c).map_err(|e| invalid(format!("[[conda]] #{}: {e}", i + 1))))
+            .collect::<Result<Vec<_>, _>>()?;
         if !valid_series_name(&raw.name) {
             return Err(invalid(format!(
                 "name `{}` must be 1-128 letters, digits, `.`, `_` or `-`",
                 raw.name
             )));
         }
-        if raw.image.is_empty() && raw.python.is_empty() && raw.model.is_empty() {
+        if raw.image.is_empty() && raw.python.is_empty() && raw.model.is_empty() && conda.is_empty()
+        {
             return Err(invalid(
                 "nothing to carry: add an [[image]], [[python]] or [[model]] entry".into(),
             ));
@@ -331,6 +361,7 @@ impl Spec {
             images,
             python,
             models,
+            conda,
         })
     }
 }
@@ -488,7 +519,7 @@ ref = "oci:layout:app/web:1.0"
         ));
         assert!(matches!(
             parse("name = \"a\"\n[[conda]]\nspecs = []"),
-            Err(SpecError::Unsupported { .. })
+            Err(SpecError::Invalid { .. })
         ));
         let ok = parse(
             "name = \"a\"\n[[python]]\nrequirements = [\"six==1.16.0\"]\npython-version = \"3.11\"\nplatforms = [\"manylinux_2_28_x86_64\"]",

@@ -208,6 +208,34 @@ impl Store {
         w.commit(self, expected, bytes.len() as u64, what)
     }
 
+    /// Moves a file whose digest the caller has checked (a temporary file inside the
+    /// store's state directory) into place.
+    pub fn put_file(
+        &self,
+        path: &Path,
+        digest: &Digest,
+        size: u64,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let len = fs::metadata(path)
+            .map_err(io_err("cannot read", path))?
+            .len();
+        if len != size {
+            return Err(StoreError::DigestMismatch {
+                what: what.to_string(),
+                expected: *digest,
+                expected_size: size,
+                actual: *digest,
+                actual_size: len,
+            });
+        }
+        File::open(path)
+            .and_then(|f| f.sync_data())
+            .map_err(io_err("cannot sync", path))?;
+        let dest = self.blob_path(digest);
+        fs::rename(path, &dest).map_err(io_err("cannot rename into", &dest))
+    }
+
     /// The descriptors of `index.json`.
     pub fn entries(&self) -> Result<Vec<Desc>, StoreError> {
         let path = self.root.join("index.json");

@@ -177,6 +177,7 @@ pub async fn pull(
             artifact_type: desc.artifact_type.clone(),
             python: None,
             model: Some(info.clone()),
+            conda: None,
         })
         .collect())
 }

@@ -329,6 +329,7 @@ pub async fn pull(
                 artifact_type: desc.artifact_type,
                 python: Some(release),
                 model: None,
+                conda: None,
             });
         }
     }

@@ -3,6 +3,7 @@
 //! What is served is what the store's `index.json` reaches; the catalogs are rebuilt
 //! when `index.json` changes.
 
+mod conda;
 mod hf;
 mod oci;
 mod pypi;
@@ -28,6 +29,7 @@ struct Catalog {
     oci: oci::OciCatalog,
     pypi: pypi::PypiCatalog,
     hf: hf::HfCatalog,
+    conda: conda::CondaCatalog,
 }
 
 struct App {
@@ -78,6 +80,7 @@ impl App {
             oci: oci::OciCatalog::build(&self.store)?,
             pypi: pypi::PypiCatalog::build(&self.store)?,
             hf: hf::HfCatalog::build(&self.store)?,
+            conda: conda::CondaCatalog::build(&self.store, meta.modified()?)?,
         });
         *self.catalog.write().expect("catalog lock") = catalog.clone();
         Ok(catalog)
@@ -121,6 +124,9 @@ async fn handle(
                     &headers,
                 )
                 .await
+            }
+            Ok(catalog) if path.starts_with("/conda/") => {
+                conda::route(&app.store, &catalog.conda, &method, path, &headers).await
             }
             Ok(catalog) if hf::is_hub_path(path) => {
                 hf::route(&app.store, &catalog.hf, &method, path, &headers).await

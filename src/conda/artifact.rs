@@ -1,0 +1,156 @@
+//! How a conda package is carried: an OCI artifact whose config is its repodata record
+//! and whose one layer is the package file (`application/vnd.conda.package.v1` for
+//! `.tar.bz2`, `.v2` for `.conda`). Stored under `conda/<channel>/<subdir>/<name>`,
+//! tagged `<version>-<build>`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::oci::{self, Desc};
+use crate::store::{Store, StoreError};
+
+pub const ARTIFACT_TYPE: &str = "application/vnd.ferry.conda.package.v1";
+pub const RECORD_TYPE: &str = "application/vnd.ferry.conda.record.v1+json";
+pub const PACKAGE_V1: &str = "application/vnd.conda.package.v1";
+pub const PACKAGE_V2: &str = "application/vnd.conda.package.v2";
+pub const REPOSITORY_PREFIX: &str = "conda/";
+const TITLE: &str = "org.opencontainers.image.title";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CondaPackage {
+    /// The name the channel is served under (its last path segment).
+    pub channel: String,
+    pub channel_url: String,
+    pub subdir: String,
+    pub file_name: String,
+    pub name: String,
+    pub version: String,
+    pub build: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Where it was downloaded from.
+    pub url: String,
+    /// The repodata record, as the channel gave it (depends, constrains, license, ...).
+    pub record: serde_json::Value,
+}
+
+fn clean(s: &str) -> String {
+    s.to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+impl CondaPackage {
+    pub fn repository(&self) -> String {
+        format!(
+            "{REPOSITORY_PREFIX}{}/{}/{}",
+            clean(&self.channel),
+            clean(&self.subdir),
+            clean(&self.name)
+        )
+    }
+    pub fn tag(&self) -> String {
+        let t: String = format!("{}-{}", self.version, self.build)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        t.chars().take(128).collect()
+    }
+    pub fn media_type(&self) -> &'static str {
+        if self.file_name.ends_with(".conda") {
+            PACKAGE_V2
+        } else {
+            PACKAGE_V1
+        }
+    }
+    pub fn digest(&self) -> Option<Digest> {
+        Digest::from_hex(&self.sha256).ok()
+    }
+}
+
+pub fn write(store: &Store, package: &CondaPackage) -> Result<(Desc, Vec<u8>), StoreError> {
+    let config = serde_json::to_vec(package).expect("package serialises");
+    let config_digest = Digest::of(&config);
+    store.put_blob(&config, &config_digest, "conda record")?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_MANIFEST,
+        "artifactType": ARTIFACT_TYPE,
+        "config": {"mediaType": RECORD_TYPE, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": [{"mediaType": package.media_type(), "digest": format!("sha256:{}", package.sha256), "size": package.size, "annotations": {TITLE: package.file_name}}],
+        "annotations": {"dev.ferry.conda.channel": package.channel, "dev.ferry.conda.subdir": package.subdir},
+    });
+    let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
+    let digest = Digest::of(&bytes);
+    store.put_blob(&bytes, &digest, "conda manifest")?;
+    Ok((
+        Desc {
+            media_type: oci::OCI_MANIFEST.into(),
+            digest,
+            size: bytes.len() as u64,
+            platform: None,
+            artifact_type: Some(ARTIFACT_TYPE.into()),
+            annotations: Default::default(),
+        },
+        bytes,
+    ))
+}
+
+/// Every conda package the store holds.
+pub fn packages(store: &Store) -> Result<Vec<CondaPackage>, StoreError> {
+    let mut out = Vec::new();
+    for entry in store.entries()? {
+        let ours = entry
+            .annotations
+            .get(oci::REPOSITORY)
+            .is_some_and(|r| r.starts_with(REPOSITORY_PREFIX));
+        if !ours || entry.artifact_type.as_deref() != Some(ARTIFACT_TYPE) {
+            continue;
+        }
+        let manifest =
+            oci::Manifest::parse(&store.read_blob(&entry.digest)?, Some(&entry.media_type))
+                .map_err(|e| StoreError::Io {
+                    action: "invalid conda manifest",
+                    path: store.blob_path(&entry.digest),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                })?;
+        let Some(config) = manifest.children.first() else {
+            continue;
+        };
+        if let Ok(p) = serde_json::from_slice::<CondaPackage>(&store.read_blob(&config.digest)?) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// A channel's `repodata.json` for one subdir, from the packages it holds.
+pub fn repodata(subdir: &str, packages: &[&CondaPackage]) -> serde_json::Value {
+    let mut v1 = serde_json::Map::new();
+    let mut v2 = serde_json::Map::new();
+    for p in packages {
+        let mut record = p.record.clone();
+        record["sha256"] = p.sha256.clone().into();
+        record["size"] = p.size.into();
+        if p.file_name.ends_with(".conda") {
+            v2.insert(p.file_name.clone(), record);
+        } else {
+            v1.insert(p.file_name.clone(), record);
+        }
+    }
+    serde_json::json!({"info": {"subdir": subdir}, "packages": v1, "packages.conda": v2, "removed": [], "repodata_version": 1})
+}

@@ -1,0 +1,416 @@
+//! Conda packages: solve the specs into the full closure for each target platform with
+//! the rattler crates (repodata through `rattler_repodata_gateway`, `rattler_solve` with
+//! the target's virtual packages, not the host's), fetch every package checked against
+//! repodata's sha256 (or md5) and size while it streams, and keep each package as an OCI
+//! artifact with its repodata record.
+
+pub mod artifact;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use futures_util::StreamExt;
+use rattler_conda_types::{
+    Channel, GenericVirtualPackage, MatchSpec, ParseStrictness, RepoDataRecord, Subdir,
+};
+use rattler_solve::{SolverImpl, SolverTask};
+
+use crate::artifact::{Artifact, Kind};
+use crate::exit::{Classify, ExitStatus};
+use crate::reporter::Reporter;
+use crate::store::{self, Store, StoreError};
+use artifact::CondaPackage;
+
+/// Where named channels live, when the spec names one rather than giving a URL.
+pub const DEFAULT_CHANNEL_ALIAS: &str = "https://conda.anaconda.org";
+
+/// One `[[conda]]` entry, validated.
+#[derive(Debug, Clone)]
+pub struct CondaSpec {
+    /// Channel URLs in priority order.
+    pub channels: Vec<reqwest::Url>,
+    pub specs: Vec<MatchSpec>,
+    pub platforms: Vec<Subdir>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CondaError {
+    #[error("cannot read the repodata of {channels}")]
+    Repodata {
+        channels: String,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("the specs cannot be solved for {platform}:\n{explanation}")]
+    Unsolvable {
+        platform: String,
+        explanation: String,
+    },
+    #[error("channel {channel} has no noarch/repodata.json; every conda channel must have one")]
+    NoNoarch { channel: String },
+    #[error("{file} does not match its repodata: expected {expected}, got {actual}")]
+    Mismatch {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "{file} has neither a sha256 nor an md5 in repodata; ferry carries only what it can verify"
+    )]
+    NoHash { file: String },
+    #[error("cannot download {file}")]
+    Download {
+        file: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Classify for CondaError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            CondaError::Mismatch { .. } => ExitStatus::Verification,
+            CondaError::Store(e) => e.exit_status(),
+            _ => ExitStatus::Error,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            CondaError::Repodata { .. } | CondaError::NoNoarch { .. } => {
+                Some("check the channel URL (a name means a channel under the public conda host) and that it is reachable".into())
+            }
+            CondaError::Unsolvable { .. } => Some("relax the specs, or add the channel that has the missing packages".into()),
+            CondaError::Mismatch { .. } => Some("the channel or something between it and ferry served altered bytes; nothing was stored".into()),
+            _ => None,
+        }
+    }
+}
+
+/// A channel as the spec gives it: a full URL, or a name under the public conda host.
+pub fn channel_url(channel: &str) -> Result<reqwest::Url, String> {
+    let text = if channel.contains("://") {
+        channel.to_string()
+    } else {
+        format!("{DEFAULT_CHANNEL_ALIAS}/{channel}")
+    };
+    let url = reqwest::Url::parse(&format!("{}/", text.trim_end_matches('/')))
+        .map_err(|e| format!("channel `{channel}`: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https" | "file") {
+        return Err(format!("channel `{channel}` is not http, https or file"));
+    }
+    Ok(url)
+}
+
+/// The name a channel is served under: its last path segment.
+pub fn channel_name(url: &reqwest::Url) -> String {
+    url.path_segments()
+        .and_then(|mut s| s.rfind(|p| !p.is_empty()))
+        .unwrap_or("channel")
+        .to_string()
+}
+
+/// The virtual packages of a target platform (not of this machine).
+fn virtual_packages(subdir: Subdir) -> Vec<GenericVirtualPackage> {
+    let s = subdir.as_str();
+    let vp = |name: &str, version: &str, build: &str| GenericVirtualPackage {
+        name: name.parse().expect("valid name"),
+        version: version.parse().expect("valid version"),
+        build_string: build.parse().expect("valid build string"),
+    };
+    let arch = s.split_once('-').map(|(_, a)| a).unwrap_or("");
+    let archspec = match arch {
+        "64" => "x86_64",
+        "aarch64" | "arm64" => "aarch64",
+        other => other,
+    };
+    let mut out = Vec::new();
+    if s.starts_with("linux") {
+        out.extend([
+            vp("__unix", "0", "0"),
+            vp("__linux", "5.10", "0"),
+            vp("__glibc", "2.28", "0"),
+            vp("__archspec", "1", archspec),
+        ]);
+    } else if s.starts_with("osx") {
+        out.extend([
+            vp("__unix", "0", "0"),
+            vp("__osx", "13.0", "0"),
+            vp(
+                "__archspec",
+                "1",
+                if arch == "arm64" { "arm64" } else { "x86_64" },
+            ),
+        ]);
+    } else if s.starts_with("win") {
+        out.extend([vp("__win", "0", "0"), vp("__archspec", "1", "x86_64")]);
+    }
+    out
+}
+
+/// Solves and fetches entry `n` into the store.
+pub async fn pull(
+    spec: &CondaSpec,
+    store: &Store,
+    jobs: usize,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<Vec<Artifact>> {
+    let names = spec
+        .channels
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let repodata_err = |source: anyhow::Error| CondaError::Repodata {
+        channels: names.clone(),
+        source,
+    };
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    for c in &spec.channels {
+        check_noarch(&http, c).await?;
+    }
+    let cache = store.state_dir().join("conda-cache");
+    let gateway = rattler_repodata_gateway::Gateway::builder()
+        .with_cache_dir(&cache)
+        .finish();
+    let channels: Vec<Channel> = spec
+        .channels
+        .iter()
+        .map(|u| Channel::from_url(u.clone()))
+        .collect();
+    let mut chosen: Vec<RepoDataRecord> = Vec::new();
+    for platform in &spec.platforms {
+        let output = gateway
+            .query(
+                channels.clone(),
+                [*platform, Subdir::NoArch],
+                spec.specs.clone(),
+            )
+            .recursive(true)
+            .execute()
+            .await
+            .map_err(|e| repodata_err(e.into()))?;
+        let task = SolverTask {
+            virtual_packages: virtual_packages(*platform),
+            specs: spec.specs.clone(),
+            ..SolverTask::from_iter(&output.repodata)
+        };
+        let solved = tokio::task::block_in_place(|| rattler_solve::resolvo::Solver.solve(task))
+            .map_err(|e| match e {
+                rattler_solve::SolveError::Unsolvable(lines) => CondaError::Unsolvable {
+                    platform: platform.as_str().into(),
+                    explanation: lines.join("\n"),
+                },
+                other => CondaError::Unsolvable {
+                    platform: platform.as_str().into(),
+                    explanation: other.to_string(),
+                },
+            })?;
+        for r in solved.records {
+            if !chosen.iter().any(|c| c.url == r.url) {
+                chosen.push(r);
+            }
+        }
+        reporter.line(&format!("solved [[conda]] for {}", platform.as_str()));
+    }
+    chosen.sort_by(|a, b| a.url.as_str().cmp(b.url.as_str()));
+    let packages: Vec<CondaPackage> =
+        futures_util::stream::iter(chosen.iter().map(|r| fetch(&http, r, store, reporter)))
+            .buffer_unordered(jobs.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?;
+    let mut artifacts = Vec::new();
+    for package in packages {
+        let (desc, bytes) = artifact::write(store, &package)?;
+        let repository = package.repository();
+        let tag = package.tag();
+        store.update_entries(|e| store::upsert_entry(e, &repository, Some(&tag), &desc))?;
+        artifacts.push(Artifact {
+            kind: Kind::Conda,
+            repository,
+            tag: Some(tag),
+            digest: desc.digest,
+            media_type: desc.media_type,
+            size: bytes.len() as u64,
+            origin: package.url.clone(),
+            platforms: Vec::new(),
+            subject: None,
+            source_digest: None,
+            artifact_type: desc.artifact_type,
+            python: None,
+            model: None,
+            conda: Some(package),
+        });
+    }
+    Ok(artifacts)
+}
+
+/// rattler would treat a channel without noarch as empty there; the spec says a channel
+/// always has one, so an absent one is the sign of a wrong URL.
+async fn check_noarch(http: &reqwest::Client, channel: &reqwest::Url) -> Result<(), CondaError> {
+    let no = || CondaError::NoNoarch {
+        channel: channel.to_string(),
+    };
+    if channel.scheme() == "file" {
+        let path = channel.to_file_path().map_err(|_| no())?;
+        return if path.join("noarch/repodata.json").is_file() {
+            Ok(())
+        } else {
+            Err(no())
+        };
+    }
+    let url = channel.join("noarch/repodata.json").expect("relative join");
+    let response = http
+        .head(url.clone())
+        .send()
+        .await
+        .map_err(|e| CondaError::Repodata {
+            channels: channel.to_string(),
+            source: e.into(),
+        })?;
+    if response.status().is_success() {
+        return Ok(());
+    }
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| CondaError::Repodata {
+            channels: channel.to_string(),
+            source: e.into(),
+        })?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(no())
+    }
+}
+
+/// Streams a package into the store, checked against repodata's sha256 (or md5) and size.
+async fn fetch(
+    http: &reqwest::Client,
+    record: &RepoDataRecord,
+    store: &Store,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<CondaPackage> {
+    let file = record.identifier.to_file_name();
+    let p = &record.package_record;
+    let sha256 = p.sha256.map(|h| hex::encode(h.as_slice()));
+    let md5 = p.md5.map(|h| hex::encode(h.as_slice()));
+    if sha256.is_none() && md5.is_none() {
+        return Err(CondaError::NoHash { file }.into());
+    }
+    let response = http
+        .get(record.url.clone())
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|source| CondaError::Download {
+            file: file.clone(),
+            source,
+        })?;
+    let task = reporter.task(&file, p.size);
+    let tmp = tempfile::NamedTempFile::new_in(store.state_dir())
+        .context("cannot create a temporary file in the store")?;
+    let mut out = crate::digest::HashingWriter::resume(
+        std::io::BufWriter::new(tmp.reopen()?),
+        Default::default(),
+    );
+    let mut md5_hasher = <md5::Md5 as md5::Digest>::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|source| CondaError::Download {
+            file: file.clone(),
+            source,
+        })?;
+        if p.size.is_some_and(|s| out.len() + chunk.len() as u64 > s) {
+            return Err(CondaError::Mismatch {
+                file,
+                expected: format!("{} bytes", p.size.unwrap_or(0)),
+                actual: "more bytes".into(),
+            }
+            .into());
+        }
+        md5::Digest::update(&mut md5_hasher, &chunk);
+        out.write_all(&chunk)?;
+        task.advance(chunk.len() as u64);
+    }
+    task.finish();
+    let (mut w, digest, size) = out.finish();
+    w.flush()?;
+    let actual_md5 = hex::encode(md5::Digest::finalize(md5_hasher));
+    let mismatch = |expected: String, actual: String| CondaError::Mismatch {
+        file: file.clone(),
+        expected,
+        actual,
+    };
+    if let Some(expected) = &sha256 {
+        if *expected != digest.hex() {
+            return Err(mismatch(
+                format!("sha256 {expected}"),
+                format!("sha256 {}", digest.hex()),
+            )
+            .into());
+        }
+    } else if let Some(expected) = &md5
+        && *expected != actual_md5
+    {
+        return Err(mismatch(format!("md5 {expected}"), format!("md5 {actual_md5}")).into());
+    }
+    if let Some(expected) = p.size
+        && expected != size
+    {
+        return Err(mismatch(format!("{expected} bytes"), format!("{size} bytes")).into());
+    }
+    store.put_file(tmp.path(), &digest, size, &file)?;
+    let record_json = serde_json::to_value(p).context("cannot serialise the repodata record")?;
+    Ok(CondaPackage {
+        channel: record
+            .channel
+            .clone()
+            .map(|c| {
+                channel_name(
+                    &reqwest::Url::parse(&c)
+                        .unwrap_or_else(|_| reqwest::Url::parse("http://x/channel/").expect("url")),
+                )
+            })
+            .unwrap_or_else(|| "channel".into()),
+        channel_url: record.channel.clone().unwrap_or_default(),
+        subdir: p.subdir.clone(),
+        file_name: file,
+        name: p.name.as_normalized().to_string(),
+        version: p.version.to_string(),
+        build: p.build.to_string(),
+        sha256: digest.hex(),
+        size,
+        url: record.url.to_string(),
+        record: record_json,
+    })
+}
+
+/// Parses `specs` as conda match specs.
+pub fn parse_specs(specs: &[String]) -> Result<Vec<MatchSpec>, String> {
+    specs
+        .iter()
+        .map(|s| {
+            MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|e| format!("spec `{s}`: {e}"))
+        })
+        .collect()
+}
+
+/// Parses platform names such as `linux-64`.
+pub fn parse_platforms(platforms: &[String]) -> Result<Vec<Subdir>, String> {
+    platforms
+        .iter()
+        .map(|p| {
+            p.parse::<Subdir>()
+                .map_err(|_| format!("platform `{p}` is not a conda subdir such as linux-64"))
+        })
+        .collect()
+}

@@ -1,0 +1,124 @@
+//! Conda channels under `/conda/<channel>/<subdir>/`: `repodata.json` (and `.zst`) built
+//! from the packages the store holds, with ETag and Last-Modified, `noarch` always
+//! present, real 404s for what is absent, and the package files with Range.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{FileRef, file_response, text};
+use crate::conda::artifact::{self, CondaPackage};
+use crate::digest::Digest;
+use crate::store::Store;
+
+#[derive(Default)]
+pub(super) struct CondaCatalog {
+    /// channel -> subdir -> packages.
+    channels: BTreeMap<String, BTreeMap<String, Vec<CondaPackage>>>,
+    last_modified: String,
+}
+
+impl CondaCatalog {
+    pub(super) fn build(store: &Store, modified: SystemTime) -> anyhow::Result<CondaCatalog> {
+        let mut catalog = CondaCatalog {
+            last_modified: http_date(modified),
+            ..Default::default()
+        };
+        for p in artifact::packages(store)? {
+            let subdirs = catalog.channels.entry(p.channel.clone()).or_default();
+            subdirs.entry("noarch".into()).or_default();
+            subdirs.entry(p.subdir.clone()).or_default().push(p);
+        }
+        Ok(catalog)
+    }
+}
+
+fn http_date(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+pub(super) async fn route(
+    store: &Store,
+    catalog: &CondaCatalog,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response {
+    let rest = path.trim_start_matches("/conda/");
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [channel, subdir, file] = parts[..] else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: /conda/<channel>/<subdir>/<file>\n",
+        );
+    };
+    let Some(subdirs) = catalog.channels.get(channel) else {
+        return text(StatusCode::NOT_FOUND, "no such channel\n");
+    };
+    if subdir.parse::<rattler_conda_types::Subdir>().is_err() {
+        return text(StatusCode::NOT_FOUND, "no such subdir\n");
+    }
+    let empty = Vec::new();
+    let packages = subdirs.get(subdir).unwrap_or(&empty);
+    match file {
+        "repodata.json" | "repodata.json.zst" => {
+            let refs: Vec<&CondaPackage> = packages.iter().collect();
+            let mut body = serde_json::to_vec(&artifact::repodata(subdir, &refs))
+                .expect("repodata serialises");
+            let etag = format!("\"{}\"", Digest::of(&body).hex());
+            if headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                == Some(etag.as_str())
+            {
+                return StatusCode::NOT_MODIFIED.into_response();
+            }
+            let content_type = if file.ends_with(".zst") {
+                body = zstd::encode_all(&body[..], 3).expect("in-memory zstd");
+                "application/zstd"
+            } else {
+                "application/json"
+            };
+            let len = body.len();
+            let mut r = (StatusCode::OK, body).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+            if let Ok(v) = HeaderValue::from_str(&catalog.last_modified) {
+                h.insert(header::LAST_MODIFIED, v);
+            }
+            if method == Method::HEAD {
+                *r.body_mut() = axum::body::Body::empty();
+            }
+            r
+        }
+        name => match packages
+            .iter()
+            .find(|p| p.file_name == name)
+            .and_then(|p| p.digest().map(|d| (p, d)))
+        {
+            Some((p, digest)) => {
+                file_response(
+                    store,
+                    FileRef {
+                        digest: &digest,
+                        size: p.size,
+                        content_type: "application/octet-stream",
+                        etag: None,
+                    },
+                    method,
+                    headers,
+                )
+                .await
+            }
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
+    }
+}
