@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the real peers the test suite runs against: Debian bookworm packages, and a
-# venv with pip, uv and pypiserver for the Python tests and huggingface_hub, safetensors
-# and numpy for the model tests ($FERRY_TEST_VENV, default target/test-venv). Idempotent
-# and silent when everything is already installed.
+# venv with pip, uv and pypiserver for the Python tests, py-rattler for the conda tests
+# and huggingface_hub, safetensors and numpy for the model tests ($FERRY_TEST_VENV,
+# default target/test-venv). Idempotent and silent when everything is already installed.
 set -euo pipefail
 
 packages=(docker-registry skopeo umoci podman runc minisign zstd curl apache2-utils)
@@ -56,7 +56,8 @@ install_packages() {
 install_packages "${missing[@]}"
 
 # The Python clients of the wheel tests (pip, uv), the PyPI-compatible server that
-# `ferry export python --upload` is tested against (pypiserver), and the Hugging Face
+# `ferry export python --upload` is tested against (pypiserver), the conda client of the
+# conda tests (py-rattler, imported as `rattler`), and the Hugging Face
 # client of the model tests (huggingface_hub, with safetensors and numpy to make and load
 # the test model) live in a venv of their own, so a global pip is never upgraded. pip
 # installs them with its own configuration (PIP_INDEX_URL, pip.conf): no index is named
@@ -69,10 +70,11 @@ venv_ok() {
         "$venv/bin/python" -c 'import sys' >/dev/null 2>&1 &&
         "$venv/bin/uv" --version >/dev/null 2>&1 &&
         "$venv/bin/pypi-server" --help >/dev/null 2>&1 &&
-        "$venv/bin/python" -c 'import huggingface_hub, safetensors, numpy' >/dev/null 2>&1
+        "$venv/bin/python" -c 'import huggingface_hub, safetensors, numpy' >/dev/null 2>&1 &&
+        "$venv/bin/python" -c 'import rattler' >/dev/null 2>&1
 }
 
-venv_packages=(uv pypiserver huggingface_hub safetensors numpy)
+venv_packages=(uv pypiserver py-rattler huggingface_hub safetensors numpy)
 
 if ! venv_ok; then
     if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -104,7 +106,7 @@ if ! venv_ok; then
     fi
     if ! venv_ok; then
         echo "error: the test venv at $venv lacks a working uv, pypi-server," \
-            "huggingface_hub, safetensors or numpy" >&2
+            "rattler (py-rattler), huggingface_hub, safetensors or numpy" >&2
         echo "hint: remove $venv and run scripts/setup.sh again" >&2
         exit 1
     fi

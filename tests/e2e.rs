@@ -1,7 +1,7 @@
 //! End-to-end tests: the real `ferry` binary against real peers (Debian's
 //! `docker-registry`, `skopeo`, `podman`, `minisign`, `zstd`, `tar`; pip, uv,
-//! pypiserver and huggingface_hub from the test venv; a loopback stand-in for the
-//! Hugging Face hub) and hostile bundles.
+//! pypiserver, py-rattler and huggingface_hub from the test venv; a loopback stand-in
+//! for the Hugging Face hub) and hostile bundles.
 //!
 //! One shared registry and one set of deterministic test images serve the whole test
 //! process (see `e2e/context.rs`); every test gets its own temporary HOME and state.
@@ -19,6 +19,7 @@ mod e2e {
     // Tests, one file per command or concern.
     mod auth;
     mod bundle;
+    mod conda;
     mod errors;
     mod hostile;
     mod import;
