@@ -240,9 +240,32 @@ struct RawConda {
     specs: Vec<String>,
     #[serde(default)]
     platforms: Vec<String>,
+    #[serde(rename = "lock-file")]
+    lock_file: Option<PathBuf>,
 }
 
-fn parse_conda(raw: RawConda) -> Result<crate::conda::CondaSpec, String> {
+fn parse_conda(raw: RawConda, base: &Path) -> Result<crate::conda::CondaSpec, String> {
+    if let Some(file) = &raw.lock_file {
+        if !raw.specs.is_empty() {
+            return Err("`lock-file` is honoured exactly: leave `specs` out".into());
+        }
+        let path = if file.is_absolute() {
+            file.clone()
+        } else {
+            base.join(file)
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let lock =
+            crate::conda::parse_explicit(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let platforms = crate::conda::parse_platforms(&raw.platforms)?;
+        return Ok(crate::conda::CondaSpec {
+            channels: Vec::new(),
+            specs: Vec::new(),
+            platforms,
+            lock: Some(lock),
+        });
+    }
     let names: Vec<String> = raw.channel.into_iter().chain(raw.channels).collect();
     if names.is_empty() {
         return Err("`channel` (or `channels`, in priority order) is required".into());
@@ -263,6 +286,7 @@ fn parse_conda(raw: RawConda) -> Result<crate::conda::CondaSpec, String> {
         channels,
         specs,
         platforms,
+        lock: None,
     })
 }
 
@@ -294,7 +318,9 @@ impl Spec {
             .conda
             .into_iter()
             .enumerate()
-            .map(|(i, c)| parse_conda(c).map_err(|e| invalid(format!("[[conda]] #{}: {e}", i + 1))))
+            .map(|(i, c)| {
+                parse_conda(c, base).map_err(|e| invalid(format!("[[conda]] #{}: {e}", i + 1)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if !valid_series_name(&raw.name) {
             return Err(invalid(format!(

@@ -32,6 +32,8 @@ pub struct CondaSpec {
     pub channels: Vec<reqwest::Url>,
     pub specs: Vec<MatchSpec>,
     pub platforms: Vec<Subdir>,
+    /// An explicit lock: then exactly its packages are carried, nothing is solved.
+    pub lock: Option<Vec<Locked>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +51,9 @@ pub enum CondaError {
     },
     #[error("channel {channel} has no noarch/repodata.json; every conda channel must have one")]
     NoNoarch { channel: String },
-    #[error("{file} does not match its repodata: expected {expected}, got {actual}")]
+    #[error(
+        "{file} does not match what repodata or the lock says: expected {expected}, got {actual}"
+    )]
     Mismatch {
         file: String,
         expected: String,
@@ -157,6 +161,46 @@ pub async fn pull(
     jobs: usize,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<Artifact>> {
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let packages = match &spec.lock {
+        Some(locked) => pull_locked(locked, &spec.platforms, store, &http, reporter).await?,
+        None => solve_and_fetch(spec, store, &http, jobs, reporter).await?,
+    };
+    let mut artifacts = Vec::new();
+    for package in packages {
+        let (desc, bytes) = artifact::write(store, &package)?;
+        let repository = package.repository();
+        let tag = package.tag();
+        store.update_entries(|e| store::upsert_entry(e, &repository, Some(&tag), &desc))?;
+        artifacts.push(Artifact {
+            kind: Kind::Conda,
+            repository,
+            tag: Some(tag),
+            digest: desc.digest,
+            media_type: desc.media_type,
+            size: bytes.len() as u64,
+            origin: package.url.clone(),
+            platforms: Vec::new(),
+            subject: None,
+            source_digest: None,
+            artifact_type: desc.artifact_type,
+            python: None,
+            model: None,
+            conda: Some(package),
+        });
+    }
+    Ok(artifacts)
+}
+
+async fn solve_and_fetch(
+    spec: &CondaSpec,
+    store: &Store,
+    http: &reqwest::Client,
+    jobs: usize,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<Vec<CondaPackage>> {
     let names = spec
         .channels
         .iter()
@@ -167,11 +211,8 @@ pub async fn pull(
         channels: names.clone(),
         source,
     };
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-        .build()?;
     for c in &spec.channels {
-        check_noarch(&http, c).await?;
+        check_noarch(http, c).await?;
     }
     let cache = store.state_dir().join("conda-cache");
     let gateway = rattler_repodata_gateway::Gateway::builder()
@@ -219,36 +260,13 @@ pub async fn pull(
     }
     chosen.sort_by(|a, b| a.url.as_str().cmp(b.url.as_str()));
     let packages: Vec<CondaPackage> =
-        futures_util::stream::iter(chosen.iter().map(|r| fetch(&http, r, store, reporter)))
+        futures_util::stream::iter(chosen.iter().map(|r| fetch(http, r, store, reporter)))
             .buffer_unordered(jobs.max(1))
             .collect::<Vec<_>>()
             .await
             .into_iter()
             .collect::<anyhow::Result<_>>()?;
-    let mut artifacts = Vec::new();
-    for package in packages {
-        let (desc, bytes) = artifact::write(store, &package)?;
-        let repository = package.repository();
-        let tag = package.tag();
-        store.update_entries(|e| store::upsert_entry(e, &repository, Some(&tag), &desc))?;
-        artifacts.push(Artifact {
-            kind: Kind::Conda,
-            repository,
-            tag: Some(tag),
-            digest: desc.digest,
-            media_type: desc.media_type,
-            size: bytes.len() as u64,
-            origin: package.url.clone(),
-            platforms: Vec::new(),
-            subject: None,
-            source_digest: None,
-            artifact_type: desc.artifact_type,
-            python: None,
-            model: None,
-            conda: Some(package),
-        });
-    }
-    Ok(artifacts)
+    Ok(packages)
 }
 
 /// rattler would treat a channel without noarch as empty there; the spec says a channel
@@ -292,50 +310,71 @@ async fn check_noarch(http: &reqwest::Client, channel: &reqwest::Url) -> Result<
     }
 }
 
-/// Streams a package into the store, checked against repodata's sha256 (or md5) and size.
-async fn fetch(
+/// What a package file must be: repodata's (or a lock's) hashes and size.
+struct Expected {
+    sha256: Option<String>,
+    md5: Option<String>,
+    size: Option<u64>,
+}
+
+/// A verified download waiting in the store's state directory, under its own name (the
+/// archive readers go by the extension).
+struct Downloaded {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    digest: crate::digest::Digest,
+    size: u64,
+    md5: String,
+}
+
+/// Streams a package file, checked against the expected sha256 (or md5) and size.
+async fn download(
     http: &reqwest::Client,
-    record: &RepoDataRecord,
+    url: &reqwest::Url,
+    file: &str,
+    expected: &Expected,
     store: &Store,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<CondaPackage> {
-    let file = record.identifier.to_file_name();
-    let p = &record.package_record;
-    let sha256 = p.sha256.map(|h| hex::encode(h.as_slice()));
-    let md5 = p.md5.map(|h| hex::encode(h.as_slice()));
-    if sha256.is_none() && md5.is_none() {
-        return Err(CondaError::NoHash { file }.into());
+) -> anyhow::Result<Downloaded> {
+    if expected.sha256.is_none() && expected.md5.is_none() {
+        return Err(CondaError::NoHash { file: file.into() }.into());
     }
+    let download_err = |source| CondaError::Download {
+        file: file.into(),
+        source,
+    };
     let response = http
-        .get(record.url.clone())
+        .get(url.clone())
         .send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(|source| CondaError::Download {
-            file: file.clone(),
-            source,
-        })?;
-    let task = reporter.task(&file, p.size);
-    let tmp = tempfile::NamedTempFile::new_in(store.state_dir())
-        .context("cannot create a temporary file in the store")?;
+        .map_err(download_err)?;
+    let task = reporter.task(file, expected.size);
+    std::fs::create_dir_all(store.state_dir())
+        .context("cannot create the store's state directory")?;
+    let dir = tempfile::Builder::new()
+        .prefix("conda-")
+        .tempdir_in(store.state_dir())
+        .context("cannot create a temporary directory in the store")?;
+    let path = dir.path().join(file);
     let mut out = crate::digest::HashingWriter::resume(
-        std::io::BufWriter::new(tmp.reopen()?),
+        std::io::BufWriter::new(std::fs::File::create(&path)?),
         Default::default(),
     );
     let mut md5_hasher = <md5::Md5 as md5::Digest>::new();
     let mut stream = response.bytes_stream();
+    let mismatch = |expected: String, actual: String| CondaError::Mismatch {
+        file: file.into(),
+        expected,
+        actual,
+    };
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|source| CondaError::Download {
-            file: file.clone(),
-            source,
-        })?;
-        if p.size.is_some_and(|s| out.len() + chunk.len() as u64 > s) {
-            return Err(CondaError::Mismatch {
-                file,
-                expected: format!("{} bytes", p.size.unwrap_or(0)),
-                actual: "more bytes".into(),
-            }
-            .into());
+        let chunk = chunk.map_err(download_err)?;
+        if let Some(size) = expected
+            .size
+            .filter(|s| out.len() + chunk.len() as u64 > *s)
+        {
+            return Err(mismatch(format!("{size} bytes"), "more bytes".into()).into());
         }
         md5::Digest::update(&mut md5_hasher, &chunk);
         out.write_all(&chunk)?;
@@ -344,54 +383,184 @@ async fn fetch(
     task.finish();
     let (mut w, digest, size) = out.finish();
     w.flush()?;
-    let actual_md5 = hex::encode(md5::Digest::finalize(md5_hasher));
-    let mismatch = |expected: String, actual: String| CondaError::Mismatch {
-        file: file.clone(),
-        expected,
-        actual,
-    };
-    if let Some(expected) = &sha256 {
-        if *expected != digest.hex() {
-            return Err(mismatch(
-                format!("sha256 {expected}"),
-                format!("sha256 {}", digest.hex()),
-            )
-            .into());
+    let md5 = hex::encode(md5::Digest::finalize(md5_hasher));
+    match (&expected.sha256, &expected.md5) {
+        (Some(sha), _) if *sha != digest.hex() => {
+            return Err(
+                mismatch(format!("sha256 {sha}"), format!("sha256 {}", digest.hex())).into(),
+            );
         }
-    } else if let Some(expected) = &md5
-        && *expected != actual_md5
-    {
-        return Err(mismatch(format!("md5 {expected}"), format!("md5 {actual_md5}")).into());
+        (None, Some(m)) if *m != md5 => {
+            return Err(mismatch(format!("md5 {m}"), format!("md5 {md5}")).into());
+        }
+        _ => {}
     }
-    if let Some(expected) = p.size
-        && expected != size
-    {
-        return Err(mismatch(format!("{expected} bytes"), format!("{size} bytes")).into());
+    if let Some(want) = expected.size.filter(|s| *s != size) {
+        return Err(mismatch(format!("{want} bytes"), format!("{size} bytes")).into());
     }
-    store.put_file(tmp.path(), &digest, size, &file)?;
-    let record_json = serde_json::to_value(p).context("cannot serialise the repodata record")?;
-    Ok(CondaPackage {
-        channel: record
-            .channel
-            .clone()
-            .map(|c| {
-                channel_name(
-                    &reqwest::Url::parse(&c)
-                        .unwrap_or_else(|_| reqwest::Url::parse("http://x/channel/").expect("url")),
-                )
-            })
-            .unwrap_or_else(|| "channel".into()),
-        channel_url: record.channel.clone().unwrap_or_default(),
-        subdir: p.subdir.clone(),
-        file_name: file,
-        name: p.name.as_normalized().to_string(),
-        version: p.version.to_string(),
-        build: p.build.to_string(),
-        sha256: digest.hex(),
+    Ok(Downloaded {
+        _dir: dir,
+        path,
+        digest,
         size,
-        url: record.url.to_string(),
-        record: record_json,
+        md5,
     })
+}
+
+/// Fetches a solved package into the store.
+async fn fetch(
+    http: &reqwest::Client,
+    record: &RepoDataRecord,
+    store: &Store,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<CondaPackage> {
+    let file = record.identifier.to_file_name();
+    let p = &record.package_record;
+    let expected = Expected {
+        sha256: p.sha256.map(|h| hex::encode(h.as_slice())),
+        md5: p.md5.map(|h| hex::encode(h.as_slice())),
+        size: p.size,
+    };
+    let got = download(http, &record.url, &file, &expected, store, reporter).await?;
+    store.put_file(&got.path, &got.digest, got.size, &file)?;
+    let channel_url = record
+        .channel
+        .clone()
+        .unwrap_or_else(|| channel_of(&record.url).to_string());
+    package(&file, &record.url, &channel_url, p, &got)
+}
+
+fn package(
+    file: &str,
+    url: &reqwest::Url,
+    channel_url: &str,
+    record: &rattler_conda_types::PackageRecord,
+    got: &Downloaded,
+) -> anyhow::Result<CondaPackage> {
+    let channel = reqwest::Url::parse(channel_url)
+        .map(|u| channel_name(&u))
+        .unwrap_or_else(|_| {
+            channel_url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or("channel")
+                .to_string()
+        });
+    Ok(CondaPackage {
+        channel,
+        channel_url: channel_url.to_string(),
+        subdir: record.subdir.clone(),
+        file_name: file.to_string(),
+        name: record.name.as_normalized().to_string(),
+        version: record.version.to_string(),
+        build: record.build.to_string(),
+        sha256: got.digest.hex(),
+        size: got.size,
+        url: url.to_string(),
+        record: serde_json::to_value(record).context("cannot serialise the repodata record")?,
+    })
+}
+
+/// The channel a package URL belongs to: everything before `<subdir>/<file>`.
+fn channel_of(url: &reqwest::Url) -> reqwest::Url {
+    url.join("..").unwrap_or_else(|_| url.clone())
+}
+
+/// One line of an `@EXPLICIT` lock: a package URL and its hash.
+#[derive(Debug, Clone)]
+pub struct Locked {
+    url: reqwest::Url,
+    sha256: Option<String>,
+    md5: Option<String>,
+}
+
+/// Parses a conda explicit lock (`conda list --explicit --sha256`, or `--md5`).
+pub fn parse_explicit(text: &str) -> Result<Vec<Locked>, String> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line == "@EXPLICIT" {
+            continue;
+        }
+        let (url, hash) = line
+            .split_once('#')
+            .ok_or_else(|| format!("line {}: `{line}` has no #sha256:... or #md5 hash", i + 1))?;
+        let url = reqwest::Url::parse(url).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let (sha256, md5) = match hash.strip_prefix("sha256:") {
+            Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (Some(h.to_ascii_lowercase()), None)
+            }
+            None if hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (None, Some(hash.to_ascii_lowercase()))
+            }
+            _ => {
+                return Err(format!(
+                    "line {}: `#{hash}` is neither sha256:<64 hex> nor an md5",
+                    i + 1
+                ));
+            }
+        };
+        out.push(Locked { url, sha256, md5 });
+    }
+    if out.is_empty() {
+        return Err("the lock lists no package".into());
+    }
+    Ok(out)
+}
+
+/// Fetches exactly the locked packages of the wanted subdirs (noarch always), each
+/// checked against its locked hash; its repodata record comes from its own index.json.
+async fn pull_locked(
+    locked: &[Locked],
+    platforms: &[Subdir],
+    store: &Store,
+    http: &reqwest::Client,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<Vec<CondaPackage>> {
+    let mut out = Vec::new();
+    for entry in locked {
+        let segments: Vec<&str> = entry
+            .url
+            .path_segments()
+            .map(|s| s.collect())
+            .unwrap_or_default();
+        let [.., subdir, file] = segments[..] else {
+            continue;
+        };
+        let wanted = subdir == "noarch"
+            || platforms.is_empty()
+            || platforms.iter().any(|p| p.as_str() == subdir);
+        if !wanted {
+            continue;
+        }
+        let expected = Expected {
+            sha256: entry.sha256.clone(),
+            md5: entry.md5.clone(),
+            size: None,
+        };
+        let got = download(http, &entry.url, file, &expected, store, reporter).await?;
+        let index: rattler_conda_types::package::IndexJson = tokio::task::block_in_place(|| {
+            rattler_package_streaming::seek::read_package_file(&got.path)
+        })
+        .with_context(|| format!("cannot read info/index.json of {file}"))?;
+        let record = rattler_conda_types::PackageRecord::from_index_json(
+            index,
+            Some(got.size),
+            rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>(&got.digest.hex()),
+            rattler_digest::parse_digest_from_hex::<rattler_digest::Md5>(&got.md5),
+        )
+        .with_context(|| format!("cannot make a repodata record of {file}"))?;
+        store.put_file(&got.path, &got.digest, got.size, file)?;
+        out.push(package(
+            file,
+            &entry.url,
+            channel_of(&entry.url).as_str(),
+            &record,
+            &got,
+        )?);
+    }
+    Ok(out)
 }
 
 /// Parses `specs` as conda match specs.

@@ -970,3 +970,63 @@ fn conda_altered_package_in_a_bundle_is_refused() {
         "a refused import changed the store"
     );
 }
+
+/// An explicit lock (`@EXPLICIT`, as `conda list --explicit --sha256` writes it) is
+/// honoured exactly: its packages and no others (nothing is solved: `unrelated` comes
+/// along because the lock lists it, with an md5), each record rebuilt from the package's
+/// own index.json, installable by rattler; a wrong locked hash is exit 3.
+#[test]
+fn conda_explicit_lock_is_honoured_exactly() {
+    let ctx = TestContext::new();
+    let fx = conda();
+    let url = fx.channel_url();
+    let line = |subdir: &str, file: &str, hash: String| format!("{url}/{subdir}/{file}#{hash}\n");
+    let lock = |app_hash: &str| {
+        let mut text = String::from("# exported by hand\n@EXPLICIT\n");
+        text += &line("linux-64", APP, format!("sha256:{app_hash}"));
+        text += &line(
+            "linux-64",
+            LIBFOO,
+            format!("sha256:{}", fx.package("linux-64", LIBFOO).sha256),
+        );
+        text += &line(
+            "noarch",
+            BASE_DATA,
+            format!("sha256:{}", fx.package("noarch", BASE_DATA).sha256),
+        );
+        let md5 =
+            super::context::run_program("md5sum", [p(&fx.package("linux-64", UNRELATED).path)]);
+        text += &line("linux-64", UNRELATED, md5.stdout[..32].to_string());
+        text
+    };
+    let spec_text =
+        "name = \"conda\"\n[[conda]]\nlock-file = \"explicit.txt\"\nplatforms = [\"linux-64\"]\n";
+    std::fs::write(
+        ctx.path("explicit.txt"),
+        lock(&fx.package("linux-64", APP).sha256),
+    )
+    .unwrap();
+    let spec = ctx.write_spec("locked.toml", spec_text);
+    let bundle = create_bundle_conda(&ctx, &spec);
+    let found = conda_artifacts(&ctx, &bundle);
+    let mut expected = linux_closure();
+    expected.insert(("linux-64".to_string(), UNRELATED.to_string()));
+    assert_eq!(found.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    let app = &found[&("linux-64".to_string(), APP.to_string())];
+    assert_eq!(
+        app["record"]["depends"],
+        serde_json::json!(["libfoo >=1.0"]),
+        "{app:#}"
+    );
+
+    let store = import(&ctx, &bundle, "srv");
+    let server = ctx.serve(&store);
+    assert_rattler_installs(
+        &ctx,
+        &format!("http://{}/conda/{CHANNEL}", server.addr),
+        "explicit lock via ferry serve",
+    );
+
+    std::fs::write(ctx.path("explicit.txt"), lock(&"0".repeat(64))).unwrap();
+    assert_create_fails(&ctx, spec_text, Some(3), &[APP]);
+}
