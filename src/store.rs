@@ -291,6 +291,78 @@ impl Store {
     }
 }
 
+/// An artifact's manifest bytes and config bytes.
+pub type StoredArtifact = (Vec<u8>, Vec<u8>);
+
+impl Store {
+    /// Writes an OCI artifact whose blobs are already in the store: its config and a
+    /// manifest over `layers`. Returns the manifest's descriptor and exact bytes.
+    pub fn put_artifact(
+        &self,
+        artifact_type: &str,
+        config_type: &str,
+        config: &[u8],
+        layers: Vec<serde_json::Value>,
+        annotations: serde_json::Value,
+    ) -> Result<(Desc, Vec<u8>), StoreError> {
+        let config_digest = Digest::of(config);
+        self.put_blob(config, &config_digest, &format!("{artifact_type} config"))?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci::OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": config_type, "digest": config_digest.to_string(), "size": config.len()},
+            "layers": layers,
+            "annotations": annotations,
+        });
+        let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
+        let digest = Digest::of(&bytes);
+        self.put_blob(&bytes, &digest, &format!("{artifact_type} manifest"))?;
+        let desc = Desc {
+            media_type: oci::OCI_MANIFEST.into(),
+            digest,
+            size: bytes.len() as u64,
+            platform: None,
+            artifact_type: Some(artifact_type.into()),
+            annotations: Default::default(),
+        };
+        Ok((desc, bytes))
+    }
+
+    /// The manifests (bytes) and config blobs (bytes) of the entries of `artifact_type`
+    /// in repositories under `prefix`.
+    pub fn artifacts(
+        &self,
+        prefix: &str,
+        artifact_type: &str,
+    ) -> Result<Vec<StoredArtifact>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.entries()? {
+            let ours = entry
+                .annotations
+                .get(oci::REPOSITORY)
+                .is_some_and(|r| r.starts_with(prefix));
+            if !ours || entry.artifact_type.as_deref() != Some(artifact_type) {
+                continue;
+            }
+            let bytes = self.read_blob(&entry.digest)?;
+            let manifest = oci::Manifest::parse(&bytes, Some(&entry.media_type)).map_err(|e| {
+                StoreError::Io {
+                    action: "invalid artifact manifest",
+                    path: self.blob_path(&entry.digest),
+                    source: io::Error::new(io::ErrorKind::InvalidData, e),
+                }
+            })?;
+            let Some(config) = manifest.children.first() else {
+                continue;
+            };
+            let config = self.read_blob(&config.digest)?;
+            out.push((bytes, config));
+        }
+        Ok(out)
+    }
+}
+
 /// Like `Store::reachable`, looking each blob up in the first of `stores` that has it
 /// (a staging area in front of a target, say).
 pub fn reachable_in(

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::oci::{self, Desc};
+use crate::oci::Desc;
 use crate::store::{Store, StoreError};
 
 pub const ARTIFACT_TYPE: &str = "application/vnd.ferry.conda.package.v1";
@@ -84,58 +84,21 @@ impl CondaPackage {
 
 pub fn write(store: &Store, package: &CondaPackage) -> Result<(Desc, Vec<u8>), StoreError> {
     let config = serde_json::to_vec(package).expect("package serialises");
-    let config_digest = Digest::of(&config);
-    store.put_blob(&config, &config_digest, "conda record")?;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": oci::OCI_MANIFEST,
-        "artifactType": ARTIFACT_TYPE,
-        "config": {"mediaType": RECORD_TYPE, "digest": config_digest.to_string(), "size": config.len()},
-        "layers": [{"mediaType": package.media_type(), "digest": format!("sha256:{}", package.sha256), "size": package.size, "annotations": {TITLE: package.file_name}}],
-        "annotations": {"dev.ferry.conda.channel": package.channel, "dev.ferry.conda.subdir": package.subdir},
-    });
-    let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
-    let digest = Digest::of(&bytes);
-    store.put_blob(&bytes, &digest, "conda manifest")?;
-    Ok((
-        Desc {
-            media_type: oci::OCI_MANIFEST.into(),
-            digest,
-            size: bytes.len() as u64,
-            platform: None,
-            artifact_type: Some(ARTIFACT_TYPE.into()),
-            annotations: Default::default(),
-        },
-        bytes,
-    ))
+    let layers = vec![serde_json::json!({
+        "mediaType": package.media_type(), "digest": format!("sha256:{}", package.sha256), "size": package.size,
+        "annotations": {TITLE: package.file_name},
+    })];
+    let annotations = serde_json::json!({"dev.ferry.conda.channel": package.channel, "dev.ferry.conda.subdir": package.subdir});
+    store.put_artifact(ARTIFACT_TYPE, RECORD_TYPE, &config, layers, annotations)
 }
 
 /// Every conda package the store holds.
 pub fn packages(store: &Store) -> Result<Vec<CondaPackage>, StoreError> {
-    let mut out = Vec::new();
-    for entry in store.entries()? {
-        let ours = entry
-            .annotations
-            .get(oci::REPOSITORY)
-            .is_some_and(|r| r.starts_with(REPOSITORY_PREFIX));
-        if !ours || entry.artifact_type.as_deref() != Some(ARTIFACT_TYPE) {
-            continue;
-        }
-        let manifest =
-            oci::Manifest::parse(&store.read_blob(&entry.digest)?, Some(&entry.media_type))
-                .map_err(|e| StoreError::Io {
-                    action: "invalid conda manifest",
-                    path: store.blob_path(&entry.digest),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                })?;
-        let Some(config) = manifest.children.first() else {
-            continue;
-        };
-        if let Ok(p) = serde_json::from_slice::<CondaPackage>(&store.read_blob(&config.digest)?) {
-            out.push(p);
-        }
-    }
-    Ok(out)
+    Ok(store
+        .artifacts(REPOSITORY_PREFIX, ARTIFACT_TYPE)?
+        .into_iter()
+        .filter_map(|(_, config)| serde_json::from_slice(&config).ok())
+        .collect())
 }
 
 /// A channel's `repodata.json` for one subdir, from the packages it holds.

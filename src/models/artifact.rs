@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::oci::{self, Desc};
+use crate::oci::Desc;
 use crate::store::{Store, StoreError};
 
 pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.model.manifest.v1+json";
@@ -114,8 +114,6 @@ pub fn write(store: &Store, info: &ModelInfo) -> Result<(Desc, Vec<u8>), StoreEr
         "modelfs": {"type": "layers", "diffIds": diff_ids},
     }))
     .expect("config serialises");
-    let config_digest = Digest::of(&config);
-    store.put_blob(&config, &config_digest, "model config")?;
     let layers: Vec<serde_json::Value> = info
         .files
         .iter()
@@ -128,29 +126,11 @@ pub fn write(store: &Store, info: &ModelInfo) -> Result<(Desc, Vec<u8>), StoreEr
             })
         })
         .collect();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": oci::OCI_MANIFEST,
-        "artifactType": ARTIFACT_TYPE,
-        "config": {"mediaType": CONFIG_TYPE, "digest": config_digest.to_string(), "size": config.len()},
-        "layers": layers,
-        "annotations": {
-            REPO: info.repo, TYPE: info.kind, REVISION: info.revision, COMMIT: info.commit, ENDPOINT: info.endpoint,
-            "org.opencontainers.image.revision": info.commit,
-        },
+    let annotations = serde_json::json!({
+        REPO: info.repo, TYPE: info.kind, REVISION: info.revision, COMMIT: info.commit, ENDPOINT: info.endpoint,
+        "org.opencontainers.image.revision": info.commit,
     });
-    let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
-    let digest = Digest::of(&bytes);
-    store.put_blob(&bytes, &digest, "model manifest")?;
-    let desc = Desc {
-        media_type: oci::OCI_MANIFEST.into(),
-        digest,
-        size: bytes.len() as u64,
-        platform: None,
-        artifact_type: Some(ARTIFACT_TYPE.into()),
-        annotations: Default::default(),
-    };
-    Ok((desc, bytes))
+    store.put_artifact(ARTIFACT_TYPE, CONFIG_TYPE, &config, layers, annotations)
 }
 
 /// Reads a model manifest back into what it describes.
@@ -193,17 +173,8 @@ pub fn read(bytes: &[u8]) -> Option<ModelInfo> {
 /// Every model and dataset snapshot the store holds.
 pub fn snapshots(store: &Store) -> Result<Vec<ModelInfo>, StoreError> {
     let mut out: Vec<ModelInfo> = Vec::new();
-    for entry in store.entries()? {
-        let ours = entry
-            .annotations
-            .get(oci::REPOSITORY)
-            .is_some_and(|r| r.starts_with(REPOSITORY_PREFIX));
-        if !ours || entry.artifact_type.as_deref() != Some(ARTIFACT_TYPE) {
-            continue;
-        }
-        if let Some(info) = read(&store.read_blob(&entry.digest)?)
-            && !out.contains(&info)
-        {
+    for (manifest, _) in store.artifacts(REPOSITORY_PREFIX, ARTIFACT_TYPE)? {
+        if let Some(info) = read(&manifest).filter(|i| !out.contains(i)) {
             out.push(info);
         }
     }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::oci::{self, Desc};
+use crate::oci::Desc;
 use crate::store::{Store, StoreError};
 
 pub const ARTIFACT_TYPE: &str = "application/vnd.ferry.python.release.v1";
@@ -72,8 +72,6 @@ pub fn repository(project: &str) -> String {
 /// be there already); returns the manifest's descriptor.
 pub fn write(store: &Store, release: &PythonRelease) -> Result<(Desc, Vec<u8>), StoreError> {
     let config = serde_json::to_vec(release).expect("release serialises");
-    let config_digest = Digest::of(&config);
-    store.put_blob(&config, &config_digest, "python release config")?;
     let mut layers = Vec::new();
     for f in &release.files {
         layers.push(serde_json::json!({
@@ -85,53 +83,15 @@ pub fn write(store: &Store, release: &PythonRelease) -> Result<(Desc, Vec<u8>), 
             "annotations": {TITLE: format!("{}.metadata", f.filename)},
         }));
     }
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": oci::OCI_MANIFEST,
-        "artifactType": ARTIFACT_TYPE,
-        "config": {"mediaType": CONFIG_TYPE, "digest": config_digest.to_string(), "size": config.len()},
-        "layers": layers,
-        "annotations": {"dev.ferry.python.project": release.project, "dev.ferry.python.version": release.version},
-    });
-    let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
-    let digest = Digest::of(&bytes);
-    store.put_blob(&bytes, &digest, "python release manifest")?;
-    let desc = Desc {
-        media_type: oci::OCI_MANIFEST.into(),
-        digest,
-        size: bytes.len() as u64,
-        platform: None,
-        artifact_type: Some(ARTIFACT_TYPE.into()),
-        annotations: Default::default(),
-    };
-    Ok((desc, bytes))
+    let annotations = serde_json::json!({"dev.ferry.python.project": release.project, "dev.ferry.python.version": release.version});
+    store.put_artifact(ARTIFACT_TYPE, CONFIG_TYPE, &config, layers, annotations)
 }
 
 /// Every Python release a store holds (the entries under `python/`).
 pub fn releases(store: &Store) -> Result<Vec<PythonRelease>, StoreError> {
-    let mut out = Vec::new();
-    for entry in store.entries()? {
-        let in_python = entry
-            .annotations
-            .get(oci::REPOSITORY)
-            .is_some_and(|r| r.starts_with(REPOSITORY_PREFIX));
-        if !in_python || entry.artifact_type.as_deref() != Some(ARTIFACT_TYPE) {
-            continue;
-        }
-        let manifest =
-            oci::Manifest::parse(&store.read_blob(&entry.digest)?, Some(&entry.media_type))
-                .map_err(|e| StoreError::Io {
-                    action: "invalid python release manifest",
-                    path: store.blob_path(&entry.digest),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                })?;
-        let Some(config) = manifest.children.first() else {
-            continue;
-        };
-        let bytes = store.read_blob(&config.digest)?;
-        if let Ok(release) = serde_json::from_slice::<PythonRelease>(&bytes) {
-            out.push(release);
-        }
-    }
-    Ok(out)
+    Ok(store
+        .artifacts(REPOSITORY_PREFIX, ARTIFACT_TYPE)?
+        .into_iter()
+        .filter_map(|(_, config)| serde_json::from_slice(&config).ok())
+        .collect())
 }
