@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
-bash scripts/setup.sh
+FERRY_SETUP_VENV=0 bash scripts/setup.sh
 cargo build --release --quiet
 ferry=$root/target/release/ferry
 

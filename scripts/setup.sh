@@ -65,6 +65,11 @@ install_packages "${missing[@]}"
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${FERRY_TEST_VENV:-$repo/target/test-venv}
 
+# The demo needs only the Debian peers: FERRY_SETUP_VENV=0 skips the test clients.
+if [[ "${FERRY_SETUP_VENV:-1}" == "0" ]]; then
+    exit 0
+fi
+
 venv_ok() {
     [[ -x "$venv/bin/python" ]] &&
         "$venv/bin/python" -c 'import sys' >/dev/null 2>&1 &&
