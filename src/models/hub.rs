@@ -134,17 +134,9 @@ impl Hub {
             self.api_kind,
             encode(revision)
         ));
-        let response =
-            self.get(url.clone())
-                .send()
-                .await
-                .map_err(|source| HubError::Unreachable {
-                    url: url.to_string(),
-                    source,
-                })?;
-        if !response.status().is_success() {
-            return Err(self.refused(&response, repo, revision));
-        }
+        let response = self
+            .send(self.get(url.clone()), &url, repo, revision)
+            .await?;
         let bad = |reason: String| HubError::BadAnswer {
             url: url.to_string(),
             reason,
@@ -168,17 +160,7 @@ impl Hub {
         )));
         let mut files = Vec::new();
         while let Some(url) = next.take() {
-            let response =
-                self.get(url.clone())
-                    .send()
-                    .await
-                    .map_err(|source| HubError::Unreachable {
-                        url: url.to_string(),
-                        source,
-                    })?;
-            if !response.status().is_success() {
-                return Err(self.refused(&response, repo, commit));
-            }
+            let response = self.send(self.get(url.clone()), &url, repo, commit).await?;
             next = response
                 .headers()
                 .get_all(header::LINK)
@@ -223,6 +205,17 @@ impl Hub {
         if offset > 0 {
             request = request.header(header::RANGE, format!("bytes={offset}-"));
         }
+        self.send(request, &url, repo, commit).await
+    }
+
+    /// Sends a request; a refusal becomes the hub's error for `repo` at `revision`.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &Url,
+        repo: &str,
+        revision: &str,
+    ) -> Result<reqwest::Response, HubError> {
         let response = request
             .send()
             .await
@@ -231,7 +224,7 @@ impl Hub {
                 source,
             })?;
         if !response.status().is_success() {
-            return Err(self.refused(&response, repo, commit));
+            return Err(self.refused(&response, repo, revision));
         }
         Ok(response)
     }
