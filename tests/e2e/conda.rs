@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::context::{
     Output, TestContext, copy_tree, ferry_command_in, free_port, p, parse_json, repo_root, run,
-    run_shell, sha256_hex, shared, snapshot_tree,
+    run_shell, sha256_hex, shared,
 };
 use super::http;
 use super::python::venv;
@@ -943,31 +943,12 @@ fn conda_altered_package_in_a_bundle_is_refused() {
     let altered = ctx.path("altered.ferry");
     bundle.write(&altered);
 
-    ferry_conda(
-        &ctx,
-        ["bundle", "verify", p(&altered), "--trust", p(&fx.public)],
-    )
-    .assert_code(3)
-    .assert_stderr_contains("error:");
-
     let store = ctx.path("store");
-    let before = snapshot_tree(&store, &[".ferry"]);
-    let out = ferry_conda(
-        &ctx,
-        [
-            "import",
-            p(&altered),
-            "--trust",
-            p(&fx.public),
-            "--store",
-            p(&store),
-        ],
-    );
-    out.assert_code(3).assert_stderr_contains("error:");
-    assert_eq!(
-        before,
-        snapshot_tree(&store, &[".ferry"]),
-        "a refused import changed the store"
+    super::context::assert_verify_and_import_refuse(
+        |args| ferry_conda(&ctx, args),
+        &altered,
+        &fx.public,
+        &store,
     );
 }
 

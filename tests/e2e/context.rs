@@ -464,3 +464,34 @@ pub fn parse_json(out: &Output) -> serde_json::Value {
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
 }
+
+/// `bundle verify` and `import --store STORE` both refuse `bundle` with exit 3 and an
+/// `error:`, and the store (but for ferry's own `.ferry/`) is left exactly as it was.
+/// `run` runs ferry with the caller's environment.
+#[track_caller]
+pub fn assert_verify_and_import_refuse(
+    run: impl Fn(&[&str]) -> Output,
+    bundle: &Path,
+    public: &Path,
+    store: &Path,
+) {
+    run(&["bundle", "verify", p(bundle), "--trust", p(public)])
+        .assert_code(3)
+        .assert_stderr_contains("error:");
+    let before = snapshot_tree(store, &[".ferry"]);
+    run(&[
+        "import",
+        p(bundle),
+        "--trust",
+        p(public),
+        "--store",
+        p(store),
+    ])
+    .assert_code(3)
+    .assert_stderr_contains("error:");
+    assert_eq!(
+        before,
+        snapshot_tree(store, &[".ferry"]),
+        "a refused import changed the store"
+    );
+}

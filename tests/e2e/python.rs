@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::context::{
     Output, TestContext, copy_tree, ferry_command_in, free_port, p, parse_json, repo_root, run,
-    sha256_hex, shared, snapshot_tree,
+    sha256_hex, shared,
 };
 use super::fixtures::fixtures;
 use super::http;
@@ -1161,32 +1161,13 @@ fn python_altered_wheel_in_a_bundle_is_refused() {
     let altered = ctx.path("altered.ferry");
     bundle.write(&altered);
 
-    ferry_py(
-        &ctx,
-        ["bundle", "verify", p(&altered), "--trust", p(&fx.public)],
-    )
-    .assert_code(3)
-    .assert_stderr_contains("error:");
-
     let store = ctx.path("store");
     copy_tree(&fixtures().seeded_store, &store);
-    let before = snapshot_tree(&store, &[".ferry"]);
-    let out = ferry_py(
-        &ctx,
-        [
-            "import",
-            p(&altered),
-            "--trust",
-            p(&fx.public),
-            "--store",
-            p(&store),
-        ],
-    );
-    out.assert_code(3).assert_stderr_contains("error:");
-    assert_eq!(
-        before,
-        snapshot_tree(&store, &[".ferry"]),
-        "a refused import changed the store"
+    super::context::assert_verify_and_import_refuse(
+        |args| ferry_py(&ctx, args),
+        &altered,
+        &fx.public,
+        &store,
     );
 }
 
