@@ -76,3 +76,49 @@ impl Artifact {
         }
     }
 }
+
+/// Checks what an artifact's stored records say against its signed record: the config
+/// of a Python release or conda package, the annotations of a model, parsed with every
+/// name checked, must equal the record in the bundle manifest. Exports and `serve` read
+/// those stored records, so a hostile name in them is refused here, before the import
+/// writes anything. `stores` are searched in order (staging, then the target).
+pub fn check_records(a: &Artifact, stores: &[&crate::store::Store]) -> Result<(), String> {
+    use crate::{conda, models, python};
+    let read = |digest: &Digest| -> Result<Vec<u8>, String> {
+        let store = stores
+            .iter()
+            .find(|s| s.blob_path(digest).is_file())
+            .ok_or_else(|| format!("blob {digest} is missing"))?;
+        store.read_blob(digest).map_err(|e| e.to_string())
+    };
+    let manifest_bytes = read(&a.digest)?;
+    let config = || -> Result<Vec<u8>, String> {
+        let m = crate::oci::Manifest::parse(&manifest_bytes, Some(&a.media_type))
+            .map_err(|e| e.to_string())?;
+        let c = m.children.first().ok_or("the manifest has no config")?;
+        read(&c.digest)
+    };
+    let differs = |what: &str| format!("its stored {what} differs from the signed record");
+    match a.artifact_type.as_deref() {
+        Some(python::release::ARTIFACT_TYPE) => {
+            let stored = python::release::read(&config()?)?;
+            if a.python.as_ref().is_some_and(|p| *p != stored) {
+                return Err(differs("release config"));
+            }
+        }
+        Some(conda::artifact::ARTIFACT_TYPE) => {
+            let stored = conda::artifact::read(&config()?)?;
+            if a.conda.as_ref().is_some_and(|p| *p != stored) {
+                return Err(differs("package config"));
+            }
+        }
+        _ => {}
+    }
+    if let Some(stored) = models::artifact::read(&manifest_bytes) {
+        let stored = stored?;
+        if a.model.as_ref().is_some_and(|m| *m != stored) {
+            return Err(differs("model annotations"));
+        }
+    }
+    Ok(())
+}

@@ -62,6 +62,10 @@ pub enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Import again even if this bundle was the last one imported here: whatever
+        /// the target lost is written again. Older bundles are still refused.
+        #[arg(long)]
+        force: bool,
     },
     /// Write what a store holds into the forms other tools read.
     #[command(subcommand)]

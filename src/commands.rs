@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::bundle::BundleManifest;
 use crate::bundle::manifest::PolicyVerdict;
-use crate::bundle::reader::{self, Decision, Discard, Trust};
+use crate::bundle::reader::{self, Trust};
 use crate::bundle::writer::{self, BundleSpec, WriteOptions};
 use crate::cli::{BundleCommand, Cli, Command, ExportCommand, KeyCommand, TrustArgs};
 use crate::exit::{Classify, ExitStatus};
@@ -95,8 +95,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let key = SecretKey::load(&key)?;
             let (spec_file, store, artifacts) =
                 pull_spec(&spec, store, PullOptions { registry, jobs }, &reporter)?;
-            let mut created = TargetState::load(&store.state_dir().join("created"))?;
-            let sequence = sequence.unwrap_or_else(|| created.next_sequence(&spec_file.name));
+            let created = store.state_dir().join("created");
+            let sequence = match sequence {
+                Some(s) => s,
+                None => TargetState::reserve_sequence(&created, &spec_file.name)?,
+            };
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
             let bundle_spec = BundleSpec {
                 series: &spec_file.name,
@@ -116,7 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 reporter.as_ref(),
             )
             .with_context(|| format!("cannot create bundle {}", output.display()))?;
-            created.record_created(&spec_file.name, sequence, manifest_digest)?;
+            TargetState::record_created(&created, &spec_file.name, sequence, manifest_digest)?;
             if !cli.quiet {
                 let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
                 println!(
@@ -138,14 +141,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         }) => {
             let keys = load_trust(&trust)?;
-            let verified = reader::read(
+            let verified = import::verify(
                 &bundle,
                 &Trust {
                     keys: &keys,
                     threshold: trust.threshold,
                 },
-                &mut |_| Ok(Decision::Continue),
-                &mut Discard,
             )?;
             if json {
                 println!(
@@ -200,6 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             state_dir,
             json,
+            force,
         } => {
             let keys = load_trust(&trust)?;
             let target = match (to, store) {
@@ -208,6 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => unreachable!("clap requires exactly one of --to and --store"),
             };
             let options = ImportOptions {
+                force,
                 trust: Trust {
                     keys: &keys,
                     threshold: trust.threshold,

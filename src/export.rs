@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use crate::names::{self, ProjectName, Sha256Hex};
 use crate::python::release::{self, PythonFile, PythonRelease};
 use crate::store::Store;
 
@@ -23,24 +24,29 @@ pub fn python_tree(store: &Store, out: &Path) -> anyhow::Result<usize> {
     let mut count = 0;
     for rels in releases.values() {
         for f in rels.iter().flat_map(|r| &r.files) {
-            copy_blob(store, &f.sha256, &files_dir.join(&f.filename))?;
-            copy_blob(
-                store,
-                &f.metadata_sha256,
-                &files_dir.join(format!("{}.metadata", f.filename)),
-            )?;
+            let wheel = names::join(&files_dir, &f.filename);
+            copy_blob(store, &f.sha256, &wheel)?;
+            let mut metadata = wheel.into_os_string();
+            metadata.push(".metadata");
+            copy_blob(store, &f.metadata_sha256, Path::new(&metadata))?;
             count += 1;
         }
     }
     let mut root = page_head("Simple index");
     for (name, rels) in &releases {
-        let mut page = page_head(&format!("Links for {name}"));
+        let mut page = page_head(&format!("Links for {}", escape(name)));
         for f in rels.iter().flat_map(|r| &r.files) {
             page.push_str(&anchor(f, &format!("../../files/{}", f.filename)));
         }
         page.push_str("</body>\n</html>\n");
-        write_atomic(&simple.join(name).join("index.html"), page.as_bytes())?;
-        root.push_str(&format!("<a href=\"{name}/\">{name}</a><br/>\n"));
+        write_atomic(
+            &names::join(&simple, name).join("index.html"),
+            page.as_bytes(),
+        )?;
+        root.push_str(&format!(
+            "<a href=\"{n}/\">{n}</a><br/>\n",
+            n = escape(name)
+        ));
     }
     root.push_str("</body>\n</html>\n");
     write_atomic(&simple.join("index.html"), root.as_bytes())?;
@@ -49,8 +55,8 @@ pub fn python_tree(store: &Store, out: &Path) -> anyhow::Result<usize> {
 
 fn by_project(
     releases: Vec<PythonRelease>,
-) -> std::collections::BTreeMap<String, Vec<PythonRelease>> {
-    let mut map: std::collections::BTreeMap<String, Vec<PythonRelease>> = Default::default();
+) -> std::collections::BTreeMap<ProjectName, Vec<PythonRelease>> {
+    let mut map: std::collections::BTreeMap<ProjectName, Vec<PythonRelease>> = Default::default();
     for r in releases {
         map.entry(r.project.clone()).or_default().push(r);
     }
@@ -68,6 +74,7 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 /// A PEP 503 link with its hash, Requires-Python and PEP 658/714 metadata hash.
@@ -78,15 +85,16 @@ fn anchor(f: &PythonFile, href: &str) -> String {
         .map(|r| format!(" data-requires-python=\"{}\"", escape(r)))
         .unwrap_or_default();
     format!(
-        "<a href=\"{href}#sha256={}\"{requires} data-core-metadata=\"sha256={m}\" data-dist-info-metadata=\"sha256={m}\">{}</a><br/>\n",
+        "<a href=\"{}#sha256={}\"{requires} data-core-metadata=\"sha256={m}\" data-dist-info-metadata=\"sha256={m}\">{}</a><br/>\n",
+        escape(href),
         f.sha256,
         escape(&f.filename),
         m = f.metadata_sha256
     )
 }
 
-fn copy_blob(store: &Store, hex: &str, dest: &Path) -> anyhow::Result<()> {
-    let digest = crate::digest::Digest::from_hex(hex)?;
+fn copy_blob(store: &Store, hex: &Sha256Hex, dest: &Path) -> anyhow::Result<()> {
+    let digest = hex.digest();
     let src = store.blob_path(&digest);
     if fs::metadata(dest).ok().map(|m| m.len()) == fs::metadata(&src).ok().map(|m| m.len()) {
         let same = crate::digest::Digest::of(&fs::read(dest)?) == digest;
@@ -136,13 +144,13 @@ pub async fn python_upload(store: &Store, upload: &Upload<'_>) -> anyhow::Result
     let (mut sent, mut present) = (0, 0);
     for r in release::releases(store)? {
         for f in &r.files {
-            let digest = crate::digest::Digest::from_hex(&f.sha256)?;
+            let digest = f.digest();
             let file = tokio::fs::File::open(store.blob_path(&digest))
                 .await
                 .with_context(|| format!("cannot open {}", f.filename))?;
             let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
             let part = reqwest::multipart::Part::stream_with_length(body, f.size)
-                .file_name(f.filename.clone())
+                .file_name(f.filename.to_string())
                 .mime_str("application/octet-stream")?;
             let pyversion = f
                 .filename
@@ -155,11 +163,11 @@ pub async fn python_upload(store: &Store, upload: &Upload<'_>) -> anyhow::Result
                 .text(":action", "file_upload")
                 .text("protocol_version", "1")
                 .text("metadata_version", "2.1")
-                .text("name", r.project.clone())
-                .text("version", r.version.clone())
+                .text("name", r.project.to_string())
+                .text("version", r.version.to_string())
                 .text("filetype", "bdist_wheel")
                 .text("pyversion", pyversion)
-                .text("sha256_digest", f.sha256.clone())
+                .text("sha256_digest", f.sha256.to_string())
                 .part("content", part);
             let mut request = http.post(upload.url).multipart(form);
             if let Some(user) = upload.username {
@@ -192,21 +200,22 @@ pub async fn python_upload(store: &Store, upload: &Upload<'_>) -> anyhow::Result
 /// `snapshots/<commit>/<path>` as relative links into blobs, and `refs/<revision>`.
 pub fn hf_cache(store: &Store, out: &Path) -> anyhow::Result<usize> {
     let mut count = 0;
-    for info in crate::models::artifact::snapshots(store)? {
+    // Every record is read and checked before the first file is written.
+    let snapshots = crate::models::artifact::snapshots(store)?;
+    for info in snapshots {
         let folder = out.join(format!("{}s--{}", info.kind, info.repo.replace('/', "--")));
         let blobs = folder.join("blobs");
+        let snapshot = names::join(&folder.join("snapshots"), &info.commit);
         fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
         for f in &info.files {
-            if f.path
-                .split('/')
-                .any(|c| c.is_empty() || c == "." || c == "..")
-            {
-                anyhow::bail!("{} has an unsafe file path `{}`", info.repo, f.path);
-            }
-            copy_blob(store, &f.sha256, &blobs.join(f.etag()))?;
-            let link = folder.join("snapshots").join(&info.commit).join(&f.path);
-            let depth = f.path.matches('/').count();
-            let target = PathBuf::from(format!("{}../../blobs/{}", "../".repeat(depth), f.etag()));
+            let blob = blob_name(f)?;
+            copy_blob(store, &f.sha256, &names::join(&blobs, &blob))?;
+            let link = names::join_rel(&snapshot, &f.path);
+            let target = PathBuf::from(format!(
+                "{}../../blobs/{}",
+                "../".repeat(f.path.depth()),
+                blob.as_str()
+            ));
             if let Some(dir) = link.parent() {
                 fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -221,9 +230,9 @@ pub fn hf_cache(store: &Store, out: &Path) -> anyhow::Result<usize> {
             }
             count += 1;
         }
-        if info.revision != info.commit {
+        if info.revision != info.commit.as_str() {
             write_atomic(
-                &folder.join("refs").join(&info.revision),
+                &names::join_rel(&folder.join("refs"), &info.revision.as_rel_path()),
                 info.commit.as_bytes(),
             )?;
         }
@@ -231,26 +240,34 @@ pub fn hf_cache(store: &Store, out: &Path) -> anyhow::Result<usize> {
     Ok(count)
 }
 
+/// The name of a file's blob in a hub cache: its etag (the LFS sha256 or git oid).
+fn blob_name(f: &crate::models::artifact::ModelFile) -> anyhow::Result<names::GitOid> {
+    Ok(names::GitOid::new(f.etag())?)
+}
+
 /// Writes every conda channel of the store as a directory any web server or `file://`
 /// serves: `out/<channel>/<subdir>/repodata.json` and the packages, `noarch` always.
 pub fn conda_channels(store: &Store, out: &Path) -> anyhow::Result<usize> {
     use crate::conda::artifact::{self, CondaPackage};
+    use crate::names::{ChannelName, Subdir};
     let mut channels: std::collections::BTreeMap<
-        String,
-        std::collections::BTreeMap<String, Vec<CondaPackage>>,
+        ChannelName,
+        std::collections::BTreeMap<Subdir, Vec<CondaPackage>>,
     > = Default::default();
     for p in artifact::packages(store)? {
         let subdirs = channels.entry(p.channel.clone()).or_default();
-        subdirs.entry("noarch".into()).or_default();
+        subdirs
+            .entry(Subdir::new("noarch").expect("a subdir"))
+            .or_default();
         subdirs.entry(p.subdir.clone()).or_default().push(p);
     }
     let mut count = 0;
     for (channel, subdirs) in &channels {
         for (subdir, packages) in subdirs {
-            let dir = out.join(channel).join(subdir);
+            let dir = names::join(&names::join(out, channel), subdir);
             fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             for p in packages {
-                copy_blob(store, &p.sha256, &dir.join(&p.file_name))?;
+                copy_blob(store, &p.sha256, &names::join(&dir, &p.file_name))?;
                 count += 1;
             }
             let refs: Vec<&CondaPackage> = packages.iter().collect();

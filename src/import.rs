@@ -2,13 +2,22 @@
 //! staged; every entry is hashed into staging; only when all of it verified does the
 //! target change (blobs renamed into the store or pushed to the registry, index entries
 //! and tags last). A failed import leaves the target as it was.
+//!
+//! Imports into one target run one at a time (a lock in its state directory), and the
+//! state that guards against rollback is read only once that lock is held. A store that
+//! does not exist yet is built whole in a hidden sibling directory and renamed into
+//! place, under a lock on the parent directory: a refused import leaves nothing, and two
+//! importers racing to create it see either no store or a complete one. Staging left by
+//! a killed import is removed by the next import of the same target.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::bundle::Verified;
+use crate::artifact::Artifact;
 use crate::bundle::reader::{self, Decision, Trust};
+use crate::bundle::{Verified, VerifyError};
 use crate::reporter::Reporter;
 use crate::sources::registry::RegistryOptions;
 use crate::store::Store;
@@ -27,6 +36,9 @@ pub struct ImportOptions<'a> {
     /// Where state for registry targets is kept (series, audit log, staging).
     pub state_dir: PathBuf,
     pub registry: RegistryOptions,
+    /// Import again even when this very bundle was the last one imported (missing
+    /// content is written again); rollback protection still holds.
+    pub force: bool,
 }
 
 pub enum Outcome {
@@ -46,37 +58,49 @@ pub fn import(
     }
 }
 
+/// Prefix of the staging directories inside a target's state directory.
+const STAGING: &str = "staging-";
+
 fn import_to_store(
     bundle: &Path,
     dir: &Path,
     options: &ImportOptions<'_>,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<Outcome> {
-    // An absent store is created only at commit, so a refused bundle leaves nothing.
-    let existing = if dir.join("oci-layout").exists() {
-        Some(Store::open(dir)?)
-    } else {
-        None
-    };
-    if existing.is_none() && dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-        Store::open(dir)?; // says why this directory is not a store
+    loop {
+        if dir.join("oci-layout").exists() {
+            let store = Store::open(dir)?;
+            return import_into_existing(bundle, &store, options, reporter);
+        }
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            Store::open(dir)?; // says why this directory is not a store
+        }
+        let parent = match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => p.to_path_buf(),
+            None => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let _parent_lock = lock_dir(&parent)?;
+        if dir.join("oci-layout").exists() {
+            continue; // another importer created it while we waited
+        }
+        return import_into_new(bundle, dir, &parent, options, reporter);
     }
-    let state_dir = dir.join(".ferry");
-    let staging_parent = match &existing {
-        Some(s) => s.state_dir(),
-        None => dir
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf(),
-    };
-    let _lock = match &existing {
-        Some(s) => Some(lock(&s.state_dir())?),
-        None => None,
-    };
+}
+
+fn import_into_existing(
+    bundle: &Path,
+    store: &Store,
+    options: &ImportOptions<'_>,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Outcome> {
+    let state_dir = store.state_dir();
+    let _lock = lock(&state_dir)?;
+    reclaim(&state_dir, STAGING);
     let mut state = TargetState::load(&state_dir)?;
     let mut staging =
-        Staging::new(&staging_parent, existing.as_ref()).context("cannot create a staging area")?;
+        Staging::new(&state_dir, STAGING, Some(store)).context("cannot create a staging area")?;
     let mut already = false;
     let verified = reader::read(
         bundle,
@@ -84,9 +108,7 @@ fn import_to_store(
         &mut |v| {
             Ok(match state.check(v)? {
                 Freshness::AlreadyImported
-                    if existing
-                        .as_ref()
-                        .is_some_and(|s| targets::store::holds(s, &v.manifest.artifacts)) =>
+                    if !options.force && targets::store::holds(store, &v.manifest.artifacts) =>
                 {
                     already = true;
                     Decision::Stop
@@ -99,19 +121,47 @@ fn import_to_store(
     if already {
         return Ok(Outcome::AlreadyImported(verified));
     }
-    let created;
-    let target = match &existing {
-        Some(s) => s,
-        None => {
-            created = Store::open_or_create(dir)?;
-            &created
-        }
-    };
-    targets::store::commit(target, &staging, &verified.manifest.artifacts)?;
-    state.record(&verified, &format!("store:{}", dir.display()))?;
-    for a in &verified.manifest.artifacts {
-        reporter.line(&format!("imported {} {}", a.name(), a.digest));
-    }
+    check_artifacts(&verified.manifest.artifacts, &[&staging.layout, store])?;
+    targets::store::commit(store, &staging, &verified.manifest.artifacts)?;
+    state.record(
+        &verified,
+        &format!("store:{}", absolute(store.root()).display()),
+    )?;
+    report_imported(&verified, reporter);
+    Ok(Outcome::Imported(verified))
+}
+
+/// Builds the store in a hidden sibling of `dir` and renames it into place. The caller
+/// holds the lock on `parent`.
+fn import_into_new(
+    bundle: &Path,
+    dir: &Path,
+    parent: &Path,
+    options: &ImportOptions<'_>,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Outcome> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "store".into());
+    let prefix = format!(".{name}.ferry-new-");
+    reclaim(parent, &prefix);
+    let mut staging =
+        Staging::new(parent, &prefix, None).context("cannot create a staging area")?;
+    let state = TargetState::load(&staging.layout.state_dir())?;
+    let verified = reader::read(
+        bundle,
+        &options.trust,
+        &mut |v| state.check(v).map(|_| Decision::Continue),
+        &mut staging,
+    )?;
+    check_artifacts(&verified.manifest.artifacts, &[&staging.layout])?;
+    let built = staging.layout.clone();
+    targets::store::commit(&built, &staging, &verified.manifest.artifacts)?;
+    let mut state = TargetState::load(&built.state_dir())?;
+    state.record(&verified, &format!("store:{}", absolute(dir).display()))?;
+    staging.publish(dir)?;
+    report_imported(&verified, reporter);
     Ok(Outcome::Imported(verified))
 }
 
@@ -137,19 +187,30 @@ fn import_to_registry(
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
     let _lock = lock(&state_dir)?;
+    reclaim(&state_dir, STAGING);
     let mut state = TargetState::load(&state_dir)?;
-    let mut staging = Staging::new(&state_dir, None).context("cannot create a staging area")?;
+    let mut staging =
+        Staging::new(&state_dir, STAGING, None).context("cannot create a staging area")?;
     let mut already = false;
     let verified = reader::read(
         bundle,
         &options.trust,
         &mut |v| {
             Ok(match state.check(v)? {
-                Freshness::AlreadyImported => {
+                // The local record alone is not trusted: the registry must still hold
+                // every artifact under its digest and tag, or it is pushed again.
+                Freshness::AlreadyImported
+                    if !options.force
+                        && runtime.block_on(targets::registry::holds(
+                            target,
+                            &v.manifest.artifacts,
+                            &options.registry,
+                        )) =>
+                {
                     already = true;
                     Decision::Stop
                 }
-                Freshness::New => Decision::Continue,
+                _ => Decision::Continue,
             })
         },
         &mut staging,
@@ -157,6 +218,7 @@ fn import_to_registry(
     if already {
         return Ok(Outcome::AlreadyImported(verified));
     }
+    check_artifacts(&verified.manifest.artifacts, &[&staging.layout])?;
     runtime.block_on(targets::registry::push(
         target,
         &staging.layout,
@@ -168,13 +230,129 @@ fn import_to_registry(
     Ok(Outcome::Imported(verified))
 }
 
+/// `bundle verify`: the signature and every entry, as an import checks them, and the
+/// records that an import reads back (kept from the bundle's small blobs in a temporary
+/// directory). Nothing else is written.
+pub fn verify(bundle: &Path, trust: &Trust<'_>) -> anyhow::Result<Verified> {
+    let mut staging = Staging::new(&std::env::temp_dir(), "ferry-verify-", None)
+        .context("cannot create a temporary directory")?;
+    staging.max_size = 16 << 20;
+    let verified = reader::read(bundle, trust, &mut |_| Ok(Decision::Continue), &mut staging)?;
+    let listed: std::collections::HashMap<crate::digest::Digest, u64> = verified
+        .manifest
+        .entries
+        .iter()
+        .filter_map(|e| Some((e.digest()?, e.size)))
+        .collect();
+    for a in &verified.manifest.artifacts {
+        complete_in_bundle(&a.root(), &staging.layout, &listed).map_err(|reason| {
+            VerifyError::Incomplete {
+                artifact: a.name(),
+                reason,
+            }
+        })?;
+    }
+    for a in &verified.manifest.artifacts {
+        crate::artifact::check_records(a, &[&staging.layout]).map_err(|reason| {
+            VerifyError::BadRecord {
+                artifact: a.name(),
+                reason,
+            }
+        })?;
+    }
+    Ok(verified)
+}
+
+/// Whether everything `desc` reaches is carried, with the size its parent gives:
+/// manifests are read from the kept small blobs, other blobs looked up in the signed
+/// entries.
+fn complete_in_bundle(
+    desc: &crate::oci::Desc,
+    small: &Store,
+    listed: &std::collections::HashMap<crate::digest::Digest, u64>,
+) -> Result<(), String> {
+    match listed.get(&desc.digest) {
+        Some(&size) if size == desc.size => {}
+        Some(&size) => {
+            return Err(format!(
+                "{} is {size} bytes, its parent says {}",
+                desc.digest, desc.size
+            ));
+        }
+        None => return Err(format!("{} is not in the bundle", desc.digest)),
+    }
+    if !crate::oci::is_manifest_type(&desc.media_type) {
+        return Ok(());
+    }
+    let bytes = small.read_blob(&desc.digest).map_err(|e| e.to_string())?;
+    let manifest =
+        crate::oci::Manifest::parse(&bytes, Some(&desc.media_type)).map_err(|e| e.to_string())?;
+    for child in &manifest.children {
+        complete_in_bundle(child, small, listed)?;
+    }
+    Ok(())
+}
+
+/// What the bundle reader cannot see: every artifact complete across staging and the
+/// target, and the records that exports and `serve` read back (configs, annotations)
+/// naming nothing hostile and saying what the signed manifest says.
+fn check_artifacts(artifacts: &[Artifact], stores: &[&Store]) -> Result<(), VerifyError> {
+    let mut seen = std::collections::HashSet::new();
+    for a in artifacts {
+        crate::store::reachable_into(stores, &a.root(), &mut seen, &mut |_, _| {}).map_err(
+            |e| VerifyError::Incomplete {
+                artifact: a.name(),
+                reason: e.to_string(),
+            },
+        )?;
+    }
+    for a in artifacts {
+        crate::artifact::check_records(a, stores).map_err(|reason| VerifyError::BadRecord {
+            artifact: a.name(),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+fn report_imported(verified: &Verified, reporter: &dyn Reporter) {
+    for a in &verified.manifest.artifacts {
+        reporter.line(&format!("imported {} {}", a.name(), a.digest));
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Removes what killed imports left in `dir` (entries whose names start with
+/// `prefix`). The caller holds the lock that every import of this target takes, so no
+/// live import owns them.
+fn reclaim(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// One import at a time per target.
-fn lock(dir: &Path) -> anyhow::Result<std::fs::File> {
+fn lock(dir: &Path) -> anyhow::Result<File> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("import.lock");
-    let file = std::fs::File::create(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     file.lock()
         .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
+}
+
+/// A lock on a directory itself (nothing is written into it).
+fn lock_dir(dir: &Path) -> anyhow::Result<File> {
+    let file = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", dir.display()))?;
     Ok(file)
 }

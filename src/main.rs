@@ -10,6 +10,7 @@ mod exit;
 mod export;
 mod import;
 mod models;
+mod names;
 mod oci;
 mod pull;
 mod python;
@@ -60,7 +61,8 @@ fn classify(err: &anyhow::Error) -> (ExitStatus, Option<String>) {
             commands::UsageError,
             python::PythonError,
             models::ModelError,
-            conda::CondaError
+            conda::CondaError,
+            names::NameError
         );
     }
     (ExitStatus::Error, None)

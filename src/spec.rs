@@ -187,27 +187,18 @@ fn model() -> String {
 }
 
 fn parse_model(raw: RawModel) -> Result<crate::models::ModelSpec, String> {
-    let parts: Vec<&str> = raw.repo.split('/').collect();
-    let ok = |p: &str| {
-        !p.is_empty()
-            && p.len() <= 96
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && !p.starts_with(['-', '.'])
-            && !p.contains("..")
-    };
-    if parts.len() > 2 || !parts.iter().all(|p| ok(p)) {
-        return Err(format!(
-            "repo `{}` is not a hub repository id such as org/name",
-            raw.repo
-        ));
-    }
-    if raw.revision.is_empty() || raw.revision.contains("..") || raw.revision.starts_with('/') {
-        return Err(format!(
-            "revision `{}` is not a branch, tag or commit",
-            raw.revision
-        ));
-    }
+    let repo = crate::names::HubRepoId::new(raw.repo.as_str()).map_err(|e| {
+        format!(
+            "repo `{}` is not a hub repository id such as org/name ({})",
+            raw.repo, e.reason
+        )
+    })?;
+    let revision = crate::names::Revision::new(raw.revision.as_str()).map_err(|e| {
+        format!(
+            "revision `{}` is not a branch, tag or commit ({})",
+            raw.revision, e.reason
+        )
+    })?;
     let dataset = match raw.kind.as_str() {
         "model" => false,
         "dataset" => true,
@@ -222,8 +213,8 @@ fn parse_model(raw: RawModel) -> Result<crate::models::ModelSpec, String> {
         crate::models::hub::Hub::new(e, dataset)?;
     }
     Ok(crate::models::ModelSpec {
-        repo: raw.repo,
-        revision: raw.revision,
+        repo,
+        revision,
         endpoint: raw.endpoint,
         files,
         dataset,

@@ -28,6 +28,8 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("artifact {digest} in the store has an invalid record: {reason}")]
+    BadRecord { digest: Digest, reason: String },
     #[error(
         "{what}: expected {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)"
     )]
@@ -43,7 +45,9 @@ pub enum StoreError {
 impl Classify for StoreError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            StoreError::DigestMismatch { .. } => ExitStatus::Verification,
+            StoreError::DigestMismatch { .. } | StoreError::BadRecord { .. } => {
+                ExitStatus::Verification
+            }
             StoreError::NotAStore { .. } => ExitStatus::Usage,
             _ => ExitStatus::Error,
         }
@@ -77,21 +81,38 @@ impl Store {
     /// Opens the store at `root`, creating an empty layout if the directory is absent
     /// or empty.
     pub fn open_or_create(root: &Path) -> Result<Store, StoreError> {
+        if root.join("oci-layout").is_file() {
+            return Store::open(root);
+        }
+        // Two processes creating one store: the second waits, then finds it made.
+        let parent = match root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => p,
+            None => Path::new("."),
+        };
+        fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
+        let lock = File::open(parent).map_err(io_err("cannot open", parent))?;
+        lock.lock().map_err(io_err("cannot lock", parent))?;
         let empty = match fs::read_dir(root) {
             Ok(mut entries) => entries.next().is_none(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => true,
             Err(e) => return Err(io_err("cannot read", root)(e)),
         };
         if empty {
-            fs::create_dir_all(root.join("blobs/sha256")).map_err(io_err("cannot create", root))?;
-            let store = Store {
-                root: root.to_path_buf(),
-            };
-            store.write_atomic(&root.join("index.json"), &index_json(&[]))?;
-            store.write_atomic(&root.join("oci-layout"), LAYOUT.as_bytes())?;
-            return Ok(store);
+            return Store::create_in(root);
         }
         Store::open(root)
+    }
+
+    /// Makes an empty layout in `root`, a directory nobody else uses yet (a fresh
+    /// temporary one, say).
+    pub fn create_in(root: &Path) -> Result<Store, StoreError> {
+        fs::create_dir_all(root.join("blobs/sha256")).map_err(io_err("cannot create", root))?;
+        let store = Store {
+            root: root.to_path_buf(),
+        };
+        store.write_atomic(&root.join("index.json"), &index_json(&[]))?;
+        store.write_atomic(&root.join("oci-layout"), LAYOUT.as_bytes())?;
+        Ok(store)
     }
 
     /// Opens an existing store.
@@ -162,10 +183,15 @@ impl Store {
     /// Starts writing the blob `expected` to `.ferry/partial/<hex>`. With `resume`, bytes
     /// left there by an interrupted run are kept (and hashed again) and `offset` says how
     /// many; without, the file starts empty.
+    ///
+    /// One writer per digest at a time across processes: a lock next to the partial file
+    /// is held until the blob is committed or dropped, so two pulls or creates sharing
+    /// the store never write into one partial file.
     pub fn blob_writer(&self, expected: &Digest, resume: bool) -> Result<BlobWriter, StoreError> {
         let dir = self.state_dir().join("partial");
         fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
         let path = dir.join(expected.hex());
+        let lock = PartialLock::acquire(dir.join(format!("{}.lock", expected.hex())))?;
         let mut hasher = crate::digest::Hasher::default();
         let file = if resume && path.is_file() {
             let mut existing = File::open(&path).map_err(io_err("cannot open", &path))?;
@@ -194,6 +220,7 @@ impl Store {
             path,
             keep_on_drop: resume,
             done: false,
+            _lock: lock,
         })
     }
 
@@ -371,15 +398,27 @@ pub fn reachable_in(
 ) -> Result<Vec<(Desc, Option<oci::Manifest>)>, StoreError> {
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    visit(stores, root, &mut seen, &mut out)?;
+    visit(stores, root, &mut seen, &mut |d, m| out.push((d, m)))?;
     Ok(out)
+}
+
+/// Walks what `root` reaches like `reachable_in`, skipping what `seen` already holds
+/// (so many artifacts that share blobs are walked in time linear in the blobs), and
+/// hands each new blob to `each`.
+pub fn reachable_into(
+    stores: &[&Store],
+    root: &Desc,
+    seen: &mut std::collections::HashSet<Digest>,
+    each: &mut dyn FnMut(Desc, Option<oci::Manifest>),
+) -> Result<(), StoreError> {
+    visit(stores, root, seen, each)
 }
 
 fn visit(
     stores: &[&Store],
     desc: &Desc,
     seen: &mut std::collections::HashSet<Digest>,
-    out: &mut Vec<(Desc, Option<oci::Manifest>)>,
+    out: &mut dyn FnMut(Desc, Option<oci::Manifest>),
 ) -> Result<(), StoreError> {
     if !seen.insert(desc.digest) {
         return Ok(());
@@ -392,7 +431,7 @@ fn visit(
         });
     };
     if !oci::is_manifest_type(&desc.media_type) {
-        out.push((desc.clone(), None));
+        out(desc.clone(), None);
         return Ok(());
     }
     let bytes = store.read_blob(&desc.digest)?;
@@ -405,7 +444,7 @@ fn visit(
     for child in &manifest.children {
         visit(stores, child, seen, out)?;
     }
-    out.push((desc.clone(), Some(manifest)));
+    out(desc.clone(), Some(manifest));
     Ok(())
 }
 
@@ -416,33 +455,83 @@ fn visit(
 /// (skopeo among them) resolve only OCI-typed entries of `index.json`. The manifest's own
 /// `mediaType` field, which its digest covers, still says what it is, and ferry reads that.
 pub fn upsert_entry(entries: &mut Vec<Desc>, repository: &str, tag: Option<&str>, desc: &Desc) {
-    let mut entry = desc.clone();
-    entry.platform = None;
-    entry.media_type = match entry.media_type.as_str() {
-        oci::DOCKER_LIST => oci::OCI_INDEX.to_string(),
-        oci::DOCKER_MANIFEST => oci::OCI_MANIFEST.to_string(),
-        other => other.to_string(),
-    };
-    entry.annotations.clear();
-    entry
-        .annotations
-        .insert(oci::REPOSITORY.into(), repository.into());
-    match tag {
-        Some(tag) => {
-            let name = format!("{repository}:{tag}");
-            entries.retain(|e| e.annotations.get(oci::REF_NAME) != Some(&name));
-            entry.annotations.insert(oci::REF_NAME.into(), name);
-        }
-        None => {
-            if entries.iter().any(|e| {
-                e.digest == desc.digest
-                    && e.annotations.get(oci::REPOSITORY).map(String::as_str) == Some(repository)
-            }) {
-                return;
+    upsert_entries(entries, &[(repository, tag, desc.clone())]);
+}
+
+/// `upsert_entry` for many at once, in time linear in entries and items.
+pub fn upsert_entries(entries: &mut Vec<Desc>, items: &[(&str, Option<&str>, Desc)]) {
+    use std::collections::{HashMap, HashSet};
+    let mut new: Vec<Desc> = Vec::with_capacity(items.len());
+    // A tag named twice keeps the last: the position in `new` of each tagged name.
+    let mut tagged: HashMap<String, usize> = HashMap::new();
+    let mut untagged: HashSet<(Digest, String)> = HashSet::new();
+    for (repository, tag, desc) in items {
+        let mut entry = desc.clone();
+        entry.platform = None;
+        entry.media_type = match entry.media_type.as_str() {
+            oci::DOCKER_LIST => oci::OCI_INDEX.to_string(),
+            oci::DOCKER_MANIFEST => oci::OCI_MANIFEST.to_string(),
+            other => other.to_string(),
+        };
+        entry.annotations.clear();
+        entry
+            .annotations
+            .insert(oci::REPOSITORY.into(), repository.to_string());
+        match tag {
+            Some(tag) => {
+                let name = format!("{repository}:{tag}");
+                entry.annotations.insert(oci::REF_NAME.into(), name.clone());
+                match tagged.get(&name) {
+                    Some(&i) => new[i] = entry,
+                    None => {
+                        tagged.insert(name, new.len());
+                        new.push(entry);
+                    }
+                }
+            }
+            None => {
+                if untagged.insert((desc.digest, repository.to_string())) {
+                    new.push(entry);
+                }
             }
         }
     }
-    entries.push(entry);
+    entries.retain(|e| {
+        e.annotations
+            .get(oci::REF_NAME)
+            .is_none_or(|n| !tagged.contains_key(n))
+    });
+    let present: HashSet<(Digest, &str)> = entries
+        .iter()
+        .chain(
+            new.iter()
+                .filter(|e| e.annotations.contains_key(oci::REF_NAME)),
+        )
+        .filter_map(|e| {
+            e.annotations
+                .get(oci::REPOSITORY)
+                .map(|r| (e.digest, r.as_str()))
+        })
+        .collect();
+    let keep: Vec<bool> = new
+        .iter()
+        .map(|e| {
+            e.annotations.contains_key(oci::REF_NAME)
+                || !present.contains(&(
+                    e.digest,
+                    e.annotations
+                        .get(oci::REPOSITORY)
+                        .map_or("", String::as_str),
+                ))
+        })
+        .collect();
+    drop(present);
+    entries.extend(
+        new.into_iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(e, _)| e),
+    );
 }
 
 pub fn index_json(entries: &[Desc]) -> Vec<u8> {
@@ -462,6 +551,58 @@ pub struct BlobWriter {
     path: PathBuf,
     keep_on_drop: bool,
     done: bool,
+    /// Dropped after the fields above (declaration order): the partial file is settled
+    /// before another writer may take it.
+    _lock: PartialLock,
+}
+
+/// An exclusive lock on `<partial>.lock`, removed when released. A waiter that got the
+/// lock on a file already removed tries again on the new one.
+struct PartialLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl PartialLock {
+    fn acquire(path: PathBuf) -> Result<PartialLock, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        loop {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io_err("cannot create", &path))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    let wait = || file.lock();
+                    // In a multi-threaded runtime, let other tasks run while we wait.
+                    let waited = match tokio::runtime::Handle::try_current() {
+                        Ok(h)
+                            if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+                        {
+                            tokio::task::block_in_place(wait)
+                        }
+                        _ => wait(),
+                    };
+                    waited.map_err(io_err("cannot lock", &path))?;
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", &path)(e)),
+            }
+            let ours = file.metadata().map_err(io_err("cannot read", &path))?.ino();
+            if fs::metadata(&path).is_ok_and(|m| m.ino() == ours) {
+                return Ok(PartialLock { file, path });
+            }
+        }
+    }
+}
+
+impl Drop for PartialLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
 }
 
 impl Write for BlobWriter {

@@ -15,7 +15,10 @@ use crate::digest::Digest;
 #[serde(rename_all = "camelCase")]
 pub struct SeriesRecord {
     pub highest: u64,
-    pub manifest: Digest,
+    /// The manifest of the bundle with that sequence (absent while a create that
+    /// reserved it is still writing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Digest>,
     pub imported: String,
 }
 
@@ -57,7 +60,7 @@ impl TargetState {
         match self.series.get(&m.series) {
             None => Ok(Freshness::New),
             Some(r) if m.sequence > r.highest => Ok(Freshness::New),
-            Some(r) if m.sequence == r.highest && r.manifest == v.manifest_digest => {
+            Some(r) if m.sequence == r.highest && r.manifest == Some(v.manifest_digest) => {
                 Ok(Freshness::AlreadyImported)
             }
             Some(r) if m.sequence == r.highest => Err(VerifyError::SequenceReused {
@@ -80,7 +83,7 @@ impl TargetState {
             v.manifest.series.clone(),
             SeriesRecord {
                 highest: v.manifest.sequence,
-                manifest: v.manifest_digest,
+                manifest: Some(v.manifest_digest),
                 imported: now.clone(),
             },
         );
@@ -104,32 +107,51 @@ impl TargetState {
         Ok(())
     }
 
-    /// The sequence to give the next bundle of `series` written from this state: one
-    /// past the last, and never below the current time in seconds, so that bundles
-    /// from different machines still increase.
-    pub fn next_sequence(&self, series: &str) -> u64 {
+    /// Takes the sequence for the next bundle of `series` written from the state in
+    /// `dir`: one past the last, and never below the current time in seconds, so that
+    /// bundles from different machines still increase. Reserved under a lock and
+    /// recorded at once, so two creates running together never get the same number (a
+    /// create that fails leaves a gap, which importers accept).
+    pub fn reserve_sequence(dir: &Path, series: &str) -> anyhow::Result<u64> {
+        let _lock = lock(dir)?;
+        let mut state = TargetState::load(dir)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
-        let last = self.series.get(series).map_or(0, |r| r.highest);
-        now.max(last + 1)
+        let last = state.series.get(series).map_or(0, |r| r.highest);
+        let sequence = now.max(last + 1);
+        state.series.insert(
+            series.to_string(),
+            SeriesRecord {
+                highest: sequence,
+                manifest: None,
+                imported: now_rfc3339(),
+            },
+        );
+        state.save()?;
+        Ok(sequence)
     }
 
-    /// Records the sequence given to a bundle written from this state.
+    /// Records the bundle written with `sequence` (never lowering the highest).
     pub fn record_created(
-        &mut self,
+        dir: &Path,
         series: &str,
         sequence: u64,
         manifest: Digest,
     ) -> anyhow::Result<()> {
-        fs::create_dir_all(&self.dir)?;
-        self.series.insert(
-            series.to_string(),
-            SeriesRecord {
-                highest: sequence,
-                manifest,
-                imported: now_rfc3339(),
-            },
-        );
-        self.save()
+        let _lock = lock(dir)?;
+        let mut state = TargetState::load(dir)?;
+        let highest = state.series.get(series).map_or(0, |r| r.highest);
+        if sequence >= highest {
+            state.series.insert(
+                series.to_string(),
+                SeriesRecord {
+                    highest: sequence,
+                    manifest: Some(manifest),
+                    imported: now_rfc3339(),
+                },
+            );
+            state.save()?;
+        }
+        Ok(())
     }
 
     fn save(&self) -> anyhow::Result<()> {
@@ -139,6 +161,17 @@ impl TargetState {
         tmp.persist(self.dir.join("series.json"))?;
         Ok(())
     }
+}
+
+/// The lock every writer of the state in `dir` takes.
+fn lock(dir: &Path) -> anyhow::Result<fs::File> {
+    fs::create_dir_all(dir)?;
+    let path = dir.join("state.lock");
+    let file = fs::File::create(&path)
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot create {}", path.display())))?;
+    file.lock()
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))?;
+    Ok(file)
 }
 
 pub fn now_rfc3339() -> String {

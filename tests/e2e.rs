@@ -25,10 +25,12 @@ mod e2e {
     mod import;
     mod keys;
     mod models;
+    mod names;
     mod podman;
     mod pull;
     mod python;
     mod referrers;
     mod resume;
     mod serve;
+    mod state;
 }

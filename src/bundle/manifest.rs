@@ -53,7 +53,9 @@ impl Entry {
 
 impl BundleManifest {
     pub fn total_size(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
+        self.entries
+            .iter()
+            .fold(0u64, |total, e| total.saturating_add(e.size))
     }
 
     /// Checks what the signature alone cannot: a known format, safe and unique paths,
@@ -94,9 +96,22 @@ impl BundleManifest {
                 return Err(format!("the layout lacks `{required}`"));
             }
         }
+        let sizes: std::collections::HashMap<&str, u64> = self
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.size))
+            .collect();
         for a in &self.artifacts {
-            if !seen.contains(format!("blobs/sha256/{}", a.digest.hex()).as_str()) {
-                return Err(format!("artifact {} has no blob in the bundle", a.name()));
+            match sizes.get(format!("blobs/sha256/{}", a.digest.hex()).as_str()) {
+                None => return Err(format!("artifact {} has no blob in the bundle", a.name())),
+                Some(&size) if size != a.size => {
+                    return Err(format!(
+                        "artifact {} says it is {} bytes, its blob is {size}",
+                        a.name(),
+                        a.size
+                    ));
+                }
+                Some(_) => {}
             }
             if !crate::oci::valid_repository(&a.repository)
                 || a.tag.as_deref().is_some_and(|t| !crate::oci::valid_tag(t))

@@ -79,6 +79,10 @@ pub enum VerifyError {
         "series `{series}`: sequence {sequence} was already imported here with a different manifest"
     )]
     SequenceReused { series: String, sequence: u64 },
+    #[error("artifact {artifact} is refused: {reason}")]
+    BadRecord { artifact: String, reason: String },
+    #[error("artifact {artifact} is incomplete: {reason}")]
+    Incomplete { artifact: String, reason: String },
     #[error("cannot stage entry `{path}`")]
     Stage {
         path: String,
@@ -102,6 +106,9 @@ impl Classify for VerifyError {
                 Some("import the newest bundle of the series; an older one may be a replay".into())
             }
             VerifyError::Open { .. } | VerifyError::Stage { .. } => None,
+            VerifyError::BadManifest(_) | VerifyError::BadRecord { .. } | VerifyError::Incomplete { .. } => Some(
+                "a trusted key signed a bundle that ferry never writes (unsafe names, absent or absurd content): treat that key as compromised and do not use this bundle".into(),
+            ),
             _ => Some("the bundle was altered or damaged in transit: fetch it again from its source and do not use this copy".into()),
         }
     }
@@ -134,15 +141,6 @@ pub enum Decision {
 /// bytes do not match the manifest, and the caller must then discard what it staged.
 pub trait EntrySink {
     fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> io::Result<()>;
-}
-
-/// Hashes every entry and keeps nothing: `bundle verify`.
-pub struct Discard;
-
-impl EntrySink for Discard {
-    fn stage(&mut self, _: &Entry, content: &mut dyn Read) -> io::Result<()> {
-        io::copy(content, &mut io::sink()).map(|_| ())
-    }
 }
 
 /// Reads, checks and hands over a bundle. `decide` sees the verified manifest before

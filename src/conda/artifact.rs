@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::names::{ChannelName, CondaFileName, CondaToken, Sha256Hex, Subdir};
 use crate::oci::Desc;
 use crate::store::{Store, StoreError};
 
@@ -20,16 +21,17 @@ const TITLE: &str = "org.opencontainers.image.title";
 #[serde(rename_all = "camelCase")]
 pub struct CondaPackage {
     /// The name the channel is served under (its last path segment).
-    pub channel: String,
+    pub channel: ChannelName,
+    /// The channel's URL, without credentials.
     pub channel_url: String,
-    pub subdir: String,
-    pub file_name: String,
-    pub name: String,
-    pub version: String,
-    pub build: String,
-    pub sha256: String,
+    pub subdir: Subdir,
+    pub file_name: CondaFileName,
+    pub name: CondaToken,
+    pub version: CondaToken,
+    pub build: CondaToken,
+    pub sha256: Sha256Hex,
     pub size: u64,
-    /// Where it was downloaded from.
+    /// Where it was downloaded from, without credentials.
     pub url: String,
     /// The repodata record, as the channel gave it (depends, constrains, license, ...).
     pub record: serde_json::Value,
@@ -77,8 +79,8 @@ impl CondaPackage {
             PACKAGE_V1
         }
     }
-    pub fn digest(&self) -> Option<Digest> {
-        Digest::from_hex(&self.sha256).ok()
+    pub fn digest(&self) -> Digest {
+        self.sha256.digest()
     }
 }
 
@@ -92,13 +94,24 @@ pub fn write(store: &Store, package: &CondaPackage) -> Result<(Desc, Vec<u8>), S
     store.put_artifact(ARTIFACT_TYPE, RECORD_TYPE, &config, layers, annotations)
 }
 
-/// Every conda package the store holds.
+/// Reads a package back from its stored config, checking every name in it.
+pub fn read(config: &[u8]) -> Result<CondaPackage, String> {
+    serde_json::from_slice(config).map_err(|e| format!("invalid conda package config: {e}"))
+}
+
+/// Every conda package the store holds. A record that does not parse is an error
+/// naming it, never skipped in silence.
 pub fn packages(store: &Store) -> Result<Vec<CondaPackage>, StoreError> {
-    Ok(store
+    store
         .artifacts(REPOSITORY_PREFIX, ARTIFACT_TYPE)?
         .into_iter()
-        .filter_map(|(_, config)| serde_json::from_slice(&config).ok())
-        .collect())
+        .map(|(manifest, config)| {
+            read(&config).map_err(|reason| StoreError::BadRecord {
+                digest: Digest::of(&manifest),
+                reason,
+            })
+        })
+        .collect()
 }
 
 /// A channel's `repodata.json` for one subdir, from the packages it holds.
@@ -107,12 +120,12 @@ pub fn repodata(subdir: &str, packages: &[&CondaPackage]) -> serde_json::Value {
     let mut v2 = serde_json::Map::new();
     for p in packages {
         let mut record = p.record.clone();
-        record["sha256"] = p.sha256.clone().into();
+        record["sha256"] = p.sha256.as_str().into();
         record["size"] = p.size.into();
         if p.file_name.ends_with(".conda") {
-            v2.insert(p.file_name.clone(), record);
+            v2.insert(p.file_name.to_string(), record);
         } else {
-            v1.insert(p.file_name.clone(), record);
+            v1.insert(p.file_name.to_string(), record);
         }
     }
     serde_json::json!({"info": {"subdir": subdir}, "packages": v1, "packages.conda": v2, "removed": [], "repodata_version": 1})

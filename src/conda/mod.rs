@@ -18,6 +18,7 @@ use rattler_solve::{SolverImpl, SolverTask};
 
 use crate::artifact::{Artifact, Kind};
 use crate::exit::{Classify, ExitStatus};
+use crate::names::{ChannelName, CondaFileName, CondaToken, Subdir as SubdirName};
 use crate::reporter::Reporter;
 use crate::store::{self, Store, StoreError};
 use artifact::CondaPackage;
@@ -407,7 +408,8 @@ async fn download(
     })
 }
 
-/// Fetches a solved package into the store.
+/// Fetches a solved package into the store. Every name the channel gave is checked
+/// before a byte is downloaded.
 async fn fetch(
     http: &reqwest::Client,
     record: &RepoDataRecord,
@@ -416,6 +418,16 @@ async fn fetch(
 ) -> anyhow::Result<CondaPackage> {
     let file = record.identifier.to_file_name();
     let p = &record.package_record;
+    let channel_url = record
+        .channel
+        .clone()
+        .unwrap_or_else(|| channel_of(&record.url).to_string());
+    let names = Names::check(&file, &channel_url, p).with_context(|| {
+        format!(
+            "channel {} lists a hostile package record",
+            crate::names::redact_url(&channel_url)
+        )
+    })?;
     let expected = Expected {
         sha256: p.sha256.map(|h| hex::encode(h.as_slice())),
         md5: p.md5.map(|h| hex::encode(h.as_slice())),
@@ -423,41 +435,65 @@ async fn fetch(
     };
     let got = download(http, &record.url, &file, &expected, store, reporter).await?;
     store.put_file(&got.path, &got.digest, got.size, &file)?;
-    let channel_url = record
-        .channel
-        .clone()
-        .unwrap_or_else(|| channel_of(&record.url).to_string());
-    package(&file, &record.url, &channel_url, p, &got)
+    package(names, &record.url, &channel_url, p, &got)
+}
+
+/// The names of a package record, checked: they become repository names, served paths
+/// and exported file names.
+struct Names {
+    channel: ChannelName,
+    subdir: SubdirName,
+    file_name: CondaFileName,
+    name: CondaToken,
+    version: CondaToken,
+    build: CondaToken,
+}
+
+impl Names {
+    fn check(
+        file: &str,
+        channel_url: &str,
+        record: &rattler_conda_types::PackageRecord,
+    ) -> Result<Names, crate::names::NameError> {
+        let channel = reqwest::Url::parse(channel_url)
+            .map(|u| channel_name(&u))
+            .unwrap_or_else(|_| {
+                channel_url
+                    .trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("channel")
+                    .to_string()
+            });
+        Ok(Names {
+            channel: ChannelName::new(channel)?,
+            subdir: SubdirName::new(record.subdir.clone())?,
+            file_name: CondaFileName::new(file)?,
+            name: CondaToken::new(record.name.as_normalized())?,
+            version: CondaToken::new(record.version.to_string())?,
+            build: CondaToken::new(record.build.to_string())?,
+        })
+    }
 }
 
 fn package(
-    file: &str,
+    names: Names,
     url: &reqwest::Url,
     channel_url: &str,
     record: &rattler_conda_types::PackageRecord,
     got: &Downloaded,
 ) -> anyhow::Result<CondaPackage> {
-    let channel = reqwest::Url::parse(channel_url)
-        .map(|u| channel_name(&u))
-        .unwrap_or_else(|_| {
-            channel_url
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or("channel")
-                .to_string()
-        });
     Ok(CondaPackage {
-        channel,
-        channel_url: channel_url.to_string(),
-        subdir: record.subdir.clone(),
-        file_name: file.to_string(),
-        name: record.name.as_normalized().to_string(),
-        version: record.version.to_string(),
-        build: record.build.to_string(),
-        sha256: got.digest.hex(),
+        channel: names.channel,
+        channel_url: crate::names::redact_url(channel_url),
+        subdir: names.subdir,
+        file_name: names.file_name,
+        name: names.name,
+        version: names.version,
+        build: names.build,
+        sha256: got.digest.into(),
         size: got.size,
-        url: url.to_string(),
+        url: crate::names::redact_url(url.as_str()),
         record: serde_json::to_value(record).context("cannot serialise the repodata record")?,
     })
 }
@@ -534,6 +570,12 @@ async fn pull_locked(
         if !wanted {
             continue;
         }
+        CondaFileName::new(file).with_context(|| {
+            format!(
+                "the lock names a hostile package URL {}",
+                crate::names::redact_url(entry.url.as_str())
+            )
+        })?;
         let expected = Expected {
             sha256: entry.sha256.clone(),
             md5: entry.md5.clone(),
@@ -551,14 +593,15 @@ async fn pull_locked(
             rattler_digest::parse_digest_from_hex::<rattler_digest::Md5>(&got.md5),
         )
         .with_context(|| format!("cannot make a repodata record of {file}"))?;
+        let channel_url = channel_of(&entry.url).to_string();
+        let names = Names::check(file, &channel_url, &record).with_context(|| {
+            format!(
+                "{} holds a hostile package record",
+                crate::names::redact_url(entry.url.as_str())
+            )
+        })?;
         store.put_file(&got.path, &got.digest, got.size, file)?;
-        out.push(package(
-            file,
-            &entry.url,
-            channel_of(&entry.url).as_str(),
-            &record,
-            &got,
-        )?);
+        out.push(package(names, &entry.url, &channel_url, &record, &got)?);
     }
     Ok(out)
 }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::names::{CommitId, GitOid, HubRepoId, RelPath, RepoType, Revision, Sha256Hex};
 use crate::oci::Desc;
 use crate::store::{Store, StoreError};
 
@@ -30,14 +31,15 @@ pub const REPOSITORY_PREFIX: &str = "hf/";
 #[serde(rename_all = "camelCase")]
 pub struct ModelInfo {
     /// The repository id on the hub: `org/name`.
-    pub repo: String,
+    pub repo: HubRepoId,
     /// `model` or `dataset`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: RepoType,
     /// The revision asked for (a branch, tag or commit).
-    pub revision: String,
+    pub revision: Revision,
     /// The 40-hex commit it resolved to.
-    pub commit: String,
+    pub commit: CommitId,
+    /// The hub, without credentials.
     pub endpoint: String,
     pub files: Vec<ModelFile>,
 }
@@ -45,12 +47,11 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelFile {
-    pub path: String,
+    pub path: RelPath,
     pub size: u64,
-    /// Lowercase hex.
-    pub sha256: String,
+    pub sha256: Sha256Hex,
     /// The hub's git blob id (sha1) of the file, or of its LFS pointer.
-    pub oid: String,
+    pub oid: GitOid,
     pub lfs: bool,
 }
 
@@ -60,8 +61,8 @@ impl ModelFile {
     pub fn etag(&self) -> &str {
         if self.lfs { &self.sha256 } else { &self.oid }
     }
-    pub fn digest(&self) -> Option<Digest> {
-        Digest::from_hex(&self.sha256).ok()
+    pub fn digest(&self) -> Digest {
+        self.sha256.digest()
     }
 }
 
@@ -85,10 +86,10 @@ impl ModelInfo {
 }
 
 /// The ModelPack layer type of a file, by its name.
-pub fn layer_type(path: &str, kind: &str) -> &'static str {
+pub fn layer_type(path: &str, kind: RepoType) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
     let ext = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
-    if kind == "dataset" {
+    if kind == RepoType::Dataset {
         return DATASET_TYPE;
     }
     match ext {
@@ -119,7 +120,7 @@ pub fn write(store: &Store, info: &ModelInfo) -> Result<(Desc, Vec<u8>), StoreEr
         .iter()
         .map(|f| {
             serde_json::json!({
-                "mediaType": layer_type(&f.path, &info.kind),
+                "mediaType": layer_type(&f.path, info.kind),
                 "digest": format!("sha256:{}", f.sha256),
                 "size": f.size,
                 "annotations": {FILEPATH: f.path, OID: f.oid, LFS: f.lfs.to_string()},
@@ -133,38 +134,61 @@ pub fn write(store: &Store, info: &ModelInfo) -> Result<(Desc, Vec<u8>), StoreEr
     store.put_artifact(ARTIFACT_TYPE, CONFIG_TYPE, &config, layers, annotations)
 }
 
-/// Reads a model manifest back into what it describes.
-pub fn read(bytes: &[u8]) -> Option<ModelInfo> {
+/// Reads a model manifest back into what it describes, checking every name in it.
+/// `None`: not a model manifest.
+pub fn read(bytes: &[u8]) -> Option<Result<ModelInfo, String>> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     if v.get("artifactType")?.as_str()? != ARTIFACT_TYPE {
         return None;
     }
-    let a = v.get("annotations")?;
-    let s = |key: &str| a.get(key).and_then(|x| x.as_str()).map(str::to_string);
-    let files = v
-        .get("layers")?
-        .as_array()?
-        .iter()
-        .map(|l| {
-            let la = l.get("annotations")?;
-            Some(ModelFile {
-                path: la.get(FILEPATH)?.as_str()?.to_string(),
-                size: l.get("size")?.as_u64()?,
-                sha256: l
-                    .get("digest")?
-                    .as_str()?
-                    .strip_prefix("sha256:")?
-                    .to_string(),
-                oid: la.get(OID)?.as_str()?.to_string(),
-                lfs: la.get(LFS)?.as_str()? == "true",
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(ModelInfo {
-        repo: s(REPO)?,
-        kind: s(TYPE)?,
-        revision: s(REVISION)?,
-        commit: s(COMMIT)?,
+    Some(read_annotations(&v))
+}
+
+fn read_annotations(v: &serde_json::Value) -> Result<ModelInfo, String> {
+    let missing = |what: &str| format!("model manifest lacks {what}");
+    let a = v.get("annotations").ok_or_else(|| missing("annotations"))?;
+    let s = |key: &str| {
+        a.get(key)
+            .and_then(|x| x.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| missing(key))
+    };
+    let bad = |e: crate::names::NameError| format!("model manifest: {e}");
+    let mut files = Vec::new();
+    for l in v
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .ok_or_else(|| missing("layers"))?
+    {
+        let la = l
+            .get("annotations")
+            .ok_or_else(|| missing("layer annotations"))?;
+        let text = |key: &str| {
+            la.get(key)
+                .and_then(|x| x.as_str())
+                .ok_or_else(|| missing(key))
+        };
+        let digest = l
+            .get("digest")
+            .and_then(|d| d.as_str())
+            .and_then(|d| d.strip_prefix("sha256:"))
+            .ok_or_else(|| missing("a layer sha256 digest"))?;
+        files.push(ModelFile {
+            path: RelPath::new(text(FILEPATH)?).map_err(bad)?,
+            size: l
+                .get("size")
+                .and_then(|s| s.as_u64())
+                .ok_or_else(|| missing("a layer size"))?,
+            sha256: Sha256Hex::new(digest).map_err(bad)?,
+            oid: GitOid::new(text(OID)?).map_err(bad)?,
+            lfs: text(LFS)? == "true",
+        });
+    }
+    Ok(ModelInfo {
+        repo: HubRepoId::new(s(REPO)?).map_err(bad)?,
+        kind: RepoType::parse(&s(TYPE)?).map_err(bad)?,
+        revision: Revision::new(s(REVISION)?).map_err(bad)?,
+        commit: CommitId::new(s(COMMIT)?).map_err(bad)?,
         endpoint: s(ENDPOINT)?,
         files,
     })
@@ -174,7 +198,14 @@ pub fn read(bytes: &[u8]) -> Option<ModelInfo> {
 pub fn snapshots(store: &Store) -> Result<Vec<ModelInfo>, StoreError> {
     let mut out: Vec<ModelInfo> = Vec::new();
     for (manifest, _) in store.artifacts(REPOSITORY_PREFIX, ARTIFACT_TYPE)? {
-        if let Some(info) = read(&manifest).filter(|i| !out.contains(i)) {
+        let Some(info) = read(&manifest) else {
+            continue;
+        };
+        let info = info.map_err(|reason| StoreError::BadRecord {
+            digest: Digest::of(&manifest),
+            reason,
+        })?;
+        if !out.contains(&info) {
             out.push(info);
         }
     }
@@ -187,10 +218,11 @@ mod tests {
 
     #[test]
     fn layer_types() {
-        assert_eq!(layer_type("model.safetensors", "model"), WEIGHT_TYPE);
-        assert_eq!(layer_type("sub/config.json", "model"), WEIGHT_CONFIG_TYPE);
-        assert_eq!(layer_type("README.md", "model"), DOC_TYPE);
-        assert_eq!(layer_type("LICENSE", "model"), DOC_TYPE);
-        assert_eq!(layer_type("data.parquet", "dataset"), DATASET_TYPE);
+        let m = RepoType::Model;
+        assert_eq!(layer_type("model.safetensors", m), WEIGHT_TYPE);
+        assert_eq!(layer_type("sub/config.json", m), WEIGHT_CONFIG_TYPE);
+        assert_eq!(layer_type("README.md", m), DOC_TYPE);
+        assert_eq!(layer_type("LICENSE", m), DOC_TYPE);
+        assert_eq!(layer_type("data.parquet", RepoType::Dataset), DATASET_TYPE);
     }
 }

@@ -14,6 +14,7 @@ use sha1::Digest as _;
 use crate::artifact::{Artifact, Kind};
 use crate::digest::Digest;
 use crate::exit::{Classify, ExitStatus};
+use crate::names::{CommitId, GitOid, NameError, RelPath, RepoType};
 use crate::reporter::Reporter;
 use crate::store::{self, Store, StoreError};
 use artifact::{ModelFile, ModelInfo};
@@ -28,8 +29,8 @@ const MAX_GIT_FILE: u64 = 64 << 20;
 /// One `[[model]]` entry, validated.
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
-    pub repo: String,
-    pub revision: String,
+    pub repo: crate::names::HubRepoId,
+    pub revision: crate::names::Revision,
     pub endpoint: Option<String>,
     /// fnmatch patterns, as huggingface_hub's allow_patterns; empty: every file.
     pub files: Vec<glob::Pattern>,
@@ -61,6 +62,12 @@ pub enum ModelError {
         "`{path}` is {size} bytes but not in LFS; ferry keeps such files in memory up to {MAX_GIT_FILE} bytes"
     )]
     TooLarge { path: String, size: u64 },
+    #[error("the hub answered for `{repo}` with a name ferry refuses")]
+    Hostile {
+        repo: String,
+        #[source]
+        source: NameError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -68,7 +75,7 @@ pub enum ModelError {
 impl Classify for ModelError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            ModelError::Mismatch { .. } => ExitStatus::Verification,
+            ModelError::Mismatch { .. } | ModelError::Hostile { .. } => ExitStatus::Verification,
             ModelError::Store(e) => e.exit_status(),
             ModelError::NoFiles { .. } => ExitStatus::Usage,
             _ => ExitStatus::Error,
@@ -107,20 +114,31 @@ pub async fn pull(
         })
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
     let hub = Hub::new(&endpoint, spec.dataset).map_err(anyhow::Error::msg)?;
+    let endpoint = crate::names::redact_url(&endpoint);
     let repo = spec.repo.as_str();
     let hub_err = |source| ModelError::Hub {
         repo: repo.to_string(),
         source,
     };
+    let hostile = |source: NameError| ModelError::Hostile {
+        repo: repo.to_string(),
+        source,
+    };
     let commit = hub.commit(repo, &spec.revision).await.map_err(hub_err)?;
+    let commit = CommitId::new(commit.to_ascii_lowercase()).map_err(hostile)?;
     let mut entries = hub.tree(repo, &commit).await.map_err(hub_err)?;
+    // Every path and oid the hub lists is checked before anything is fetched.
+    for e in &entries {
+        RelPath::new(e.path.as_str()).map_err(hostile)?;
+        GitOid::new(e.oid.to_ascii_lowercase()).map_err(hostile)?;
+    }
     if !spec.files.is_empty() {
         entries.retain(|e| spec.files.iter().any(|p| p.matches(&e.path)));
     }
     if entries.is_empty() {
         return Err(ModelError::NoFiles {
             repo: repo.into(),
-            commit,
+            commit: commit.to_string(),
         }
         .into());
     }
@@ -130,8 +148,12 @@ pub async fn pull(
         files.push(fetch(&hub, repo, &commit, entry, store, reporter).await?);
     }
     let info = ModelInfo {
-        repo: repo.to_string(),
-        kind: if spec.dataset { "dataset" } else { "model" }.into(),
+        repo: spec.repo.clone(),
+        kind: if spec.dataset {
+            RepoType::Dataset
+        } else {
+            RepoType::Model
+        },
         revision: spec.revision.clone(),
         commit: commit.clone(),
         endpoint: endpoint.clone(),
@@ -139,9 +161,9 @@ pub async fn pull(
     };
     let (desc, bytes) = artifact::write(store, &info)?;
     let repository = info.repository();
-    let mut tags = vec![commit.clone()];
+    let mut tags = vec![commit.to_string()];
     let revision_tag = tag_for(&spec.revision);
-    if revision_tag != commit {
+    if revision_tag != commit.as_str() {
         tags.push(revision_tag);
     }
     store.update_entries(|e| {
@@ -247,10 +269,10 @@ async fn fetch(
             }
         }
         return Ok(ModelFile {
-            path: entry.path.clone(),
+            path: checked_path(entry)?,
             size: lfs.size,
-            sha256: expected.hex(),
-            oid: entry.oid.clone(),
+            sha256: expected.into(),
+            oid: GitOid::new(entry.oid.to_ascii_lowercase())?,
             lfs: true,
         });
     }
@@ -289,12 +311,16 @@ async fn fetch(
     let digest = Digest::of(&bytes);
     store.put_blob(&bytes, &digest, &entry.path)?;
     Ok(ModelFile {
-        path: entry.path.clone(),
+        path: checked_path(entry)?,
         size: bytes.len() as u64,
-        sha256: digest.hex(),
-        oid,
+        sha256: digest.into(),
+        oid: GitOid::new(oid)?,
         lfs: false,
     })
+}
+
+fn checked_path(entry: &TreeEntry) -> Result<RelPath, NameError> {
+    RelPath::new(entry.path.as_str())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -77,10 +77,11 @@ impl IndexClient {
         if !url.ends_with('/') {
             url.push('/');
         }
+        let shown = crate::names::redact_url(index_url);
         let base =
-            Url::parse(&url).map_err(|e| format!("index URL `{index_url}` is not a URL: {e}"))?;
+            Url::parse(&url).map_err(|e| format!("index URL `{shown}` is not a URL: {e}"))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(format!("index URL `{index_url}` is not http or https"));
+            return Err(format!("index URL `{shown}` is not http or https"));
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
@@ -111,9 +112,9 @@ impl IndexClient {
             .base
             .join(&format!("{name}/"))
             .expect("a normalized name is a valid path");
-        let unreachable = |source| IndexError::Unreachable {
-            url: url.to_string(),
-            source,
+        let unreachable = |source: reqwest::Error| IndexError::Unreachable {
+            url: crate::names::redact_url(url.as_str()),
+            source: source.without_url(),
         };
         let response = self
             .http
@@ -129,12 +130,12 @@ impl IndexClient {
         if status == 404 {
             return Err(IndexError::UnknownProject {
                 project: name.to_string(),
-                url: url.to_string(),
+                url: crate::names::redact_url(url.as_str()),
             });
         }
         if status != 200 {
             return Err(IndexError::Status {
-                url: url.to_string(),
+                url: crate::names::redact_url(url.as_str()),
                 status,
             });
         }
@@ -147,7 +148,7 @@ impl IndexClient {
             .to_string();
         let body = response.text().await.map_err(unreachable)?;
         let bad = |reason: String| IndexError::BadPage {
-            url: url.to_string(),
+            url: crate::names::redact_url(url.as_str()),
             reason,
         };
         let files = if content_type.starts_with(JSON_TYPE) {

@@ -20,6 +20,7 @@ use pep508_rs::{PackageName, Requirement};
 use crate::artifact::{Artifact, Kind};
 use crate::digest::Digest;
 use crate::exit::{Classify, ExitStatus};
+use crate::names::{ProjectName, Token, WheelFileName, redact_url};
 use crate::reporter::Reporter;
 use crate::store::{self, Store};
 use index::{IndexClient, IndexFile};
@@ -248,6 +249,8 @@ pub async fn pull(
         .flat_map(|(_, f)| f.values().cloned())
         .collect();
     for f in &files {
+        WheelFileName::new(f.filename.as_str())
+            .with_context(|| format!("the index {} lists a hostile file", redact_url(&url)))?;
         if f.sha256.is_none() {
             return Err(PythonError::NoHash {
                 file: f.filename.clone(),
@@ -255,6 +258,14 @@ pub async fn pull(
             .into());
         }
     }
+    for (name, versions) in &chosen {
+        ProjectName::new(name.to_string())?;
+        for version in versions.keys() {
+            Token::new(version.as_str())?;
+        }
+    }
+    // What is written and printed names the index without its credentials.
+    let public_url = redact_url(&url);
     futures_util::stream::iter(
         files
             .iter()
@@ -268,9 +279,9 @@ pub async fn pull(
     for (name, versions) in &chosen {
         for (version, (_, files)) in versions {
             let mut release = PythonRelease {
-                project: name.to_string(),
-                version: version.clone(),
-                index: url.clone(),
+                project: ProjectName::new(name.to_string())?,
+                version: Token::new(version.as_str())?,
+                index: public_url.clone(),
                 files: Vec::new(),
             };
             for f in files.values() {
@@ -295,13 +306,13 @@ pub async fn pull(
                 store.put_blob(&bytes, &digest, &format!("metadata of {}", f.filename))?;
                 let sha = f.sha256.expect("checked above");
                 release.files.push(PythonFile {
-                    filename: f.filename.clone(),
-                    sha256: sha.hex(),
+                    filename: WheelFileName::new(f.filename.as_str())?,
+                    sha256: sha.into(),
                     size: std::fs::metadata(store.blob_path(&sha))
                         .map(|m| m.len())
                         .unwrap_or(0),
                     requires_python: f.requires_python.as_ref().map(|r| r.to_string()),
-                    metadata_sha256: digest.hex(),
+                    metadata_sha256: digest.into(),
                     metadata_size: bytes.len() as u64,
                 });
             }
@@ -322,7 +333,7 @@ pub async fn pull(
                 digest: desc.digest,
                 media_type: desc.media_type,
                 size: bytes.len() as u64,
-                origin: url.clone(),
+                origin: public_url.clone(),
                 platforms: Vec::new(),
                 subject: None,
                 source_digest: None,
@@ -353,7 +364,14 @@ async fn fetch_wheel(
         .send()
         .await
         .and_then(|r| r.error_for_status())
-        .with_context(|| format!("cannot download {} from {}", file.filename, file.url))?;
+        .map_err(|e| e.without_url())
+        .with_context(|| {
+            format!(
+                "cannot download {} from {}",
+                file.filename,
+                redact_url(file.url.as_str())
+            )
+        })?;
     let size = response.content_length();
     let task = reporter.task(&file.filename, size);
     let mut writer = store.blob_writer(&expected, false)?;
@@ -369,7 +387,7 @@ async fn fetch_wheel(
         Ok(()) => Ok(()),
         Err(store::StoreError::DigestMismatch { actual, .. }) => Err(PythonError::HashMismatch {
             file: file.filename.clone(),
-            url: file.url.to_string(),
+            url: redact_url(file.url.as_str()),
             expected,
             actual,
         }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::names::{ProjectName, Sha256Hex, Token, WheelFileName};
 use crate::oci::Desc;
 use crate::store::{Store, StoreError};
 
@@ -20,8 +21,8 @@ const TITLE: &str = "org.opencontainers.image.title";
 #[serde(rename_all = "camelCase")]
 pub struct PythonRelease {
     /// The project's name, PEP 503-normalised.
-    pub project: String,
-    pub version: String,
+    pub project: ProjectName,
+    pub version: Token,
     /// The index it came from.
     pub index: String,
     pub files: Vec<PythonFile>,
@@ -30,23 +31,22 @@ pub struct PythonRelease {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PythonFile {
-    pub filename: String,
-    /// Lowercase hex.
-    pub sha256: String,
+    pub filename: WheelFileName,
+    pub sha256: Sha256Hex,
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requires_python: Option<String>,
-    /// The core metadata (PEP 658), lowercase hex.
-    pub metadata_sha256: String,
+    /// The core metadata (PEP 658).
+    pub metadata_sha256: Sha256Hex,
     pub metadata_size: u64,
 }
 
 impl PythonFile {
-    pub fn digest(&self) -> Option<Digest> {
-        Digest::from_hex(&self.sha256).ok()
+    pub fn digest(&self) -> Digest {
+        self.sha256.digest()
     }
-    pub fn metadata_digest(&self) -> Option<Digest> {
-        Digest::from_hex(&self.metadata_sha256).ok()
+    pub fn metadata_digest(&self) -> Digest {
+        self.metadata_sha256.digest()
     }
 }
 
@@ -64,7 +64,7 @@ pub fn version_tag(version: &str) -> String {
         .collect()
 }
 
-pub fn repository(project: &str) -> String {
+pub fn repository(project: &ProjectName) -> String {
     format!("{REPOSITORY_PREFIX}{project}")
 }
 
@@ -87,11 +87,22 @@ pub fn write(store: &Store, release: &PythonRelease) -> Result<(Desc, Vec<u8>), 
     store.put_artifact(ARTIFACT_TYPE, CONFIG_TYPE, &config, layers, annotations)
 }
 
-/// Every Python release a store holds (the entries under `python/`).
+/// Reads a release back from its stored config, checking every name in it.
+pub fn read(config: &[u8]) -> Result<PythonRelease, String> {
+    serde_json::from_slice(config).map_err(|e| format!("invalid Python release config: {e}"))
+}
+
+/// Every Python release a store holds (the entries under `python/`). A record that does
+/// not parse (a store edited by hand) is an error naming it, never skipped in silence.
 pub fn releases(store: &Store) -> Result<Vec<PythonRelease>, StoreError> {
-    Ok(store
+    store
         .artifacts(REPOSITORY_PREFIX, ARTIFACT_TYPE)?
         .into_iter()
-        .filter_map(|(_, config)| serde_json::from_slice(&config).ok())
-        .collect())
+        .map(|(manifest, config)| {
+            read(&config).map_err(|reason| StoreError::BadRecord {
+                digest: Digest::of(&manifest),
+                reason,
+            })
+        })
+        .collect()
 }

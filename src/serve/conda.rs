@@ -27,9 +27,9 @@ impl CondaCatalog {
             ..Default::default()
         };
         for p in artifact::packages(store)? {
-            let subdirs = catalog.channels.entry(p.channel.clone()).or_default();
+            let subdirs = catalog.channels.entry(p.channel.to_string()).or_default();
             subdirs.entry("noarch".into()).or_default();
-            subdirs.entry(p.subdir.clone()).or_default().push(p);
+            subdirs.entry(p.subdir.to_string()).or_default().push(p);
         }
         Ok(catalog)
     }
@@ -102,7 +102,7 @@ pub(super) async fn route(
         name => match packages
             .iter()
             .find(|p| p.file_name == name)
-            .and_then(|p| p.digest().map(|d| (p, d)))
+            .map(|p| (p, p.digest()))
         {
             Some((p, digest)) => {
                 file_response(

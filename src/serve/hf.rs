@@ -33,14 +33,14 @@ impl HfCatalog {
         for info in artifact::snapshots(store)? {
             let repo = catalog
                 .repos
-                .entry((info.kind.clone(), info.repo.to_ascii_lowercase()))
+                .entry((info.kind.to_string(), info.repo.to_ascii_lowercase()))
                 .or_default();
-            repo.id = info.repo.clone();
+            repo.id = info.repo.to_string();
             repo.revisions
-                .insert(info.revision.clone(), info.commit.clone());
+                .insert(info.revision.to_string(), info.commit.to_string());
             repo.revisions
-                .insert(info.commit.clone(), info.commit.clone());
-            repo.snapshots.insert(info.commit.clone(), info.files);
+                .insert(info.commit.to_string(), info.commit.to_string());
+            repo.snapshots.insert(info.commit.to_string(), info.files);
         }
         Ok(catalog)
     }
@@ -238,7 +238,10 @@ async fn resolve(
     let repo = catalog.repo(kind, id)?;
     let commit = repo.commit(&percent_decode(rev))?;
     let file = percent_decode(file);
-    let Some(f) = repo.snapshots[commit].iter().find(|f| f.path == file) else {
+    let Some(f) = repo.snapshots[commit]
+        .iter()
+        .find(|f| f.path == file.as_str())
+    else {
         return Err(refused(
             StatusCode::NOT_FOUND,
             "EntryNotFound",
@@ -246,14 +249,7 @@ async fn resolve(
             Some(commit),
         ));
     };
-    let digest = f.digest().ok_or_else(|| {
-        refused(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Unknown",
-            "bad digest",
-            Some(commit),
-        )
-    })?;
+    let digest = f.digest();
     let etag = format!("\"{}\"", f.etag());
     let mut response = file_response(
         store,

@@ -25,9 +25,9 @@ impl PypiCatalog {
         let mut catalog = PypiCatalog::default();
         for r in release::releases(store)? {
             for f in &r.files {
-                catalog.files.insert(f.sha256.clone(), f.clone());
+                catalog.files.insert(f.sha256.to_string(), f.clone());
             }
-            let list = catalog.projects.entry(r.project.clone()).or_default();
+            let list = catalog.projects.entry(r.project.to_string()).or_default();
             list.retain(|old| old.version != r.version);
             list.push(r);
         }
@@ -142,14 +142,11 @@ pub(super) async fn route(
         let Some(f) = catalog.files.get(sha) else {
             return text(StatusCode::NOT_FOUND, "no such file\n");
         };
-        let (digest, size) = if name == f.filename {
+        let (digest, size) = if f.filename == name {
             (f.digest(), f.size)
         } else if name.strip_suffix(".metadata") == Some(f.filename.as_str()) {
             (f.metadata_digest(), f.metadata_size)
         } else {
-            return text(StatusCode::NOT_FOUND, "no such file\n");
-        };
-        let Some(digest) = digest else {
             return text(StatusCode::NOT_FOUND, "no such file\n");
         };
         return file_response(

@@ -20,21 +20,50 @@ pub struct Staging<'a> {
     pub skip: Option<&'a Store>,
     _dir: tempfile::TempDir,
     pub staged: Vec<Digest>,
+    /// Blobs larger than this are hashed but not kept (`bundle verify` keeps only the
+    /// manifests and configs it reads back).
+    pub max_size: u64,
 }
 
 impl<'a> Staging<'a> {
-    pub fn new(parent: &std::path::Path, skip: Option<&'a Store>) -> io::Result<Self> {
+    /// A fresh staging layout in `parent`, named `<prefix><random>`.
+    pub fn new(
+        parent: &std::path::Path,
+        prefix: &str,
+        skip: Option<&'a Store>,
+    ) -> io::Result<Self> {
         std::fs::create_dir_all(parent)?;
-        let dir = tempfile::Builder::new()
-            .prefix("staging-")
-            .tempdir_in(parent)?;
-        let layout = Store::open_or_create(dir.path()).map_err(io::Error::other)?;
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
+        let layout = Store::create_in(dir.path()).map_err(io::Error::other)?;
         Ok(Staging {
             layout,
             skip,
             _dir: dir,
             staged: Vec::new(),
+            max_size: u64::MAX,
         })
+    }
+
+    /// Makes the staging layout itself the store at `dest` (absent or an empty
+    /// directory) with one rename, so nobody sees a store that is half there.
+    pub fn publish(self, dest: &std::path::Path) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self._dir.keep();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        if let Err(e) = std::fs::rename(&path, dest) {
+            let _ = std::fs::remove_dir_all(&path);
+            return Err(e);
+        }
+        if let Some(parent) = dest.parent()
+            && let Ok(d) = File::open(if parent.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                parent
+            })
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 }
 
@@ -44,7 +73,8 @@ impl EntrySink for Staging<'_> {
             return io::copy(content, &mut io::sink()).map(|_| ());
         };
         let digest = Digest::from_hex(hex).map_err(io::Error::other)?;
-        if self.skip.is_some_and(|s| s.has_blob(&digest, entry.size)) {
+        if entry.size > self.max_size || self.skip.is_some_and(|s| s.has_blob(&digest, entry.size))
+        {
             return io::copy(content, &mut io::sink()).map(|_| ());
         }
         let path = self.layout.blob_path(&digest);

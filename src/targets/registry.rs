@@ -203,6 +203,41 @@ pub async fn push(
     Ok(())
 }
 
+/// Whether the registry still holds every artifact: each manifest under its digest and
+/// its tag pointing at it. Any doubt (an error, a missing one) says no, so the import
+/// runs and pushes what is missing.
+pub async fn holds(
+    target: &RegistryTarget,
+    artifacts: &[Artifact],
+    options: &RegistryOptions,
+) -> bool {
+    let client = client_for(std::slice::from_ref(&target.registry), options);
+    let auth = crate::sources::auth::for_registry(&target.registry);
+    for a in artifacts {
+        let repo = target.repository(&a.repository);
+        let digest = a.digest.to_string();
+        let mut refs = vec![Reference::with_digest(
+            target.registry.clone(),
+            repo.clone(),
+            digest.clone(),
+        )];
+        if let Some(tag) = &a.tag {
+            refs.push(Reference::with_tag(
+                target.registry.clone(),
+                repo.clone(),
+                tag.clone(),
+            ));
+        }
+        for r in refs {
+            match client.fetch_manifest_digest(&r, &auth).await {
+                Ok(d) if d == digest => {}
+                _ => return false,
+            }
+        }
+    }
+    true
+}
+
 struct Pusher<'a> {
     client: oci_client::Client,
     target: &'a RegistryTarget,

@@ -1,22 +1,24 @@
 //! Import into a store directory: staged blobs are renamed in, then `index.json` gains
 //! the artifacts' entries in one atomic replace.
 
+use std::collections::HashSet;
+
 use crate::artifact::Artifact;
+use crate::digest::Digest;
 use crate::store::{self, Store, StoreError};
 
 use super::Staging;
 
-/// Checks that every artifact is complete across staging and target, then moves the
-/// staged blobs in and adds the entries.
+/// Moves the staged blobs in and adds the entries (the caller checked that every
+/// artifact is complete across staging and target). Blobs land before any entry names
+/// them, so a reader never sees a tag whose content is not all there.
 pub fn commit(
     target: &Store,
     staging: &Staging<'_>,
     artifacts: &[Artifact],
 ) -> Result<(), StoreError> {
-    for a in artifacts {
-        store::reachable_in(&[&staging.layout, target], &a.root())?;
-    }
-    for digest in &staging.staged {
+    let same = target.root() == staging.layout.root();
+    for digest in staging.staged.iter().filter(|_| !same) {
         let from = staging.layout.blob_path(digest);
         let to = target.blob_path(digest);
         if !to.exists() {
@@ -28,28 +30,36 @@ pub fn commit(
         }
     }
     sync_dir(&target.root().join("blobs/sha256"));
-    target.update_entries(|entries| {
-        for a in artifacts {
-            store::upsert_entry(entries, &a.repository, a.tag.as_deref(), &a.root());
-        }
-    })
+    let items: Vec<_> = artifacts
+        .iter()
+        .map(|a| (a.repository.as_str(), a.tag.as_deref(), a.root()))
+        .collect();
+    target.update_entries(|entries| store::upsert_entries(entries, &items))
 }
 
-/// Whether the store already holds every artifact, complete.
+/// Whether the store already holds every artifact, complete: named as the bundle names
+/// it, and every blob it reaches present. Linear in artifacts and blobs.
 pub fn holds(target: &Store, artifacts: &[Artifact]) -> bool {
     let Ok(entries) = target.entries() else {
         return false;
     };
+    let mut named: HashSet<(Digest, &str, Option<&str>)> = HashSet::new();
+    for e in &entries {
+        let Some(repo) = e.annotations.get(crate::oci::REPOSITORY) else {
+            continue;
+        };
+        let tag = e
+            .annotations
+            .get(crate::oci::REF_NAME)
+            .and_then(|n| n.strip_prefix(repo.as_str()))
+            .and_then(|n| n.strip_prefix(':'));
+        named.insert((e.digest, repo.as_str(), tag));
+        named.insert((e.digest, repo.as_str(), None));
+    }
+    let mut seen = HashSet::new();
     artifacts.iter().all(|a| {
-        let named = entries.iter().any(|e| {
-            e.digest == a.digest
-                && e.annotations.get(crate::oci::REPOSITORY) == Some(&a.repository)
-                && a.tag.as_ref().is_none_or(|t| {
-                    e.annotations.get(crate::oci::REF_NAME)
-                        == Some(&format!("{}:{t}", a.repository))
-                })
-        });
-        named && target.reachable(&a.root()).is_ok()
+        named.contains(&(a.digest, a.repository.as_str(), a.tag.as_deref()))
+            && store::reachable_into(&[target], &a.root(), &mut seen, &mut |_, _| {}).is_ok()
     })
 }
 

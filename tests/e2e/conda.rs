@@ -1011,3 +1011,47 @@ fn conda_explicit_lock_is_honoured_exactly() {
     std::fs::write(ctx.path("explicit.txt"), lock(&"0".repeat(64))).unwrap();
     assert_create_fails(&ctx, spec_text, Some(3), &[APP]);
 }
+
+/// A channel that lies about a record's subdir (no key needed: the upstream is enough)
+/// must not make ferry write outside its folders: create refuses it, exit 3, naming
+/// the field and value, before anything is fetched or written.
+#[test]
+fn conda_hostile_subdir_from_the_channel_is_refused() {
+    let ctx = TestContext::new();
+    let channel = copy_channel(&ctx, "hostile");
+    let subdir = channel.join("linux-64");
+    for entry in std::fs::read_dir(&subdir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("repodata") && name != "repodata.json" {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    let repodata_path = subdir.join("repodata.json");
+    let mut repodata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&repodata_path).unwrap()).unwrap();
+    let evil = format!("linux-64/../../../..{}", p(&ctx.path("victim")));
+    let mut edited = 0;
+    for key in ["packages", "packages.conda"] {
+        if let Some(table) = repodata[key].as_object_mut() {
+            for record in table.values_mut() {
+                record["subdir"] = evil.as_str().into();
+                edited += 1;
+            }
+        }
+    }
+    assert!(edited > 0, "the channel lists no linux-64 package");
+    std::fs::write(&repodata_path, serde_json::to_vec(&repodata).unwrap()).unwrap();
+    let server = StaticServer::start(&ctx.path("hostile"));
+    let url = format!("http://{}/{CHANNEL}", server.addr);
+    assert_create_fails(
+        &ctx,
+        &conda_spec(&url, &["app"], &["linux-64"]),
+        Some(3),
+        &["conda subdir", &evil],
+    );
+    assert!(
+        !ctx.path("victim").exists(),
+        "ferry wrote outside its folders"
+    );
+}

@@ -7,17 +7,17 @@ use super::context::{TestContext, copy_tree, p, sha256_hex, snapshot_tree};
 use super::fixtures::fixtures;
 use super::tamper::{Bundle, Entry, blob_hex};
 
-struct Case<'a> {
+pub(super) struct Case<'a> {
     ctx: &'a TestContext,
     name: &'a str,
 }
 
 impl<'a> Case<'a> {
-    fn new(ctx: &'a TestContext, name: &'a str) -> Self {
+    pub(super) fn new(ctx: &'a TestContext, name: &'a str) -> Self {
         Case { ctx, name }
     }
 
-    fn write(&self, bundle: &Bundle) -> PathBuf {
+    pub(super) fn write(&self, bundle: &Bundle) -> PathBuf {
         let path = self.ctx.path(format!("{}.ferry", self.name));
         bundle.write(&path);
         path
@@ -25,7 +25,7 @@ impl<'a> Case<'a> {
 
     /// `bundle verify`, `import --store` and `import --to` all refuse `bundle` with exit 3
     /// and a message mentioning every needle; neither target changes.
-    fn assert_refused(&self, bundle: &Path, trust: &Path, needles: &[&str]) {
+    pub(super) fn assert_refused(&self, bundle: &Path, trust: &Path, needles: &[&str]) {
         let ctx = self.ctx;
         let check = |what: &str, out: &super::context::Output| {
             // Shown with --nocapture (and on failure): what each refusal says.

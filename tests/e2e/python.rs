@@ -1463,3 +1463,138 @@ fn python_pylock_is_honoured_exactly() {
     std::fs::write(ctx.path("pylock.toml"), lock(&"a".repeat(64))).unwrap();
     assert_create_fails(&ctx, &spec_text, Some(3), &["six"], &[]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Credentials in an index URL.
+
+/// Every file below `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// `user:password@` in an index URL (from the spec or PIP_INDEX_URL) is used to talk to
+/// the index and written nowhere: not in the bundle, its manifest or inspect output, the
+/// stores on either side, the import log, or anything ferry prints, even on errors.
+#[test]
+fn python_index_credentials_are_never_written_or_printed() {
+    let ctx = TestContext::new();
+    let fx = py();
+    const PASSWORD: &str = "s3cr3t-Pw-42";
+    let url = fx
+        .index
+        .url()
+        .replacen("http://", &format!("http://ferry-user:{PASSWORD}@"), 1);
+    let mut outputs = Vec::new();
+
+    let spec = ctx.write_spec("spec.toml", &python_spec(Some(&url), &["six"], &[LINUX]));
+    let from_spec = ctx.path("spec.ferry");
+    let env_spec = ctx.write_spec("env.toml", &python_spec(None, &["six"], &[LINUX]));
+    let from_env = ctx.path("env.ferry");
+    for (spec, bundle, env) in [
+        (&spec, &from_spec, vec![]),
+        (&env_spec, &from_env, vec![("PIP_INDEX_URL", url.as_str())]),
+    ] {
+        let out = ferry_py_with(
+            &ctx,
+            [
+                "bundle",
+                "create",
+                p(spec),
+                "-o",
+                p(bundle),
+                "--key",
+                p(&fx.key),
+                "--store",
+                p(&ctx.path("store")),
+            ],
+            &env,
+        );
+        out.assert_success();
+        outputs.push(out);
+        let found = python_artifacts(&ctx, bundle);
+        assert_eq!(
+            found["six"].index.trim_end_matches('/'),
+            fx.index.url().trim_end_matches('/'),
+            "the index is recorded without its credentials"
+        );
+        let bytes = zstd::decode_all(std::fs::File::open(bundle).unwrap()).unwrap();
+        assert!(
+            !bytes
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes()),
+            "{} carries the password",
+            p(bundle)
+        );
+        outputs.push(ctx.ferry(["bundle", "inspect", p(bundle)]));
+        outputs.push(ctx.ferry(["bundle", "inspect", p(bundle), "--json"]));
+        let store = ctx.path(format!("imported-{}", outputs.len()));
+        let out = ctx.ferry([
+            "import",
+            p(bundle),
+            "--trust",
+            p(&fx.public),
+            "--store",
+            p(&store),
+        ]);
+        out.assert_success();
+        outputs.push(out);
+        assert_eq!(
+            files_containing(&store, PASSWORD.as_bytes()),
+            Vec::<PathBuf>::new()
+        );
+    }
+    assert_eq!(
+        files_containing(&ctx.path("store"), PASSWORD.as_bytes()),
+        Vec::<PathBuf>::new()
+    );
+
+    // An index that cannot be reached: the error names it, without the password.
+    let down = ctx.write_spec(
+        "down.toml",
+        &python_spec(
+            Some(&format!("http://ferry-user:{PASSWORD}@127.0.0.1:9/simple/")),
+            &["six"],
+            &[LINUX],
+        ),
+    );
+    let out = ferry_py(
+        &ctx,
+        [
+            "bundle",
+            "create",
+            p(&down),
+            "-o",
+            p(&ctx.path("down.ferry")),
+            "--key",
+            p(&fx.key),
+            "--store",
+            p(&ctx.path("store")),
+        ],
+    );
+    assert_ne!(out.code, 0);
+    out.assert_stderr_contains("127.0.0.1:9");
+    outputs.push(out);
+    for out in &outputs {
+        assert!(
+            !out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD),
+            "ferry printed the password: {out:?}"
+        );
+    }
+}

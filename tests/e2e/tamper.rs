@@ -189,3 +189,118 @@ impl Bundle {
 pub fn blob_hex(path: &str) -> &str {
     path.strip_prefix("blobs/sha256/").unwrap()
 }
+
+/// Forging a bundle as a compromised signer would: change what it carries, keep every
+/// digest and size consistent, and sign the new manifest with a key the importer trusts.
+impl Bundle {
+    /// Signs the current manifest with `key` (a ferry/minisign secret key), replacing
+    /// the bundle's signature entries: a validly signed bundle with whatever it says.
+    pub fn resign(&mut self, key: &Path) {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("ferry-manifest.json");
+        let sig = dir.path().join("ferry-manifest.json.minisig");
+        std::fs::write(
+            &manifest,
+            &self.entries[self.position("ferry-manifest.json")].data,
+        )
+        .unwrap();
+        let out = std::process::Command::new("minisign")
+            .args(["-S", "-s"])
+            .arg(key)
+            .arg("-m")
+            .arg(&manifest)
+            .arg("-x")
+            .arg(&sig)
+            .args(["-t", "forged by a test"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "minisign -S failed: {out:?}");
+        self.entries.retain(|e| {
+            !(e.path.starts_with("ferry-manifest.json.") && e.path.ends_with(".minisig"))
+        });
+        let at = self.position("ferry-manifest.json") + 1;
+        self.entries.insert(
+            at,
+            Entry::file("ferry-manifest.json.minisig", &std::fs::read(&sig).unwrap()),
+        );
+    }
+
+    /// The bytes of blob `hex`.
+    pub fn blob(&self, hex: &str) -> &[u8] {
+        &self.entries[self.position(&format!("blobs/sha256/{hex}"))].data
+    }
+
+    /// Adds a blob entry (at the end, listed last in the manifest); returns its hex.
+    fn add_blob(&mut self, manifest: &mut serde_json::Value, bytes: Vec<u8>) -> String {
+        let hex = super::context::sha256_hex(&bytes);
+        let path = format!("blobs/sha256/{hex}");
+        if !self.entries.iter().any(|e| e.path == path) {
+            manifest["entries"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"path": path, "size": bytes.len(), "sha256": hex}));
+            self.entries.push(Entry::file(&path, &bytes));
+        }
+        hex
+    }
+
+    /// Rewrites the OCI manifest of every artifact whose digest is `digest_hex` (and, with
+    /// `config`, its config blob), then carries the new digests up: `index.json`, the
+    /// bundle manifest's artifacts and entries. `record` edits the bundle manifest's
+    /// artifact records too. Then signs with `key`.
+    pub fn forge_artifact(
+        &mut self,
+        digest_hex: &str,
+        config: Option<&dyn Fn(&mut serde_json::Value)>,
+        oci_manifest: &dyn Fn(&mut serde_json::Value),
+        record: &dyn Fn(&mut serde_json::Value),
+        key: &Path,
+    ) {
+        let mut manifest = self.manifest();
+        let mut oci: serde_json::Value = serde_json::from_slice(self.blob(digest_hex)).unwrap();
+        if let Some(edit) = config {
+            let old = oci["config"]["digest"].as_str().unwrap().to_string();
+            let mut value: serde_json::Value =
+                serde_json::from_slice(self.blob(old.strip_prefix("sha256:").unwrap())).unwrap();
+            edit(&mut value);
+            let bytes = serde_json::to_vec(&value).unwrap();
+            let size = bytes.len();
+            let hex = self.add_blob(&mut manifest, bytes);
+            oci["config"]["digest"] = format!("sha256:{hex}").into();
+            oci["config"]["size"] = size.into();
+        }
+        oci_manifest(&mut oci);
+        let bytes = serde_json::to_vec(&oci).unwrap();
+        let size = bytes.len();
+        let new_hex = self.add_blob(&mut manifest, bytes);
+        let (old_digest, new_digest) =
+            (format!("sha256:{digest_hex}"), format!("sha256:{new_hex}"));
+        // index.json
+        let i = self.position("index.json");
+        let mut index: serde_json::Value = serde_json::from_slice(&self.entries[i].data).unwrap();
+        for m in index["manifests"].as_array_mut().unwrap() {
+            if m["digest"] == old_digest.as_str() {
+                m["digest"] = new_digest.as_str().into();
+                m["size"] = size.into();
+            }
+        }
+        let index_bytes = serde_json::to_vec(&index).unwrap();
+        for e in manifest["entries"].as_array_mut().unwrap() {
+            if e["path"] == "index.json" {
+                e["size"] = index_bytes.len().into();
+                e["sha256"] = super::context::sha256_hex(&index_bytes).into();
+            }
+        }
+        self.entries[i].data = index_bytes;
+        for a in manifest["artifacts"].as_array_mut().unwrap() {
+            if a["digest"] == old_digest.as_str() {
+                a["digest"] = new_digest.as_str().into();
+                a["size"] = size.into();
+                record(a);
+            }
+        }
+        self.set_manifest(&manifest);
+        self.resign(key);
+    }
+}
