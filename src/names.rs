@@ -433,6 +433,21 @@ impl fmt::Display for RepoType {
     }
 }
 
+/// Whether `s` is a media type as RFC 6838 allows it (`type/subtype`, restricted-name
+/// characters, no parameters): what may go into a `Content-Type` header.
+pub fn valid_media_type(s: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 127
+            && p.as_bytes()[0].is_ascii_alphanumeric()
+            && p.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'!' | b'#' | b'$' | b'&' | b'^' | b'_' | b'.' | b'+' | b'-')
+            })
+    };
+    matches!(s.split_once('/'), Some((t, sub)) if part(t) && part(sub))
+}
+
 /// A URL with any `user:password@` removed: what ferry writes into manifests, records,
 /// logs and output. The credentials stay only in the URL the client sends requests to.
 pub fn redact_url(url: &str) -> String {
@@ -496,6 +511,9 @@ mod tests {
         assert!(ChannelName::new("../x").is_err());
         assert!(CondaFileName::new("pkg-1.0-0.tar.bz2").is_ok());
         assert!(RepoType::parse("../models").is_err());
+        assert!(valid_media_type("application/vnd.oci.image.manifest.v1+json"));
+        assert!(!valid_media_type("text/html\r\nX-Injected: 1"));
+        assert!(!valid_media_type("text/html; charset=utf-8"));
         let t: Result<RepoType, _> = serde_json::from_str("\"../x\"");
         assert!(t.unwrap_err().to_string().contains("hub repository type"));
         let t: RepoType = serde_json::from_str("\"dataset\"").unwrap();

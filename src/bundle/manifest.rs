@@ -116,7 +116,13 @@ impl BundleManifest {
             if !crate::oci::valid_repository(&a.repository)
                 || a.tag.as_deref().is_some_and(|t| !crate::oci::valid_tag(t))
             {
-                return Err(format!("artifact {} has an invalid name", a.name()));
+                return Err(format!("artifact {:?} has an invalid name", a.name()));
+            }
+            let types = std::iter::once(&a.media_type).chain(a.artifact_type.as_ref());
+            for t in types {
+                if !crate::names::valid_media_type(t) {
+                    return Err(format!("artifact {} has an invalid media type {t:?}", a.name()));
+                }
             }
         }
         Ok(())
