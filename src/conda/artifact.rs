@@ -94,9 +94,29 @@ pub fn write(store: &Store, package: &CondaPackage) -> Result<(Desc, Vec<u8>), S
     store.put_artifact(ARTIFACT_TYPE, RECORD_TYPE, &config, layers, annotations)
 }
 
-/// Reads a package back from its stored config, checking every name in it.
+/// Reads a package back from its stored config, checking every name in it. The
+/// repodata record is served as it is, so what it says of the package's identity must
+/// be what the checked fields say.
 pub fn read(config: &[u8]) -> Result<CondaPackage, String> {
-    serde_json::from_slice(config).map_err(|e| format!("invalid conda package config: {e}"))
+    let p: CondaPackage =
+        serde_json::from_slice(config).map_err(|e| format!("invalid conda package config: {e}"))?;
+    for (key, checked) in [
+        ("subdir", p.subdir.as_str()),
+        ("fn", p.file_name.as_str()),
+        ("name", p.name.as_str()),
+        ("version", p.version.as_str()),
+        ("build", p.build.as_str()),
+    ] {
+        if let Some(v) = p.record.get(key)
+            && v.as_str() != Some(checked)
+        {
+            return Err(format!(
+                "conda package {}: its repodata record says {key} {v}, not {checked:?}",
+                p.file_name
+            ));
+        }
+    }
+    Ok(p)
 }
 
 /// Every conda package the store holds. A record that does not parse is an error
