@@ -31,4 +31,5 @@ mod e2e {
     mod referrers;
     mod resume;
     mod serve;
+    mod serve_hostile;
 }

@@ -1,0 +1,306 @@
+//! `ferry serve` against hostile stores: records edited on disk to inject headers. The
+//! server must answer every request, stay up, and never echo the injection.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::Duration;
+
+use super::context::{TestContext, digest_of, free_port};
+use super::http;
+
+/// A `ferry serve` started through `sh -c` (so a test can lower its limits first);
+/// killed by its own pid when dropped (`exec` makes the shell's pid ferry's).
+struct Serve {
+    addr: String,
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    /// `sh -c "PRELUDE; exec ferry serve --store STORE --listen ADDR EXTRA..."`.
+    fn start(ctx: &TestContext, store: &Path, prelude: &str, extra: &[&str]) -> Serve {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut script = format!("{prelude}; exec \"$0\" serve --store \"$1\" --listen \"$2\"");
+        for i in 0..extra.len() {
+            script.push_str(&format!(" \"${}\"", i + 3));
+        }
+        let ferry = ctx.ferry_command();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(script)
+            .arg(ferry.get_program())
+            .arg(store)
+            .arg(&addr)
+            .args(extra)
+            .current_dir(ctx.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in ferry.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut child = cmd.spawn().expect("spawn ferry serve");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let log = stderr.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ferry serve did not start:\n{}",
+                stderr.lock().unwrap().as_str()
+            );
+        }
+        Serve {
+            addr,
+            child,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    #[track_caller]
+    fn assert_running(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "ferry serve exited:\n{}",
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A store written by hand, blob by blob, the way ferry lays it out: what a store edited
+/// on disk (or written by a buggy tool) can hold.
+struct RawStore {
+    root: PathBuf,
+    entries: Vec<serde_json::Value>,
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+impl RawStore {
+    fn new(root: PathBuf) -> RawStore {
+        std::fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+        std::fs::write(
+            root.join("oci-layout"),
+            "{\"imageLayoutVersion\":\"1.0.0\"}",
+        )
+        .unwrap();
+        let store = RawStore {
+            root,
+            entries: Vec::new(),
+        };
+        store.write_index();
+        store
+    }
+
+    /// Writes a blob; returns its digest and size.
+    fn blob(&self, bytes: &[u8]) -> (String, usize) {
+        let digest = digest_of(bytes);
+        std::fs::write(
+            self.root
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+            bytes,
+        )
+        .unwrap();
+        (digest, bytes.len())
+    }
+
+    /// Writes an artifact (config, manifest over `layers`) and lists it in `index.json`.
+    fn artifact(
+        &mut self,
+        repository: &str,
+        tag: &str,
+        artifact_type: &str,
+        config: (&str, &serde_json::Value),
+        layers: Vec<serde_json::Value>,
+        annotations: serde_json::Value,
+    ) {
+        let (config_digest, config_size) = self.blob(&serde_json::to_vec(config.1).unwrap());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": config.0, "digest": config_digest, "size": config_size},
+            "layers": layers,
+            "annotations": annotations,
+        });
+        let (digest, size) = self.blob(&serde_json::to_vec(&manifest).unwrap());
+        self.entries.push(serde_json::json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": digest,
+            "size": size,
+            "artifactType": artifact_type,
+            "annotations": {
+                "dev.ferry.repository": repository,
+                "org.opencontainers.image.ref.name": format!("{repository}:{tag}"),
+            },
+        }));
+        self.write_index();
+    }
+
+    fn write_index(&self) {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": self.entries,
+        });
+        std::fs::write(
+            self.root.join("index.json"),
+            serde_json::to_vec_pretty(&index).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// A Hugging Face model snapshot of one file, as `src/models/artifact.rs` writes it.
+    fn model(&mut self, repo: &str, commit: &str, file: (&str, &[u8], &str)) {
+        let (path, bytes, oid) = file;
+        let (digest, size) = self.blob(bytes);
+        let layer = serde_json::json!({
+            "mediaType": "application/vnd.cncf.model.weight.config.v1.raw",
+            "digest": digest,
+            "size": size,
+            "annotations": {
+                "org.cncf.model.filepath": path,
+                "dev.ferry.hf.oid": oid,
+                "dev.ferry.hf.lfs": "false",
+            },
+        });
+        let annotations = serde_json::json!({
+            "dev.ferry.hf.repo": repo,
+            "dev.ferry.hf.type": "model",
+            "dev.ferry.hf.revision": "main",
+            "dev.ferry.hf.commit": commit,
+            "dev.ferry.hf.endpoint": "http://127.0.0.1:9",
+            "org.opencontainers.image.revision": commit,
+        });
+        let config = serde_json::json!({"descriptor": {"name": repo}, "config": {}, "modelfs": {"type": "layers", "diffIds": [digest]}});
+        self.artifact(
+            &format!("hf/models/{}", repo.to_ascii_lowercase()),
+            "main",
+            "application/vnd.cncf.model.manifest.v1+json",
+            ("application/vnd.cncf.model.config.v1+json", &config),
+            vec![layer],
+            annotations,
+        );
+    }
+}
+
+/// Every request gets a whole HTTP answer (no dropped connection) that carries no
+/// injected header.
+#[track_caller]
+fn answered(addr: &str, method: &str, path: &str) -> http::Response {
+    let r = http::request(addr, method, path, &[], b"")
+        .unwrap_or_else(|e| panic!("{method} {path}: no answer ({e})"));
+    assert!(
+        r.header("x-injected").is_none(),
+        "{method} {path}: an injected header came through: {r:?}"
+    );
+    assert!(
+        matches!(r.status, 200 | 400 | 404 | 500),
+        "{method} {path}: {r:?}"
+    );
+    r
+}
+
+#[test]
+fn serve_survives_a_store_with_header_injection_in_model_records() {
+    let ctx = TestContext::new();
+    let mut store = RawStore::new(ctx.path("store"));
+    let good_commit = "1".repeat(40);
+    store.model(
+        "org/good",
+        &good_commit,
+        ("config.json", b"{}", &"a".repeat(40)),
+    );
+    store.model(
+        "org/evil-commit",
+        "abc\r\nX-Injected: 1",
+        ("config.json", b"{\"a\":1}", &"b".repeat(40)),
+    );
+    store.model(
+        "org/evil-oid",
+        &"2".repeat(40),
+        ("config.json", b"{\"b\":2}", "bad\netag"),
+    );
+    store.model(
+        "org/evil-path",
+        &"3".repeat(40),
+        ("a\r\nX-Injected: 1", b"{\"c\":3}", &"c".repeat(40)),
+    );
+    let mut server = Serve::start(&ctx, &store.root, "true", &[]);
+    let addr = server.addr.clone();
+
+    for repo in ["org/evil-commit", "org/evil-oid", "org/evil-path"] {
+        for path in [
+            format!("/{repo}/resolve/main/config.json"),
+            format!("/{repo}/resolve/main/a%0D%0AX-Injected:%201"),
+            format!("/{repo}/resolve/abc%0D%0AX-Injected:%201/config.json"),
+            format!("/api/models/{repo}"),
+            format!("/api/models/{repo}/revision/main"),
+            format!("/api/models/{repo}/tree/main"),
+        ] {
+            for method in ["GET", "HEAD"] {
+                let r = answered(&addr, method, &path);
+                assert_ne!(
+                    r.status, 200,
+                    "{method} {path}: a hostile record is served: {r:?}"
+                );
+            }
+        }
+    }
+    // A percent sign before a multi-byte character in a request path.
+    answered(&addr, "GET", "/org/good/resolve/main/%a\u{e9}");
+    answered(&addr, "GET", "/simple/%a\u{e9}/");
+
+    // The well-formed snapshot next to them is served as usual.
+    let r = answered(&addr, "GET", "/org/good/resolve/main/config.json");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, b"{}");
+    assert_eq!(r.header("x-repo-commit"), Some(good_commit.as_str()));
+    let r = answered(&addr, "GET", "/api/models/org/good/revision/main");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["sha"], good_commit.as_str());
+
+    // Still up, and it said why the hostile records are not served.
+    assert_eq!(answered(&addr, "GET", "/v2/").status, 200);
+    server.assert_running();
+    let log = server.stderr();
+    for why in ["commit", "oid", "file path"] {
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with("warning:") && l.contains(why) && l.contains("not served")),
+            "no warning about the bad {why}:\n{log}"
+        );
+    }
+    assert!(!log.contains("panicked"), "{log}");
+}
