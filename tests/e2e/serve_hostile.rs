@@ -1,5 +1,5 @@
-//! `ferry serve` against hostile stores: records edited on disk to inject headers. The
-//! server must answer every request, stay up, and never echo the injection.
+//! `ferry serve` against hostile stores: records edited on disk to inject headers or
+//! markup. The server must answer every request, stay up, and never echo the injection.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -213,6 +213,45 @@ impl RawStore {
             annotations,
         );
     }
+
+    /// A Python release of one wheel (and its core metadata), as
+    /// `src/python/release.rs` writes it; returns the wheel's bytes.
+    fn python(&mut self, project: &str, filename: &str, requires_python: &str) -> Vec<u8> {
+        let wheel = format!("not really a wheel: {project} {filename}").into_bytes();
+        let metadata = format!("Metadata-Version: 2.1\nName: {project}\nVersion: 1.0\n");
+        let (wheel_digest, wheel_size) = self.blob(&wheel);
+        let (meta_digest, meta_size) = self.blob(metadata.as_bytes());
+        let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+        let config = serde_json::json!({
+            "project": project,
+            "version": "1.0",
+            "index": "http://127.0.0.1:9/simple/",
+            "files": [{
+                "filename": filename,
+                "sha256": hex(&wheel_digest),
+                "size": wheel_size,
+                "requiresPython": requires_python,
+                "metadataSha256": hex(&meta_digest),
+                "metadataSize": meta_size,
+            }],
+        });
+        let layers = vec![
+            serde_json::json!({"mediaType": "application/vnd.ferry.python.wheel.v1", "digest": wheel_digest, "size": wheel_size}),
+            serde_json::json!({"mediaType": "application/vnd.ferry.python.metadata.v1", "digest": meta_digest, "size": meta_size}),
+        ];
+        self.artifact(
+            &format!("python/{}", project.to_ascii_lowercase()),
+            "1.0",
+            "application/vnd.ferry.python.release.v1",
+            (
+                "application/vnd.ferry.python.release.config.v1+json",
+                &config,
+            ),
+            layers,
+            serde_json::json!({}),
+        );
+        wheel
+    }
 }
 
 /// Every request gets a whole HTTP answer (no dropped connection) that carries no
@@ -303,4 +342,119 @@ fn serve_survives_a_store_with_header_injection_in_model_records() {
         );
     }
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn serve_escapes_hostile_python_names_in_simple_pages() {
+    let ctx = TestContext::new();
+    let mut store = RawStore::new(ctx.path("store"));
+    let hostile = "evil-1.0-py3-none-any.whl\"><script>alert(1)<a href=\"x#?%";
+    let wheel = store.python("evil", hostile, ">=3\"><script>alert(2)</script>");
+    store.python(
+        "x\"><img src=x onerror=alert(3)>",
+        "x-1.0-py3-none-any.whl",
+        ">=3",
+    );
+    store.python("slash", "../../slash-1.0-py3-none-any.whl", ">=3");
+    let mut server = Serve::start(&ctx, &store.root, "true", &[]);
+    let addr = server.addr.clone();
+
+    for path in ["/simple/", "/simple/evil/"] {
+        let r = http::request(&addr, "GET", path, &[("Accept", "text/html")], b"").unwrap();
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        let page = r.text();
+        for markup in ["<script", "<img", "onerror=alert", "<a href=\"x"] {
+            assert!(
+                !page.contains(markup),
+                "{path}: unescaped {markup:?} in the page:\n{page}"
+            );
+        }
+        // Every attribute value is one quoted string: no quote inside a link's href.
+        for link in page.split("<a ").skip(1) {
+            let tag = &link[..link.find('>').unwrap()];
+            assert_eq!(
+                tag.matches('"').count() % 2,
+                0,
+                "{path}: unbalanced quotes in <a {tag}>"
+            );
+        }
+    }
+    let r = http::request(
+        &addr,
+        "GET",
+        "/simple/evil/",
+        &[("Accept", "text/html")],
+        b"",
+    )
+    .unwrap();
+    let page = r.text();
+    assert!(
+        page.contains("&quot;&gt;&lt;script&gt;alert(1)&lt;a href=&quot;x#?%</a>"),
+        "the file name is not shown escaped:\n{page}"
+    );
+    assert!(
+        page.contains("data-requires-python=\"&gt;=3&quot;&gt;&lt;script&gt;alert(2)"),
+        "{page}"
+    );
+    // The link is percent-encoded, and it leads to the file.
+    let href = page
+        .split("href=\"")
+        .nth(1)
+        .and_then(|h| h.split('"').next())
+        .unwrap();
+    let url = href.split('#').next().unwrap();
+    assert!(
+        url.ends_with(
+            "/evil-1.0-py3-none-any.whl%22%3E%3Cscript%3Ealert(1)%3Ca%20href=%22x%23%3F%25"
+        ),
+        "href not percent-encoded: {href}"
+    );
+    let r = http::get(&addr, url);
+    assert_eq!(r.status, 200, "{url}: {r:?}");
+    assert_eq!(r.body, wheel);
+    // The JSON page carries the same URL.
+    let r = http::request(
+        &addr,
+        "GET",
+        "/simple/evil/",
+        &[("Accept", "application/vnd.pypi.simple.v1+json")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.json()["files"][0]["url"], url);
+    assert_eq!(r.json()["files"][0]["filename"], hostile);
+
+    // The project whose name is not a project name is left out, with a warning.
+    let r = http::request(
+        &addr,
+        "GET",
+        "/simple/",
+        &[("Accept", "application/vnd.pypi.simple.v1+json")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        r.json()["projects"],
+        serde_json::json!([{"name": "evil"}, {"name": "slash"}])
+    );
+    // A file name that is a path is left out of its project, with a warning.
+    let r = http::request(
+        &addr,
+        "GET",
+        "/simple/slash/",
+        &[("Accept", "text/html")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!r.text().contains("slash-1.0"), "{}", r.text());
+    server.assert_running();
+    let log = server.stderr();
+    for why in ["invalid project", "invalid file name"] {
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with("warning:") && l.contains(why)),
+            "no warning with {why:?}:\n{log}"
+        );
+    }
 }
