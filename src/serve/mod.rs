@@ -7,12 +7,13 @@
 mod conda;
 mod escape;
 mod hf;
+mod listener;
 mod oci;
 mod pypi;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
@@ -41,32 +42,51 @@ struct App {
     rebuild: Mutex<()>,
 }
 
-pub async fn serve(store: Store, listen: SocketAddr, quiet: bool) -> anyhow::Result<()> {
+/// How `ferry serve` runs.
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// How long a connection may take to send a complete request head, from its accept
+    /// or from its previous response.
+    pub idle_timeout: Duration,
+    pub quiet: bool,
+}
+
+pub async fn serve(store: Store, options: ServeOptions) -> anyhow::Result<()> {
     let app = Arc::new(App {
         store,
         catalog: RwLock::new(Arc::new(Catalog::default())),
         rebuild: Mutex::new(()),
     });
     app.catalog()?;
+    let listen = options.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    if !quiet {
-        eprintln!("listening on http://{}", listener.local_addr()?);
+    let cap = listener::connection_cap();
+    if !options.quiet {
+        eprintln!(
+            "listening on http://{} (at most {cap} connections, idle timeout {}s)",
+            listener.local_addr()?,
+            options.idle_timeout.as_secs_f64()
+        );
     }
     let router = Router::new().fallback(handle).with_state(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    listener::run(listener, router, options.idle_timeout, cap, shutdown()).await;
     Ok(())
 }
 
 async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -1,14 +1,17 @@
-//! `ferry serve` against hostile stores: records edited on disk to inject headers or
+//! `ferry serve` against hostile clients and hostile stores: idle and slow connections
+//! under a low open-file limit, store records edited on disk to inject headers or
 //! markup. The server must answer every request, stay up, and never echo the injection.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::context::{TestContext, digest_of, free_port};
+use super::context::{TestContext, digest_of, free_port, p, run, run_program};
+use super::fixtures::fixtures;
 use super::http;
 
 /// A `ferry serve` started through `sh -c` (so a test can lower its limits first);
@@ -457,4 +460,156 @@ fn serve_escapes_hostile_python_names_in_simple_pages() {
             "no warning with {why:?}:\n{log}"
         );
     }
+}
+
+/// An imported store, for the connection tests.
+fn imported_store(ctx: &TestContext) -> PathBuf {
+    let fx = fixtures();
+    let store = ctx.path("store");
+    ctx.ferry([
+        "import",
+        p(&fx.bundle),
+        "--trust",
+        p(&fx.public),
+        "--store",
+        p(&store),
+    ])
+    .assert_success();
+    store
+}
+
+#[test]
+fn serve_keeps_answering_with_hundreds_of_idle_connections_under_a_low_fd_limit() {
+    let ctx = TestContext::new();
+    let store = imported_store(&ctx);
+    let mut server = Serve::start(&ctx, &store, "ulimit -n 256", &[]);
+    let addr = server.addr.clone();
+
+    // 300 connections that never send a byte: more than the server has files for.
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|i| TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+
+    // Real clients are still served, promptly.
+    let started = Instant::now();
+    let mut curl = Command::new("curl");
+    curl.args([
+        "-sS",
+        "-f",
+        "--max-time",
+        "20",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+    ])
+    .arg(format!("http://{addr}/v2/"));
+    let out = run(curl);
+    out.assert_success();
+    assert_eq!(out.stdout, "200");
+    let out = run_program(
+        "skopeo",
+        [
+            "inspect".to_string(),
+            "--raw".into(),
+            "--tls-verify=false".into(),
+            "--retry-times=0".into(),
+            format!("docker://{addr}/e2e/multi:v1"),
+        ],
+    );
+    out.assert_success();
+    assert_eq!(digest_of(out.stdout.as_bytes()), ctx.images().multi.digest);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "clients waited {:?} behind idle connections",
+        started.elapsed()
+    );
+    // The idle connections that made room were closed by the server (EOF, not a hang).
+    let mut closed = 0;
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let mut buf = [0u8; 1];
+        if matches!(s.read(&mut buf), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert!(closed > 0, "no idle connection was shed");
+    server.assert_running();
+}
+
+#[test]
+fn serve_closes_slow_and_idle_connections_after_the_idle_timeout() {
+    let ctx = TestContext::new();
+    let store = imported_store(&ctx);
+    let mut server = Serve::start(&ctx, &store, "true", &["--idle-timeout", "2"]);
+    let addr = server.addr.clone();
+
+    // Slowloris: a request head, one byte every 100 ms, never finished.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let head = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let started = Instant::now();
+    let mut closed_after = None;
+    let mut sent = 0usize;
+    while started.elapsed() < Duration::from_secs(15) {
+        let byte = head.get(sent).copied().unwrap_or(b'a');
+        if slow.write_all(&[byte]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        sent += 1;
+        let mut buf = [0u8; 256];
+        match slow.read(&mut buf) {
+            Ok(0) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+        }
+    }
+    let closed_after =
+        closed_after.expect("a connection sending its head byte by byte was never closed");
+    assert!(
+        closed_after >= Duration::from_millis(1500),
+        "closed before the idle timeout: {closed_after:?}"
+    );
+
+    // A keep-alive connection that goes quiet after a response is closed too.
+    let mut keep = TcpStream::connect(&addr).unwrap();
+    keep.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    keep.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let quiet = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match keep.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("the idle keep-alive connection was not closed: {e}"),
+        }
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        quiet.elapsed() < Duration::from_secs(8),
+        "idle keep-alive connection held for {:?}",
+        quiet.elapsed()
+    );
+    // And the server goes on serving.
+    assert_eq!(http::get(&addr, "/v2/").status, 200);
+    server.assert_running();
 }
