@@ -76,6 +76,11 @@ pub enum Command {
         store: PathBuf,
         #[arg(long, default_value = "127.0.0.1:5000")]
         listen: SocketAddr,
+        /// Close a connection that has not sent a complete request head within SECS of
+        /// connecting or of its previous response (slow or idle clients cannot hold
+        /// the server).
+        #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        idle_timeout: u64,
     },
 }
 

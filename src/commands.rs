@@ -311,10 +311,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { store, listen } => {
+        Command::Serve {
+            store,
+            listen,
+            idle_timeout,
+        } => {
             let store = Store::open(&store)?;
-            let runtime = runtime()?;
-            runtime.block_on(crate::serve::serve(store, listen, cli.quiet))
+            let options = crate::serve::ServeOptions {
+                listen,
+                idle_timeout: std::time::Duration::from_secs(idle_timeout),
+                quiet: cli.quiet,
+            };
+            runtime()?.block_on(crate::serve::serve(store, options))
         }
     }
 }

@@ -69,13 +69,7 @@ fn page_head(title: &str) -> String {
     )
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+use crate::escape::html as escape;
 
 /// A PEP 503 link with its hash, Requires-Python and PEP 658/714 metadata hash.
 fn anchor(f: &PythonFile, href: &str) -> String {

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod conda;
 mod digest;
+mod escape;
 mod exit;
 mod export;
 mod import;

@@ -442,7 +442,10 @@ pub fn valid_media_type(s: &str) -> bool {
             && p.as_bytes()[0].is_ascii_alphanumeric()
             && p.bytes().all(|b| {
                 b.is_ascii_alphanumeric()
-                    || matches!(b, b'!' | b'#' | b'$' | b'&' | b'^' | b'_' | b'.' | b'+' | b'-')
+                    || matches!(
+                        b,
+                        b'!' | b'#' | b'$' | b'&' | b'^' | b'_' | b'.' | b'+' | b'-'
+                    )
             })
     };
     matches!(s.split_once('/'), Some((t, sub)) if part(t) && part(sub))
@@ -511,7 +514,9 @@ mod tests {
         assert!(ChannelName::new("../x").is_err());
         assert!(CondaFileName::new("pkg-1.0-0.tar.bz2").is_ok());
         assert!(RepoType::parse("../models").is_err());
-        assert!(valid_media_type("application/vnd.oci.image.manifest.v1+json"));
+        assert!(valid_media_type(
+            "application/vnd.oci.image.manifest.v1+json"
+        ));
         assert!(!valid_media_type("text/html\r\nX-Injected: 1"));
         assert!(!valid_media_type("text/html; charset=utf-8"));
         let t: Result<RepoType, _> = serde_json::from_str("\"../x\"");

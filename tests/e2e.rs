@@ -32,5 +32,6 @@ mod e2e {
     mod referrers;
     mod resume;
     mod serve;
+    mod serve_hostile;
     mod state;
 }

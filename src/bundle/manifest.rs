@@ -121,7 +121,10 @@ impl BundleManifest {
             let types = std::iter::once(&a.media_type).chain(a.artifact_type.as_ref());
             for t in types {
                 if !crate::names::valid_media_type(t) {
-                    return Err(format!("artifact {} has an invalid media type {t:?}", a.name()));
+                    return Err(format!(
+                        "artifact {} has an invalid media type {t:?}",
+                        a.name()
+                    ));
                 }
             }
         }

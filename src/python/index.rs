@@ -229,7 +229,7 @@ fn parse_html(page: &Url, body: &str) -> Vec<IndexFile> {
             .map(|s| s.to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or(text);
-        let filename = percent_decode(&filename);
+        let filename = crate::escape::percent_decode(&filename);
         let Some(dist) = parse_filename(&filename) else {
             continue;
         };
@@ -301,25 +301,6 @@ fn unescape(s: &str) -> String {
         .replace("&#39;", "'")
         .replace("&#x27;", "'")
         .replace("&amp;", "&")
-}
-
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

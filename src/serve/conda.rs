@@ -26,7 +26,16 @@ impl CondaCatalog {
             last_modified: http_date(modified),
             ..Default::default()
         };
-        for p in artifact::packages(store)? {
+        for super::Record { digest, config, .. } in
+            super::artifacts(store, artifact::REPOSITORY_PREFIX, artifact::ARTIFACT_TYPE)?
+        {
+            let p: CondaPackage = match artifact::read(&config) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("warning: conda package {digest} is not served: {e}");
+                    continue;
+                }
+            };
             let subdirs = catalog.channels.entry(p.channel.to_string()).or_default();
             subdirs.entry("noarch".into()).or_default();
             subdirs.entry(p.subdir.to_string()).or_default().push(p);
@@ -90,7 +99,9 @@ pub(super) async fn route(
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                h.insert(header::ETAG, v);
+            }
             if let Ok(v) = HeaderValue::from_str(&catalog.last_modified) {
                 h.insert(header::LAST_MODIFIED, v);
             }

@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{FileRef, file_response};
-use crate::models::artifact::{self, ModelFile};
-use crate::python::index::percent_decode;
+use crate::escape::{has_control, is_lower_hex, percent_decode};
+use crate::models::artifact::{self, ModelFile, ModelInfo};
 use crate::store::Store;
 
 #[derive(Default)]
@@ -30,7 +30,25 @@ struct HfRepo {
 impl HfCatalog {
     pub(super) fn build(store: &Store) -> anyhow::Result<HfCatalog> {
         let mut catalog = HfCatalog::default();
-        for info in artifact::snapshots(store)? {
+        for super::Record {
+            digest, manifest, ..
+        } in super::artifacts(store, artifact::REPOSITORY_PREFIX, artifact::ARTIFACT_TYPE)?
+        {
+            let info = match artifact::read(&manifest).unwrap_or(Err("not a model manifest".into()))
+            {
+                Ok(info) => info,
+                Err(why) => {
+                    eprintln!("warning: model {digest} is not served: {why}");
+                    continue;
+                }
+            };
+            if let Err(why) = servable(&info) {
+                eprintln!(
+                    "warning: model {digest} ({}) is not served: {why}",
+                    info.repo.escape_debug()
+                );
+                continue;
+            }
             let repo = catalog
                 .repos
                 .entry((info.kind.to_string(), info.repo.to_ascii_lowercase()))
@@ -44,6 +62,45 @@ impl HfCatalog {
         }
         Ok(catalog)
     }
+}
+
+/// Whether a snapshot can be served as it is: its commit and every file's oid and
+/// sha256 are the hex the hub uses (they become `X-Repo-Commit` and `ETag` headers), and
+/// no name holds a control character or a `..`.
+fn servable(info: &ModelInfo) -> Result<(), String> {
+    if !matches!(info.kind.as_str(), "model" | "dataset") {
+        return Err(format!("unknown repository type {:?}", info.kind));
+    }
+    if info.repo.is_empty() || has_control(&info.repo) || info.repo.split('/').any(|c| c == "..") {
+        return Err(format!("invalid repository id {:?}", info.repo));
+    }
+    if info.revision.is_empty() || has_control(&info.revision) {
+        return Err(format!("invalid revision {:?}", info.revision));
+    }
+    if !is_lower_hex(&info.commit, 40) {
+        return Err(format!("commit {:?} is not 40 hex digits", info.commit));
+    }
+    for f in &info.files {
+        let bad_path = f.path.is_empty()
+            || has_control(&f.path)
+            || f.path.starts_with('/')
+            || f.path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..");
+        if bad_path {
+            return Err(format!("invalid file path {:?}", f.path));
+        }
+        if !is_lower_hex(&f.oid, 40) {
+            return Err(format!("{}: oid {:?} is not 40 hex digits", f.path, f.oid));
+        }
+        if !is_lower_hex(&f.sha256, 64) {
+            return Err(format!(
+                "{}: sha256 {:?} is not 64 hex digits",
+                f.path, f.sha256
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a path is one of the hub's.
@@ -95,6 +152,10 @@ impl HfCatalog {
 }
 
 impl HfRepo {
+    fn files(&self, commit: &str) -> &[ModelFile] {
+        self.snapshots.get(commit).map_or(&[], Vec::as_slice)
+    }
+
     fn commit(&self, revision: &str) -> Result<&str, Refused> {
         self.revisions
             .get(revision)
@@ -154,7 +215,7 @@ fn api_route(catalog: &HfCatalog, kind: &str, rest: &str) -> Result<Response, Re
 fn info(catalog: &HfCatalog, kind: &str, id: &str, revision: &str) -> Result<Response, Refused> {
     let repo = catalog.repo(kind, id)?;
     let commit = repo.commit(revision)?;
-    let files = &repo.snapshots[commit];
+    let files = repo.files(commit);
     let siblings: Vec<_> = files
         .iter()
         .map(|f| serde_json::json!({"rfilename": f.path}))
@@ -195,7 +256,8 @@ fn tree(
     };
     let mut dirs = BTreeSet::new();
     let mut entries = Vec::new();
-    for f in repo.snapshots[commit]
+    for f in repo
+        .files(commit)
         .iter()
         .filter(|f| f.path.starts_with(&prefix))
     {
@@ -238,10 +300,7 @@ async fn resolve(
     let repo = catalog.repo(kind, id)?;
     let commit = repo.commit(&percent_decode(rev))?;
     let file = percent_decode(file);
-    let Some(f) = repo.snapshots[commit]
-        .iter()
-        .find(|f| f.path == file.as_str())
-    else {
+    let Some(f) = repo.files(commit).iter().find(|f| f.path == file.as_str()) else {
         return Err(refused(
             StatusCode::NOT_FOUND,
             "EntryNotFound",
@@ -263,10 +322,16 @@ async fn resolve(
         headers,
     )
     .await;
+    // The catalog holds only hex commits and etags (`servable`); a value that is not a
+    // valid header is left out rather than trusted.
     let h = response.headers_mut();
-    h.insert("X-Repo-Commit", HeaderValue::from_str(commit).expect("hex"));
+    if let Ok(v) = HeaderValue::from_str(commit) {
+        h.insert("X-Repo-Commit", v);
+    }
     if f.lfs {
-        h.insert("X-Linked-Etag", HeaderValue::from_str(&etag).expect("hex"));
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            h.insert("X-Linked-Etag", v);
+        }
         h.insert("X-Linked-Size", HeaderValue::from(f.size));
     }
     h.remove("Docker-Content-Digest");

@@ -1,5 +1,11 @@
 //! The OCI distribution pull API over the store: tags, manifests by tag and digest,
 //! blobs with HEAD and Range, and the referrers API.
+//!
+//! Tags come from `index.json`, and only for entries whose whole graph is in the store,
+//! so a tag never points at content a client cannot fetch. By digest, anything the store
+//! holds is served: a tag that moved (an import, a pull) takes its old manifest and
+//! blobs out of `index.json`, not out of the store, and clients that fetched the old
+//! index a moment ago, or pinned its digest, still get it and its children.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,6 +38,16 @@ impl OciCatalog {
             let Some(repo_name) = entry.annotations.get(oci::REPOSITORY).cloned() else {
                 continue;
             };
+            let nodes = match store.reachable(&entry) {
+                Ok(nodes) => nodes,
+                Err(e) => {
+                    eprintln!(
+                        "warning: {} in {repo_name} is incomplete and not served: {e}",
+                        entry.digest
+                    );
+                    continue;
+                }
+            };
             let repo = catalog.repos.entry(repo_name.clone()).or_default();
             if let Some(tag) = entry
                 .annotations
@@ -40,29 +56,20 @@ impl OciCatalog {
             {
                 repo.tags.insert(tag.to_string(), entry.clone());
             }
-            match store.reachable(&entry) {
-                Ok(nodes) => {
-                    for (desc, manifest) in nodes {
-                        if let Some(subject) = manifest.as_ref().and_then(|m| m.subject.as_ref()) {
-                            let mut d = desc.clone();
-                            d.artifact_type =
-                                manifest.as_ref().and_then(|m| m.artifact_type.clone());
-                            let list = repo.referrers.entry(subject.digest).or_default();
-                            if !list.iter().any(|x| x.digest == d.digest) {
-                                list.push(d);
-                            }
-                        }
-                        let mut desc = desc;
-                        if let Some(m) = &manifest {
-                            desc.media_type = m.media_type.clone();
-                        }
-                        repo.content.insert(desc.digest, desc);
+            for (desc, manifest) in nodes {
+                if let Some(subject) = manifest.as_ref().and_then(|m| m.subject.as_ref()) {
+                    let mut d = desc.clone();
+                    d.artifact_type = manifest.as_ref().and_then(|m| m.artifact_type.clone());
+                    let list = repo.referrers.entry(subject.digest).or_default();
+                    if !list.iter().any(|x| x.digest == d.digest) {
+                        list.push(d);
                     }
                 }
-                Err(e) => eprintln!(
-                    "warning: {} in {repo_name} is incomplete and not served: {e}",
-                    entry.digest
-                ),
+                let mut desc = desc;
+                if let Some(m) = &manifest {
+                    desc.media_type = m.media_type.clone();
+                }
+                repo.content.insert(desc.digest, desc);
             }
         }
         Ok(catalog)
@@ -119,14 +126,15 @@ pub(super) async fn route(
             return name_unknown(name);
         };
         let desc = match reference.parse::<Digest>() {
-            Ok(d) => repo
-                .content
-                .get(&d)
-                .filter(|d| oci::is_manifest_type(&d.media_type)),
+            Ok(d) => match repo.content.get(&d) {
+                Some(desc) => Some(desc.clone()).filter(|d| oci::is_manifest_type(&d.media_type)),
+                None => stored_manifest(store, &d).await,
+            },
             Err(_) => repo
                 .tags
                 .get(reference)
-                .and_then(|t| repo.content.get(&t.digest)),
+                .and_then(|t| repo.content.get(&t.digest))
+                .cloned(),
         };
         let Some(desc) = desc else {
             return error(
@@ -152,10 +160,13 @@ pub(super) async fn route(
         let Some(repo) = catalog.repos.get(name) else {
             return name_unknown(name);
         };
-        let desc = digest
-            .parse::<Digest>()
-            .ok()
-            .and_then(|d| repo.content.get(&d));
+        let desc = match digest.parse::<Digest>() {
+            Ok(d) => match repo.content.get(&d) {
+                Some(desc) => Some(desc.clone()),
+                None => stored_blob(store, &d).await,
+            },
+            Err(_) => None,
+        };
         let Some(desc) = desc else {
             return error(
                 StatusCode::NOT_FOUND,
@@ -221,6 +232,51 @@ pub(super) async fn route(
         return r;
     }
     error(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
+}
+
+/// The largest manifest read from the store by digest alone (what the distribution
+/// spec asks registries to accept).
+const MAX_MANIFEST: u64 = 4 << 20;
+
+/// A manifest the store holds but `index.json` no longer reaches: its descriptor, with
+/// the media type the manifest itself declares. None unless the blob is there, checks
+/// against its digest and parses as an image index or manifest.
+async fn stored_manifest(store: &Store, digest: &Digest) -> Option<Desc> {
+    let store = store.clone();
+    let digest = *digest;
+    tokio::task::spawn_blocking(move || {
+        let meta = std::fs::metadata(store.blob_path(&digest)).ok()?;
+        if !meta.is_file() || meta.len() > MAX_MANIFEST {
+            return None;
+        }
+        let bytes = store.read_blob(&digest).ok()?;
+        let manifest = oci::Manifest::parse(&bytes, None).ok()?;
+        Some(Desc {
+            media_type: manifest.media_type,
+            digest,
+            size: bytes.len() as u64,
+            platform: None,
+            artifact_type: manifest.artifact_type,
+            annotations: Default::default(),
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// A blob the store holds but `index.json` no longer reaches. Blobs are renamed into
+/// the store only after their digest checked, so its presence is enough.
+async fn stored_blob(store: &Store, digest: &Digest) -> Option<Desc> {
+    let meta = tokio::fs::metadata(store.blob_path(digest)).await.ok()?;
+    meta.is_file().then(|| Desc {
+        media_type: "application/octet-stream".into(),
+        digest: *digest,
+        size: meta.len(),
+        platform: None,
+        artifact_type: None,
+        annotations: Default::default(),
+    })
 }
 
 fn json(status: StatusCode, body: String) -> Response {

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{FileRef, file_response, text};
+use crate::escape::{self, has_control, is_lower_hex, percent_decode};
 use crate::python::index::{HTML_TYPE, JSON_TYPE};
 use crate::python::release::{self, PythonFile, PythonRelease};
 use crate::store::Store;
@@ -23,7 +24,33 @@ pub(super) struct PypiCatalog {
 impl PypiCatalog {
     pub(super) fn build(store: &Store) -> anyhow::Result<PypiCatalog> {
         let mut catalog = PypiCatalog::default();
-        for r in release::releases(store)? {
+        for super::Record { digest, config, .. } in
+            super::artifacts(store, release::REPOSITORY_PREFIX, release::ARTIFACT_TYPE)?
+        {
+            let mut r: PythonRelease = match serde_json::from_slice(&config) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("warning: Python release {digest} is not served: {e}");
+                    continue;
+                }
+            };
+            if !valid_project(&r.project) || has_control(&r.version) {
+                eprintln!(
+                    "warning: Python release {digest} is not served: invalid project {:?} or version {:?}",
+                    r.project, r.version
+                );
+                continue;
+            }
+            r.files.retain(|f| {
+                let ok = servable_file(f);
+                if !ok {
+                    eprintln!(
+                        "warning: {:?} of Python release {digest} is not served: invalid file name or digest",
+                        f.filename
+                    );
+                }
+                ok
+            });
             for f in &r.files {
                 catalog.files.insert(f.sha256.to_string(), f.clone());
             }
@@ -33,6 +60,31 @@ impl PypiCatalog {
         }
         Ok(catalog)
     }
+}
+
+/// Whether a project name is a PEP 503-normalised name: `[a-z0-9]` runs joined by
+/// single `-`.
+fn valid_project(name: &str) -> bool {
+    !name.is_empty()
+        && normalize(name) == name
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Whether a file can be listed: a plain file name (no `/`, no control character, not
+/// `.` or `..`) and hex digests for the file and its metadata. Any other character of
+/// the name is escaped where it is written.
+fn servable_file(f: &PythonFile) -> bool {
+    !f.filename.is_empty()
+        && f.filename != "."
+        && f.filename != ".."
+        && !f.filename.contains('/')
+        && !has_control(&f.filename)
+        && is_lower_hex(&f.sha256, 64)
+        && is_lower_hex(&f.metadata_sha256, 64)
 }
 
 /// The project name as PEP 503 normalises it.
@@ -108,24 +160,25 @@ fn page(format: Format, body: String) -> Response {
     r
 }
 
-fn redirect(to: String) -> Response {
-    let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
-    r.headers_mut().insert(
-        header::LOCATION,
-        HeaderValue::from_str(&to).expect("ascii path"),
-    );
-    r
+/// A redirect to a project page; `name` is a normalised project name of the catalog.
+fn redirect_to_project(name: &str) -> Response {
+    redirect(&format!("/simple/{}/", escape::path_segment(name)))
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+fn redirect(to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(location) => {
+            let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+            r.headers_mut().insert(header::LOCATION, location);
+            r
+        }
+        Err(_) => text(StatusCode::NOT_FOUND, "no such project\n"),
+    }
 }
 
+/// The URL of a file, its name percent-encoded (it is written into HTML escaped too).
 fn file_url(f: &PythonFile) -> String {
-    format!("/files/{}/{}", f.sha256, f.filename)
+    format!("/files/{}/{}", f.sha256, escape::path_segment(&f.filename))
 }
 
 pub(super) async fn route(
@@ -139,10 +192,11 @@ pub(super) async fn route(
         let Some((sha, name)) = rest.split_once('/') else {
             return text(StatusCode::NOT_FOUND, "not found\n");
         };
+        let name = percent_decode(name);
         let Some(f) = catalog.files.get(sha) else {
             return text(StatusCode::NOT_FOUND, "no such file\n");
         };
-        let (digest, size) = if f.filename == name {
+        let (digest, size) = if f.filename == name.as_str() {
             (f.digest(), f.size)
         } else if name.strip_suffix(".metadata") == Some(f.filename.as_str()) {
             (f.metadata_digest(), f.metadata_size)
@@ -176,13 +230,13 @@ pub(super) async fn route(
     };
     match rest.trim_start_matches('/') {
         "" if !rest.is_empty() => project_list(catalog, format),
-        "" => redirect("/simple/".into()),
+        "" => redirect("/simple/"),
         name => {
-            let bare = name.trim_end_matches('/');
-            let normalized = normalize(bare);
+            let bare = percent_decode(name.trim_end_matches('/'));
+            let normalized = normalize(&bare);
             if bare != normalized || !name.ends_with('/') {
                 return if catalog.projects.contains_key(&normalized) {
-                    redirect(format!("/simple/{normalized}/"))
+                    redirect_to_project(&normalized)
                 } else {
                     text(StatusCode::NOT_FOUND, "no such project\n")
                 };
@@ -211,7 +265,11 @@ fn project_list(catalog: &PypiCatalog, format: Format) -> Response {
         "<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Simple index</title></head>\n<body>\n",
     );
     for name in catalog.projects.keys() {
-        body.push_str(&format!("<a href=\"/simple/{name}/\">{name}</a><br/>\n"));
+        body.push_str(&format!(
+            "<a href=\"/simple/{}/\">{}</a><br/>\n",
+            escape::html(&escape::path_segment(name)),
+            escape::html(name)
+        ));
     }
     body.push_str("</body>\n</html>\n");
     page(format, body)
@@ -244,6 +302,7 @@ fn project_page(name: &str, releases: &[PythonRelease], format: Format) -> Respo
         let body = serde_json::json!({"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": versions});
         return page(format, body.to_string());
     }
+    let name = escape::html(name);
     let mut body = format!(
         "<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Links for {name}</title></head>\n<body>\n<h1>Links for {name}</h1>\n"
     );
@@ -251,14 +310,14 @@ fn project_page(name: &str, releases: &[PythonRelease], format: Format) -> Respo
         let requires = f
             .requires_python
             .as_deref()
-            .map(|r| format!(" data-requires-python=\"{}\"", escape(r)))
+            .map(|r| format!(" data-requires-python=\"{}\"", escape::html(r)))
             .unwrap_or_default();
         body.push_str(&format!(
             "<a href=\"{}#sha256={}\"{requires} data-core-metadata=\"sha256={m}\" data-dist-info-metadata=\"sha256={m}\">{}</a><br/>\n",
-            file_url(f),
-            f.sha256,
-            escape(&f.filename),
-            m = f.metadata_sha256,
+            escape::html(&file_url(f)),
+            escape::html(&f.sha256),
+            escape::html(&f.filename),
+            m = escape::html(&f.metadata_sha256),
         ));
     }
     body.push_str("</body>\n</html>\n");
