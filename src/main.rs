@@ -9,6 +9,7 @@ mod digest;
 mod escape;
 mod exit;
 mod export;
+mod fetch;
 mod import;
 mod models;
 mod names;
@@ -63,7 +64,8 @@ fn classify(err: &anyhow::Error) -> (ExitStatus, Option<String>) {
             python::PythonError,
             models::ModelError,
             conda::CondaError,
-            names::NameError
+            names::NameError,
+            fetch::FetchError
         );
     }
     (ExitStatus::Error, None)

@@ -46,7 +46,7 @@ pub async fn pull(
     }
     for model in &spec.models {
         artifacts.extend(
-            crate::models::pull(model, store, reporter)
+            crate::models::pull(model, store, options.jobs, reporter)
                 .await
                 .with_context(|| format!("cannot pull {}", model.repo))?,
         );

@@ -62,6 +62,16 @@ impl Classify for StoreError {
     }
 }
 
+impl StoreError {
+    pub fn from_io(action: &'static str, path: &Path, source: io::Error) -> StoreError {
+        StoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         action,
@@ -147,6 +157,17 @@ impl Store {
         fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
+    /// Whether the store holds the blob (with `size`, when given). Blobs are renamed into
+    /// place only after their digest checked, so one that is there was verified.
+    pub fn has_verified_blob(&self, digest: &Digest, size: Option<u64>) -> bool {
+        fs::metadata(self.blob_path(digest))
+            .is_ok_and(|m| m.is_file() && size.is_none_or(|s| m.len() == s))
+    }
+
+    pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(digest)).ok().map(|m| m.len())
+    }
+
     pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
         let path = self.blob_path(digest);
         File::open(&path).map_err(io_err("cannot open blob", &path))
@@ -220,7 +241,31 @@ impl Store {
             path,
             keep_on_drop: resume,
             done: false,
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// A writer for a blob whose sha256 is not known in advance (it is checked against
+    /// something else): a private scratch file, never resumed, committed under the digest
+    /// its bytes have.
+    pub fn scratch_writer(&self) -> Result<BlobWriter, StoreError> {
+        let dir = self.state_dir().join("partial");
+        fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+        let (file, path) = tempfile::Builder::new()
+            .prefix("scratch-")
+            .tempfile_in(&dir)
+            .map_err(io_err("cannot create a file in", &dir))?
+            .keep()
+            .map_err(|e| io_err("cannot create a file in", &dir)(e.error))?;
+        Ok(BlobWriter {
+            inner: Some(HashingWriter::resume(
+                BufWriter::with_capacity(1 << 20, file),
+                Default::default(),
+            )),
+            path,
+            keep_on_drop: false,
+            done: false,
+            _lock: None,
         })
     }
 
@@ -233,34 +278,6 @@ impl Store {
         w.write_all(bytes)
             .map_err(io_err("cannot write into", &self.root))?;
         w.commit(self, expected, bytes.len() as u64, what)
-    }
-
-    /// Moves a file whose digest the caller has checked (a temporary file inside the
-    /// store's state directory) into place.
-    pub fn put_file(
-        &self,
-        path: &Path,
-        digest: &Digest,
-        size: u64,
-        what: &str,
-    ) -> Result<(), StoreError> {
-        let len = fs::metadata(path)
-            .map_err(io_err("cannot read", path))?
-            .len();
-        if len != size {
-            return Err(StoreError::DigestMismatch {
-                what: what.to_string(),
-                expected: *digest,
-                expected_size: size,
-                actual: *digest,
-                actual_size: len,
-            });
-        }
-        File::open(path)
-            .and_then(|f| f.sync_data())
-            .map_err(io_err("cannot sync", path))?;
-        let dest = self.blob_path(digest);
-        fs::rename(path, &dest).map_err(io_err("cannot rename into", &dest))
     }
 
     /// The descriptors of `index.json`.
@@ -552,8 +569,8 @@ pub struct BlobWriter {
     keep_on_drop: bool,
     done: bool,
     /// Dropped after the fields above (declaration order): the partial file is settled
-    /// before another writer may take it.
-    _lock: PartialLock,
+    /// before another writer may take it. Scratch writers need none.
+    _lock: Option<PartialLock>,
 }
 
 /// An exclusive lock on `<partial>.lock`, removed when released. A waiter that got the
@@ -626,6 +643,24 @@ impl BlobWriter {
     /// Bytes written so far, including resumed ones.
     pub fn len(&self) -> u64 {
         self.inner.as_ref().map_or(0, HashingWriter::len)
+    }
+
+    /// Syncs and renames the blob into place under the digest its bytes have (the caller
+    /// checked them against what it expected by other means).
+    pub fn commit_as_is(mut self, store: &Store) -> Result<(Digest, u64), StoreError> {
+        self.done = true;
+        let path = self.path.clone();
+        let (buf, actual, size) = self.inner.take().expect("committed once").finish();
+        let file = buf
+            .into_inner()
+            .map_err(|e| io_err("cannot write", &path)(e.into_error()))?;
+        file.sync_data().map_err(io_err("cannot sync", &path))?;
+        let dest = store.blob_path(&actual);
+        if let Err(e) = fs::rename(&path, &dest) {
+            let _ = fs::remove_file(&path);
+            return Err(io_err("cannot rename into", &dest)(e));
+        }
+        Ok((actual, size))
     }
 
     /// Checks digest and size, syncs, and renames the blob into place. On a mismatch the

@@ -21,6 +21,7 @@ mod e2e {
     mod bundle;
     mod conda;
     mod errors;
+    mod fetch;
     mod hostile;
     mod import;
     mod keys;

@@ -6,7 +6,6 @@
 
 pub mod artifact;
 
-use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -53,23 +52,9 @@ pub enum CondaError {
     #[error("channel {channel} has no noarch/repodata.json; every conda channel must have one")]
     NoNoarch { channel: String },
     #[error(
-        "{file} does not match what repodata or the lock says: expected {expected}, got {actual}"
-    )]
-    Mismatch {
-        file: String,
-        expected: String,
-        actual: String,
-    },
-    #[error(
         "{file} has neither a sha256 nor an md5 in repodata; ferry carries only what it can verify"
     )]
     NoHash { file: String },
-    #[error("cannot download {file}")]
-    Download {
-        file: String,
-        #[source]
-        source: reqwest::Error,
-    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -77,7 +62,6 @@ pub enum CondaError {
 impl Classify for CondaError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            CondaError::Mismatch { .. } => ExitStatus::Verification,
             CondaError::Store(e) => e.exit_status(),
             _ => ExitStatus::Error,
         }
@@ -88,7 +72,6 @@ impl Classify for CondaError {
                 Some("check the channel URL (a name means a channel under the public conda host) and that it is reachable".into())
             }
             CondaError::Unsolvable { .. } => Some("relax the specs, or add the channel that has the missing packages".into()),
-            CondaError::Mismatch { .. } => Some("the channel or something between it and ferry served altered bytes; nothing was stored".into()),
             _ => None,
         }
     }
@@ -162,9 +145,7 @@ pub async fn pull(
     jobs: usize,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<Artifact>> {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+    let http = crate::fetch::Http::new()?;
     let packages = match &spec.lock {
         Some(locked) => pull_locked(locked, &spec.platforms, store, &http, reporter).await?,
         None => solve_and_fetch(spec, store, &http, jobs, reporter).await?,
@@ -198,7 +179,7 @@ pub async fn pull(
 async fn solve_and_fetch(
     spec: &CondaSpec,
     store: &Store,
-    http: &reqwest::Client,
+    http: &crate::fetch::Http,
     jobs: usize,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<CondaPackage>> {
@@ -272,7 +253,7 @@ async fn solve_and_fetch(
 
 /// rattler would treat a channel without noarch as empty there; the spec says a channel
 /// always has one, so an absent one is the sign of a wrong URL.
-async fn check_noarch(http: &reqwest::Client, channel: &reqwest::Url) -> Result<(), CondaError> {
+async fn check_noarch(http: &crate::fetch::Http, channel: &reqwest::Url) -> Result<(), CondaError> {
     let no = || CondaError::NoNoarch {
         channel: channel.to_string(),
     };
@@ -285,18 +266,20 @@ async fn check_noarch(http: &reqwest::Client, channel: &reqwest::Url) -> Result<
         };
     }
     let url = channel.join("noarch/repodata.json").expect("relative join");
-    let response = http
-        .head(url.clone())
-        .send()
-        .await
-        .map_err(|e| CondaError::Repodata {
-            channels: channel.to_string(),
-            source: e.into(),
-        })?;
+    let response =
+        http.client()
+            .head(url.clone())
+            .send()
+            .await
+            .map_err(|e| CondaError::Repodata {
+                channels: channel.to_string(),
+                source: e.into(),
+            })?;
     if response.status().is_success() {
         return Ok(());
     }
     let response = http
+        .client()
         .get(url)
         .send()
         .await
@@ -318,19 +301,17 @@ struct Expected {
     size: Option<u64>,
 }
 
-/// A verified download waiting in the store's state directory, under its own name (the
-/// archive readers go by the extension).
+/// A verified package in the store.
 struct Downloaded {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
     digest: crate::digest::Digest,
     size: u64,
     md5: String,
 }
 
-/// Streams a package file, checked against the expected sha256 (or md5) and size.
+/// Fetches a package file through the verified fetcher, checked against the expected
+/// sha256 (or md5) and size.
 async fn download(
-    http: &reqwest::Client,
+    http: &crate::fetch::Http,
     url: &reqwest::Url,
     file: &str,
     expected: &Expected,
@@ -340,17 +321,41 @@ async fn download(
     if expected.sha256.is_none() && expected.md5.is_none() {
         return Err(CondaError::NoHash { file: file.into() }.into());
     }
-    let download_err = |source| CondaError::Download {
-        file: file.into(),
-        source,
+    let mut want = crate::fetch::Want::new(url.clone(), file);
+    want.sha256 = expected
+        .sha256
+        .as_deref()
+        .map(crate::digest::Digest::from_hex)
+        .transpose()?;
+    want.md5 = expected.md5.clone();
+    want.size = expected.size;
+    let got = crate::fetch::fetch(http, &want, store, reporter.as_ref()).await?;
+    let md5 = match got.md5 {
+        Some(m) => m,
+        None => md5_of(&store.blob_path(&got.digest))?,
     };
-    let response = http
-        .get(url.clone())
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(download_err)?;
-    let task = reporter.task(file, expected.size);
+    Ok(Downloaded {
+        digest: got.digest,
+        size: got.size,
+        md5,
+    })
+}
+
+fn md5_of(path: &std::path::Path) -> anyhow::Result<String> {
+    let mut hasher = <md5::Md5 as md5::Digest>::new();
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(md5::Digest::finalize(hasher)))
+}
+
+/// The package under its own name (archive readers go by the extension): a link to its
+/// blob in a temporary directory of the store.
+fn named_package(
+    store: &Store,
+    got: &Downloaded,
+    file: &str,
+) -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
     std::fs::create_dir_all(store.state_dir())
         .context("cannot create the store's state directory")?;
     let dir = tempfile::Builder::new()
@@ -358,60 +363,18 @@ async fn download(
         .tempdir_in(store.state_dir())
         .context("cannot create a temporary directory in the store")?;
     let path = dir.path().join(file);
-    let mut out = crate::digest::HashingWriter::resume(
-        std::io::BufWriter::new(std::fs::File::create(&path)?),
-        Default::default(),
-    );
-    let mut md5_hasher = <md5::Md5 as md5::Digest>::new();
-    let mut stream = response.bytes_stream();
-    let mismatch = |expected: String, actual: String| CondaError::Mismatch {
-        file: file.into(),
-        expected,
-        actual,
-    };
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(download_err)?;
-        if let Some(size) = expected
-            .size
-            .filter(|s| out.len() + chunk.len() as u64 > *s)
-        {
-            return Err(mismatch(format!("{size} bytes"), "more bytes".into()).into());
-        }
-        md5::Digest::update(&mut md5_hasher, &chunk);
-        out.write_all(&chunk)?;
-        task.advance(chunk.len() as u64);
+    let blob = store.blob_path(&got.digest);
+    if std::fs::hard_link(&blob, &path).is_err() {
+        std::fs::copy(&blob, &path)
+            .with_context(|| format!("cannot copy {} to {}", blob.display(), path.display()))?;
     }
-    task.finish();
-    let (mut w, digest, size) = out.finish();
-    w.flush()?;
-    let md5 = hex::encode(md5::Digest::finalize(md5_hasher));
-    match (&expected.sha256, &expected.md5) {
-        (Some(sha), _) if *sha != digest.hex() => {
-            return Err(
-                mismatch(format!("sha256 {sha}"), format!("sha256 {}", digest.hex())).into(),
-            );
-        }
-        (None, Some(m)) if *m != md5 => {
-            return Err(mismatch(format!("md5 {m}"), format!("md5 {md5}")).into());
-        }
-        _ => {}
-    }
-    if let Some(want) = expected.size.filter(|s| *s != size) {
-        return Err(mismatch(format!("{want} bytes"), format!("{size} bytes")).into());
-    }
-    Ok(Downloaded {
-        _dir: dir,
-        path,
-        digest,
-        size,
-        md5,
-    })
+    Ok((dir, path))
 }
 
 /// Fetches a solved package into the store. Every name the channel gave is checked
 /// before a byte is downloaded.
 async fn fetch(
-    http: &reqwest::Client,
+    http: &crate::fetch::Http,
     record: &RepoDataRecord,
     store: &Store,
     reporter: &Arc<dyn Reporter>,
@@ -434,7 +397,6 @@ async fn fetch(
         size: p.size,
     };
     let got = download(http, &record.url, &file, &expected, store, reporter).await?;
-    store.put_file(&got.path, &got.digest, got.size, &file)?;
     package(names, &record.url, &channel_url, p, &got)
 }
 
@@ -551,7 +513,7 @@ async fn pull_locked(
     locked: &[Locked],
     platforms: &[Subdir],
     store: &Store,
-    http: &reqwest::Client,
+    http: &crate::fetch::Http,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<CondaPackage>> {
     let mut out = Vec::new();
@@ -582,8 +544,9 @@ async fn pull_locked(
             size: None,
         };
         let got = download(http, &entry.url, file, &expected, store, reporter).await?;
+        let (_dir, named) = named_package(store, &got, file)?;
         let index: rattler_conda_types::package::IndexJson = tokio::task::block_in_place(|| {
-            rattler_package_streaming::seek::read_package_file(&got.path)
+            rattler_package_streaming::seek::read_package_file(&named)
         })
         .with_context(|| format!("cannot read info/index.json of {file}"))?;
         let record = rattler_conda_types::PackageRecord::from_index_json(
@@ -600,7 +563,6 @@ async fn pull_locked(
                 crate::names::redact_url(entry.url.as_str())
             )
         })?;
-        store.put_file(&got.path, &got.digest, got.size, file)?;
         out.push(package(names, &entry.url, &channel_url, &record, &got)?);
     }
     Ok(out)

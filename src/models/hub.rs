@@ -28,12 +28,6 @@ pub enum HubError {
     Status { url: String, status: u16 },
     #[error("the hub's answer for {url} is not valid: {reason}")]
     BadAnswer { url: String, reason: String },
-    #[error("download of `{path}` was cut short")]
-    Interrupted {
-        path: String,
-        #[source]
-        source: reqwest::Error,
-    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +84,39 @@ impl Hub {
         }
     }
 
+    /// The verified fetcher, sharing this hub client's connections and timeouts.
+    pub fn fetcher(&self) -> crate::fetch::Http {
+        crate::fetch::Http::with_client(self.http.clone())
+    }
+
+    /// What every download from this hub sends (the token, when there is one; reqwest
+    /// drops it on a redirect to another host, such as a CDN).
+    pub fn auth_headers(&self) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        if let Some(t) = &self.token
+            && let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+        {
+            let mut v = v;
+            v.set_sensitive(true);
+            h.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        h
+    }
+
+    /// `/<repo>/resolve/<commit>/<path>`, each path segment percent-encoded.
+    pub fn file_url(&self, repo: &str, commit: &str, path: &str) -> Url {
+        let prefix = if self.api_kind == "datasets" {
+            "datasets/"
+        } else {
+            ""
+        };
+        let encoded: Vec<String> = path.split('/').map(encode).collect();
+        self.url(&format!(
+            "{prefix}{repo}/resolve/{commit}/{}",
+            encoded.join("/")
+        ))
+    }
+
     fn url(&self, path: &str) -> Url {
         self.endpoint.join(path).expect("a relative path joins")
     }
@@ -121,7 +148,7 @@ impl Hub {
                 status: status.as_u16(),
             },
             _ => HubError::Status {
-                url: response.url().to_string(),
+                url: crate::names::redact_url(response.url().as_str()),
                 status: status.as_u16(),
             },
         }
@@ -138,7 +165,7 @@ impl Hub {
             .send(self.get(url.clone()), &url, repo, revision)
             .await?;
         let bad = |reason: String| HubError::BadAnswer {
-            url: url.to_string(),
+            url: crate::names::redact_url(url.as_str()),
             reason,
         };
         let info: serde_json::Value = response.json().await.map_err(|e| bad(e.to_string()))?;
@@ -175,37 +202,12 @@ impl Hub {
                 })
                 .and_then(|u| url.join(&u).ok());
             let page: Vec<TreeEntry> = response.json().await.map_err(|e| HubError::BadAnswer {
-                url: url.to_string(),
+                url: crate::names::redact_url(url.as_str()),
                 reason: e.to_string(),
             })?;
             files.extend(page.into_iter().filter(|e| e.kind == "file"));
         }
         Ok(files)
-    }
-
-    /// Starts downloading `path` at `commit`, from byte `offset` on.
-    pub async fn download(
-        &self,
-        repo: &str,
-        commit: &str,
-        path: &str,
-        offset: u64,
-    ) -> Result<reqwest::Response, HubError> {
-        let prefix = if self.api_kind == "datasets" {
-            "datasets/"
-        } else {
-            ""
-        };
-        let encoded: Vec<String> = path.split('/').map(encode).collect();
-        let url = self.url(&format!(
-            "{prefix}{repo}/resolve/{commit}/{}",
-            encoded.join("/")
-        ));
-        let mut request = self.get(url.clone());
-        if offset > 0 {
-            request = request.header(header::RANGE, format!("bytes={offset}-"));
-        }
-        self.send(request, &url, repo, commit).await
     }
 
     /// Sends a request; a refusal becomes the hub's error for `repo` at `revision`.
@@ -220,8 +222,8 @@ impl Hub {
             .send()
             .await
             .map_err(|source| HubError::Unreachable {
-                url: url.to_string(),
-                source,
+                url: crate::names::redact_url(url.as_str()),
+                source: source.without_url(),
             })?;
         if !response.status().is_success() {
             return Err(self.refused(&response, repo, revision));

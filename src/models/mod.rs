@@ -5,11 +5,11 @@
 pub mod artifact;
 pub mod hub;
 
-use std::io::Write;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
-use sha1::Digest as _;
+use std::collections::HashMap;
+
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::artifact::{Artifact, Kind};
 use crate::digest::Digest;
@@ -22,9 +22,6 @@ use hub::{Hub, HubError, TreeEntry};
 
 /// The public hub, used when neither the spec nor HF_ENDPOINT names one.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
-/// Files kept in memory while their git blob id is checked; the hub stores anything
-/// larger in LFS.
-const MAX_GIT_FILE: u64 = 64 << 20;
 
 /// One `[[model]]` entry, validated.
 #[derive(Debug, Clone)]
@@ -58,10 +55,6 @@ pub enum ModelError {
     },
     #[error("no file of {repo}@{commit} matches the `files` patterns")]
     NoFiles { repo: String, commit: String },
-    #[error(
-        "`{path}` is {size} bytes but not in LFS; ferry keeps such files in memory up to {MAX_GIT_FILE} bytes"
-    )]
-    TooLarge { path: String, size: u64 },
     #[error("the hub answered for `{repo}` with a name ferry refuses")]
     Hostile {
         repo: String,
@@ -86,9 +79,6 @@ impl Classify for ModelError {
             ModelError::Hub { source: HubError::Unauthorized { .. } | HubError::RepoNotFound { .. }, .. } => Some(
                 "check the repo id; for private or gated repositories set HF_TOKEN to a token that may read it".into(),
             ),
-            ModelError::Hub { source: HubError::Interrupted { .. }, .. } => {
-                Some("run the same command again: finished files are kept and large files resume where they stopped".into())
-            }
             ModelError::Hub { source: HubError::Unreachable { .. }, .. } => {
                 Some("check `endpoint` in the spec or HF_ENDPOINT, and that the hub is reachable".into())
             }
@@ -102,6 +92,7 @@ impl Classify for ModelError {
 pub async fn pull(
     spec: &ModelSpec,
     store: &Store,
+    jobs: usize,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<Artifact>> {
     let endpoint = spec
@@ -143,10 +134,26 @@ pub async fn pull(
         .into());
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut files = Vec::new();
-    for entry in &entries {
-        files.push(fetch(&hub, repo, &commit, entry, store, reporter).await?);
-    }
+    // Files this store already holds from earlier snapshots, by git id: not fetched again.
+    let fetching = Fetching {
+        hub: &hub,
+        http: hub.fetcher(),
+        repo,
+        commit: &commit,
+        known: artifact::snapshots(store)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|s| s.files)
+            .map(|f| (f.oid.to_string(), f.digest()))
+            .collect(),
+        store,
+        reporter,
+    };
+    let files: Vec<ModelFile> =
+        futures_util::stream::iter(entries.iter().map(|e| fetching.file(e)))
+            .buffered(jobs.max(1))
+            .try_collect()
+            .await?;
     let info = ModelInfo {
         repo: spec.repo.clone(),
         kind: if spec.dataset {
@@ -219,179 +226,61 @@ pub fn tag_for(revision: &str) -> String {
     t.chars().take(128).collect()
 }
 
-/// Fetches one file into the store, verified.
-async fn fetch(
-    hub: &Hub,
-    repo: &str,
-    commit: &str,
-    entry: &TreeEntry,
-    store: &Store,
-    reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<ModelFile> {
-    let hub_err = |source| ModelError::Hub {
-        repo: repo.to_string(),
-        source,
-    };
-    let mismatch = |what, expected: String, actual: String| ModelError::Mismatch {
-        repo: repo.into(),
-        commit: commit.into(),
-        path: entry.path.clone(),
-        what,
-        expected,
-        actual,
-    };
-    if let Some(lfs) = &entry.lfs {
-        let expected = Digest::from_hex(&lfs.oid.to_ascii_lowercase()).map_err(|_| {
-            mismatch(
-                "LFS oid",
-                lfs.oid.clone(),
-                "an oid that is not a sha256".into(),
-            )
-        })?;
-        if !store.has_blob(&expected, lfs.size) {
-            let resumed = store.has_partial(&expected);
-            match fetch_lfs(
-                hub, repo, commit, entry, &expected, lfs.size, store, reporter, true,
-            )
-            .await
-            {
-                Err(e)
-                    if resumed
-                        && e.downcast_ref::<ModelError>()
-                            .is_some_and(|m| matches!(m, ModelError::Mismatch { .. })) =>
-                {
-                    fetch_lfs(
-                        hub, repo, commit, entry, &expected, lfs.size, store, reporter, false,
-                    )
-                    .await?
-                }
-                other => other?,
+/// What fetching the files of one snapshot needs.
+struct Fetching<'a> {
+    hub: &'a Hub,
+    http: crate::fetch::Http,
+    repo: &'a str,
+    commit: &'a str,
+    /// Git ids of files the store already holds (from earlier snapshots) -> sha256.
+    known: HashMap<String, Digest>,
+    store: &'a Store,
+    reporter: &'a Arc<dyn Reporter>,
+}
+
+impl Fetching<'_> {
+    /// Fetches one file into the store through the verified fetcher: an LFS file
+    /// against its sha256 oid, any other against its git blob id (and not at all when
+    /// the store holds a file with that git id).
+    async fn file(&self, entry: &TreeEntry) -> anyhow::Result<ModelFile> {
+        let path = checked_path(entry)?;
+        let oid = GitOid::new(entry.oid.to_ascii_lowercase())?;
+        let url = self.hub.file_url(self.repo, self.commit, &entry.path);
+        let mut want = crate::fetch::Want::new(url, entry.path.clone());
+        want.headers = self.hub.auth_headers();
+        match &entry.lfs {
+            Some(lfs) => {
+                let sha = Digest::from_hex(&lfs.oid.to_ascii_lowercase()).map_err(|_| {
+                    ModelError::Mismatch {
+                        repo: self.repo.into(),
+                        commit: self.commit.into(),
+                        path: entry.path.clone(),
+                        what: "LFS oid",
+                        expected: lfs.oid.clone(),
+                        actual: "an oid that is not a sha256".into(),
+                    }
+                })?;
+                want.sha256 = Some(sha);
+                want.size = Some(lfs.size);
+            }
+            None => {
+                want.git_oid = Some(oid.to_string());
+                want.sha256 = self.known.get(oid.as_str()).copied();
+                want.size = Some(entry.size);
             }
         }
-        return Ok(ModelFile {
-            path: checked_path(entry)?,
-            size: lfs.size,
-            sha256: expected.into(),
-            oid: GitOid::new(entry.oid.to_ascii_lowercase())?,
-            lfs: true,
-        });
+        let got =
+            crate::fetch::fetch(&self.http, &want, self.store, self.reporter.as_ref()).await?;
+        Ok(ModelFile {
+            path,
+            size: got.size,
+            sha256: got.digest.into(),
+            oid,
+            lfs: entry.lfs.is_some(),
+        })
     }
-    if entry.size > MAX_GIT_FILE {
-        return Err(ModelError::TooLarge {
-            path: entry.path.clone(),
-            size: entry.size,
-        }
-        .into());
-    }
-    let response = hub
-        .download(repo, commit, &entry.path, 0)
-        .await
-        .map_err(hub_err)?;
-    let mut bytes = Vec::with_capacity(entry.size as usize);
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|source| {
-            hub_err(HubError::Interrupted {
-                path: entry.path.clone(),
-                source,
-            })
-        })?;
-        if (bytes.len() + chunk.len()) as u64 > entry.size {
-            return Err(mismatch("size", entry.size.to_string(), "more bytes".into()).into());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    let mut sha = sha1::Sha1::new();
-    sha.update(format!("blob {}\0", bytes.len()).as_bytes());
-    sha.update(&bytes);
-    let oid = hex::encode(sha.finalize());
-    if oid != entry.oid.to_ascii_lowercase() {
-        return Err(mismatch("git blob id", entry.oid.clone(), oid).into());
-    }
-    let digest = Digest::of(&bytes);
-    store.put_blob(&bytes, &digest, &entry.path)?;
-    Ok(ModelFile {
-        path: checked_path(entry)?,
-        size: bytes.len() as u64,
-        sha256: digest.into(),
-        oid: GitOid::new(oid)?,
-        lfs: false,
-    })
 }
 
 fn checked_path(entry: &TreeEntry) -> Result<RelPath, NameError> {
     RelPath::new(entry.path.as_str())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn fetch_lfs(
-    hub: &Hub,
-    repo: &str,
-    commit: &str,
-    entry: &TreeEntry,
-    expected: &Digest,
-    size: u64,
-    store: &Store,
-    reporter: &Arc<dyn Reporter>,
-    resume: bool,
-) -> anyhow::Result<()> {
-    let hub_err = |source| ModelError::Hub {
-        repo: repo.to_string(),
-        source,
-    };
-    let mut writer = store.blob_writer(expected, resume)?;
-    if writer.len() >= size {
-        writer = store.blob_writer(expected, false)?;
-    }
-    let offset = writer.len();
-    let response = hub
-        .download(repo, commit, &entry.path, offset)
-        .await
-        .map_err(hub_err)?;
-    if offset > 0 && response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
-        writer = store.blob_writer(expected, false)?;
-    }
-    let task = reporter.task(&entry.path, Some(size));
-    task.advance(writer.len());
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|source| {
-            hub_err(HubError::Interrupted {
-                path: entry.path.clone(),
-                source,
-            })
-        })?;
-        if writer.len() + chunk.len() as u64 > size {
-            return Err(ModelError::Mismatch {
-                repo: repo.into(),
-                commit: commit.into(),
-                path: entry.path.clone(),
-                what: "size",
-                expected: size.to_string(),
-                actual: "more bytes".into(),
-            }
-            .into());
-        }
-        writer.write_all(&chunk)?;
-        task.advance(chunk.len() as u64);
-    }
-    task.finish();
-    let len = writer.len();
-    match tokio::task::block_in_place(|| writer.commit(store, expected, size, &entry.path)) {
-        Ok(()) => Ok(()),
-        Err(StoreError::DigestMismatch {
-            actual,
-            actual_size,
-            ..
-        }) => Err(ModelError::Mismatch {
-            repo: repo.into(),
-            commit: commit.into(),
-            path: entry.path.clone(),
-            what: "LFS sha256",
-            expected: format!("{expected} ({size} bytes)"),
-            actual: format!("{actual} ({actual_size} bytes, {len} received)"),
-        }
-        .into()),
-        Err(e) => Err(e.into()),
-    }
 }

@@ -47,6 +47,7 @@ pub struct IndexFile {
 pub struct IndexClient {
     pub base: Url,
     http: reqwest::Client,
+    fetcher: crate::fetch::Http,
     pages: Mutex<HashMap<PackageName, std::sync::Arc<Vec<IndexFile>>>>,
 }
 
@@ -91,6 +92,7 @@ impl IndexClient {
             .map_err(|e| e.to_string())?;
         Ok(IndexClient {
             base,
+            fetcher: crate::fetch::Http::with_client(http.clone()),
             http,
             pages: Mutex::new(HashMap::new()),
         })
@@ -98,6 +100,11 @@ impl IndexClient {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The verified fetcher, sharing this client's connections and timeouts.
+    pub fn fetcher(&self) -> &crate::fetch::Http {
+        &self.fetcher
     }
 
     /// The files of a project, as its page lists them.

@@ -53,15 +53,6 @@ pub enum PythonError {
         #[source]
         source: ResolveError,
     },
-    #[error(
-        "{file} from {url} does not match the sha256 the index or lock gives: expected {expected}, got {actual}"
-    )]
-    HashMismatch {
-        file: String,
-        url: String,
-        expected: Digest,
-        actual: Digest,
-    },
     #[error("the index gives no sha256 for {file}; ferry carries only files it can verify")]
     NoHash { file: String },
     #[error(
@@ -81,9 +72,7 @@ pub enum PythonError {
 impl Classify for PythonError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            PythonError::HashMismatch { .. } | PythonError::PinnedHashMissing { .. } => {
-                ExitStatus::Verification
-            }
+            PythonError::PinnedHashMissing { .. } => ExitStatus::Verification,
             PythonError::NoIndex { .. } | PythonError::NotPinned(_) => ExitStatus::Usage,
             PythonError::Resolve {
                 source: ResolveError::Url(_),
@@ -103,7 +92,6 @@ impl Classify for PythonError {
             PythonError::Resolve { source: ResolveError::Index(_), .. } => {
                 Some("check the index URL and that the index is reachable; project names are looked up PEP 503-normalised".into())
             }
-            PythonError::HashMismatch { .. } => Some("the index or something between it and ferry served altered bytes; nothing was stored".into()),
             _ => None,
         }
     }
@@ -347,51 +335,16 @@ pub async fn pull(
     Ok(artifacts)
 }
 
-/// Streams a wheel into the store, checked against the index's sha256 as it arrives.
+/// Fetches a wheel into the store through the verified fetcher (skipped when the store
+/// holds it, checked against the index's sha256, resumed and retried).
 async fn fetch_wheel(
     client: &IndexClient,
     file: &IndexFile,
     store: &Store,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<()> {
-    let expected = file.sha256.expect("checked by the caller");
-    if store.blob_path(&expected).is_file() {
-        return Ok(()); // verified when it was written
-    }
-    let response = client
-        .http()
-        .get(file.url.clone())
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| e.without_url())
-        .with_context(|| {
-            format!(
-                "cannot download {} from {}",
-                file.filename,
-                redact_url(file.url.as_str())
-            )
-        })?;
-    let size = response.content_length();
-    let task = reporter.task(&file.filename, size);
-    let mut writer = store.blob_writer(&expected, false)?;
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.with_context(|| format!("download of {} was cut", file.filename))?;
-        std::io::Write::write_all(&mut writer, &chunk)?;
-        task.advance(chunk.len() as u64);
-    }
-    task.finish();
-    let len = writer.len();
-    match tokio::task::block_in_place(|| writer.commit(store, &expected, len, &file.filename)) {
-        Ok(()) => Ok(()),
-        Err(store::StoreError::DigestMismatch { actual, .. }) => Err(PythonError::HashMismatch {
-            file: file.filename.clone(),
-            url: redact_url(file.url.as_str()),
-            expected,
-            actual,
-        }
-        .into()),
-        Err(e) => Err(e.into()),
-    }
+    let mut want = crate::fetch::Want::new(file.url.clone(), file.filename.clone());
+    want.sha256 = Some(file.sha256.expect("checked by the caller"));
+    crate::fetch::fetch(client.fetcher(), &want, store, reporter.as_ref()).await?;
+    Ok(())
 }

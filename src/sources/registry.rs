@@ -119,12 +119,23 @@ impl RegistrySource {
         store: &Store,
         task: &dyn Task,
     ) -> Result<(), SourceError> {
-        let resumed = store.has_partial(&desc.digest);
-        match self.fetch_blob(desc, store, task, true).await {
-            Err(SourceError::Store(StoreError::DigestMismatch { .. })) if resumed => {
-                self.fetch_blob(desc, store, task, false).await
+        let retry = crate::fetch::Retry::default();
+        let mut attempt = 0;
+        let mut from_zero = false;
+        loop {
+            attempt += 1;
+            let resumed = !from_zero && store.has_partial(&desc.digest);
+            match self.fetch_blob(desc, store, task, !from_zero).await {
+                // What an earlier run left did not verify: once more, from zero.
+                Err(SourceError::Store(StoreError::DigestMismatch { .. })) if resumed => {
+                    from_zero = true;
+                }
+                // Refused, cut or unreachable: again after a while, resuming what came.
+                Err(SourceError::Fetch { .. }) if attempt < retry.attempts => {
+                    tokio::time::sleep(retry.delay(attempt, None)).await;
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -168,7 +179,14 @@ impl RegistrySource {
             }
         };
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.fetch_err(what.clone(), e))?;
+            let chunk = match chunk {
+                Ok(c) => c,
+                // oci-client checks the digest itself and says so as a stream error
+                // after the last byte: every byte is here, so our own check below
+                // decides, as a digest mismatch (exit 3) naming both digests.
+                Err(_) if writer.len() == desc.size => break,
+                Err(e) => return Err(self.fetch_err(what.clone(), e)),
+            };
             if writer.len() + chunk.len() as u64 > desc.size {
                 return Err(SourceError::Fetch {
                     what,

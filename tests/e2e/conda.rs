@@ -299,6 +299,8 @@ where
 pub struct StaticServer {
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// Where the server logs each request.
+    log: PathBuf,
     child: Mutex<(Child, Option<ChildStdin>)>,
 }
 
@@ -337,6 +339,7 @@ impl StaticServer {
                 {
                     return StaticServer {
                         addr,
+                        log,
                         child: Mutex::new((child, stdin)),
                     };
                 }
@@ -354,6 +357,13 @@ impl StaticServer {
             "python3 -m http.server did not start:\n{}",
             failures.join("\n")
         );
+    }
+}
+
+impl StaticServer {
+    /// The requests it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
@@ -1053,5 +1063,36 @@ fn conda_hostile_subdir_from_the_channel_is_refused() {
     assert!(
         !ctx.path("victim").exists(),
         "ferry wrote outside its folders"
+    );
+}
+
+/// A second pull of the same spec into the same store downloads no package again.
+#[test]
+fn conda_second_pull_fetches_no_package() {
+    let ctx = TestContext::new();
+    copy_channel(&ctx, "again");
+    let server = StaticServer::start(&ctx.path("again"));
+    let url = format!("http://{}/{CHANNEL}", server.addr);
+    let spec = ctx.write_spec("ferry.toml", &conda_spec(&url, &["app"], &["linux-64"]));
+    let store = ctx.path("store");
+    let pull = || {
+        ferry_conda(&ctx, ["pull", p(&spec), "--store", p(&store)]).assert_success();
+    };
+    let packages = |log: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("\"GET ") && (l.contains(".conda HTTP") || l.contains(".tar.bz2 HTTP"))
+            })
+            .count()
+    };
+    pull();
+    let first = packages(&server.log());
+    assert!(first > 0, "{}", server.log());
+    pull();
+    assert_eq!(
+        packages(&server.log()),
+        first,
+        "the second pull downloaded packages again:\n{}",
+        server.log()
     );
 }

@@ -1735,8 +1735,10 @@ fn model_hub_down_is_an_error() {
     );
 }
 
+/// A download cut half way resumes by itself: the next request carries a Range from
+/// where the bytes stopped and fetches only the rest; the blob is whole.
 #[test]
-fn model_cut_download_fails_then_resumes() {
+fn model_cut_download_resumes_with_a_range_request() {
     let ctx = TestContext::new();
     let fx = models();
     let hub = FakeHub::start(&[
@@ -1746,34 +1748,64 @@ fn model_cut_download_fails_then_resumes() {
         "model.safetensors".to_string(),
     ]);
     let spec = model_spec(&[model_entry(REPO, Some(&hub.url()), "")]);
-    assert_create_fails(&ctx, &spec, None, &["model.safetensors"], &[]);
-    let sha = &fx.model.files["model.safetensors"].0;
-    assert!(
-        !ctx.path("store/blobs/sha256").join(sha).exists(),
-        "the cut file is in the store as a whole blob after a failed download"
-    );
-
-    // The hub is fine now: the same command succeeds with the same store.
-    let (bundle, _) = create_model_bundle(&ctx, &spec, "again", &[]);
+    let (bundle, _) = create_model_bundle(&ctx, &spec, "cut", &[]);
     let all: Vec<&str> = MODEL_FILES.iter().map(|(f, _)| *f).collect();
     assert_eq!(
         listed_files(&the_model(&ctx, &bundle)),
         expected_files(&all)
     );
     assert_blobs_whole(&ctx.path("store"));
+    let size = fx.model.bytes("model.safetensors").len();
     let log = hub.log();
-    let resumed = log
+    let gets: Vec<&str> = log
         .lines()
-        .filter(|l| l.starts_with("fakehub: cdn GET"))
-        .skip(1)
-        .any(|l| l.contains(" range=bytes="));
-    eprintln!(
-        "second run: model.safetensors was {}",
-        if resumed {
-            "resumed with a Range request"
-        } else {
-            "downloaded again from the start"
-        }
+        .filter(|l| l.starts_with("fakehub: cdn GET") && l.contains("model.safetensors"))
+        .collect();
+    assert_eq!(gets.len(), 2, "one cut GET and one resumed GET:\n{log}");
+    assert!(!gets[0].contains("range="), "{}", gets[0]);
+    let start: usize = gets[1]
+        .split(" range=bytes=")
+        .nth(1)
+        .and_then(|r| r.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the second GET has no Range: {}", gets[1]));
+    assert!(
+        start > 0 && start <= size / 2,
+        "resumed at {start} of {size}: {}",
+        gets[1]
+    );
+    assert!(gets[1].contains("-> 206"), "{}", gets[1]);
+}
+
+/// A second pull of the same spec into the same store downloads no file again (git
+/// ids and LFS oids are matched against what the store holds).
+#[test]
+fn model_second_pull_fetches_no_file() {
+    let ctx = TestContext::new();
+    let fx = models();
+    let hub = FakeHub::start(&["--repo".to_string(), format!("{REPO}={}", p(&fx.model.dir))]);
+    let spec = ctx.write_spec(
+        "ferry.toml",
+        &model_spec(&[model_entry(REPO, Some(&hub.url()), "")]),
+    );
+    let store = ctx.path("store");
+    let pull = || {
+        ferry_hf(&ctx, ["pull", p(&spec), "--store", p(&store)], &[]).assert_success();
+    };
+    pull();
+    let downloads = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(" GET ") && l.contains("/resolve/"))
+            .count()
+    };
+    let first = downloads(&hub.log());
+    assert!(first >= MODEL_FILES.len(), "{}", hub.log());
+    pull();
+    assert_eq!(
+        downloads(&hub.log()),
+        first,
+        "the second pull downloaded files again:\n{}",
+        hub.log()
     );
 }
 

@@ -1598,3 +1598,35 @@ fn python_index_credentials_are_never_written_or_printed() {
         );
     }
 }
+
+/// A second pull of the same spec into the same store downloads no wheel again: the
+/// store already holds each one under the sha256 the index gives.
+#[test]
+fn python_second_pull_fetches_no_wheel() {
+    let ctx = TestContext::new();
+    let fx = py();
+    let index = PyIndex::start(&fx.wheel_dir, &[]);
+    let spec = ctx.write_spec(
+        "ferry.toml",
+        &python_spec(Some(&index.url()), MAIN_REQUIREMENTS, &[LINUX]),
+    );
+    let store = ctx.path("store");
+    let pull = || {
+        ferry_py(&ctx, ["pull", p(&spec), "--store", p(&store)]).assert_success();
+    };
+    let wheels = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("\"GET ") && l.contains(".whl HTTP"))
+            .count()
+    };
+    pull();
+    let first = wheels(&index.log());
+    assert!(first > 0, "{}", index.log());
+    pull();
+    assert_eq!(
+        wheels(&index.log()),
+        first,
+        "the second pull downloaded wheels again:\n{}",
+        index.log()
+    );
+}
