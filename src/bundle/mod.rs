@@ -24,3 +24,248 @@ pub fn is_signature_name(path: &str) -> bool {
             && path.ends_with(".minisig")
             && !path.contains('/'))
 }
+
+/// The reader and writer on their own, no peer running: a bundle written from a store
+/// verifies and stages byte for byte; altered, reordered, unlisted and oversized
+/// entries, and wrong keys, are refused with the error that says so.
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::path::Path;
+
+    use super::manifest::PolicyVerdict;
+    use super::reader::{self, Decision, EntrySink, Trust, VerifyError};
+    use super::writer::{self, BundleSpec, WriteOptions};
+    use super::{BundleManifest, Entry};
+    use crate::artifact::{Artifact, Kind};
+    use crate::digest::Digest;
+    use crate::sign::{self, PublicKey, SecretKey};
+    use crate::store::{self, Store};
+
+    struct Collect(Vec<(String, Vec<u8>)>);
+
+    impl EntrySink for Collect {
+        fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> std::io::Result<()> {
+            let mut bytes = Vec::new();
+            content.read_to_end(&mut bytes)?;
+            self.0.push((entry.path.clone(), bytes));
+            Ok(())
+        }
+    }
+
+    /// A store with one artifact (a config and a 100 KiB layer), a key, a bundle of it.
+    fn fixture(dir: &Path) -> (PublicKey, std::path::PathBuf, Vec<u8>) {
+        let store = Store::open_or_create(&dir.join("store")).unwrap();
+        let layer: Vec<u8> = (0..100 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+        let layer_digest = Digest::of(&layer);
+        store.put_blob(&layer, &layer_digest, "layer").unwrap();
+        let (desc, bytes) = store
+            .put_artifact(
+                "application/vnd.example.test.v1",
+                "application/vnd.example.test.config.v1+json",
+                b"{}",
+                vec![serde_json::json!({"mediaType": "application/octet-stream",
+                    "digest": layer_digest.to_string(), "size": layer.len()})],
+                serde_json::json!({}),
+            )
+            .unwrap();
+        store
+            .update_entries(|e| store::upsert_entry(e, "test/a", Some("v1"), &desc))
+            .unwrap();
+        let artifact = Artifact {
+            kind: Kind::Image,
+            repository: "test/a".into(),
+            tag: Some("v1".into()),
+            digest: desc.digest,
+            media_type: desc.media_type.clone(),
+            size: bytes.len() as u64,
+            origin: "unit test".into(),
+            platforms: Vec::new(),
+            subject: None,
+            source_digest: None,
+            artifact_type: desc.artifact_type.clone(),
+            python: None,
+            model: None,
+            conda: None,
+        };
+        let (secret, public, _) = sign::generate(&dir.join("key")).unwrap();
+        let key = SecretKey::load(&secret).unwrap();
+        let out = dir.join("t.ferry");
+        writer::write(
+            &store,
+            BundleSpec {
+                series: "unit",
+                sequence: 7,
+                artifacts: &[artifact],
+                policy: PolicyVerdict {
+                    policy: None,
+                    verdict: "not-evaluated".into(),
+                },
+            },
+            &key,
+            &out,
+            &WriteOptions {
+                level: 3,
+                threads: 1,
+            },
+            &crate::reporter::Quiet,
+        )
+        .unwrap();
+        (PublicKey::load(&public).unwrap(), out, layer)
+    }
+
+    fn read(path: &Path, key: &PublicKey) -> Result<Collect, VerifyError> {
+        let mut sink = Collect(Vec::new());
+        reader::read(
+            path,
+            &Trust {
+                keys: std::slice::from_ref(key),
+                threshold: 1,
+            },
+            &mut |_| Ok(Decision::Continue),
+            &mut sink,
+        )?;
+        Ok(sink)
+    }
+
+    /// The bundle's tar entries, decompressed, as (path, bytes).
+    fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+        let file = std::fs::File::open(path).unwrap();
+        let mut archive = tar::Archive::new(zstd::stream::read::Decoder::new(file).unwrap());
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let mut bytes = Vec::new();
+                e.read_to_end(&mut bytes).unwrap();
+                (path, bytes)
+            })
+            .collect()
+    }
+
+    fn rewrite(path: &Path, entries: &[(String, Vec<u8>)]) {
+        let file = std::fs::File::create(path).unwrap();
+        let mut enc = zstd::stream::write::Encoder::new(file, 1).unwrap();
+        {
+            let mut tar = tar::Builder::new(&mut enc);
+            for (p, bytes) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(bytes.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                tar.append_data(&mut h, p, bytes.as_slice()).unwrap();
+            }
+            tar.finish().unwrap();
+        }
+        enc.finish().unwrap().flush().unwrap();
+    }
+
+    #[test]
+    fn a_written_bundle_reads_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, path, layer) = fixture(dir.path());
+        let got = read(&path, &key).unwrap();
+        let manifest: BundleManifest = serde_json::from_slice(&entries(&path)[0].1).unwrap();
+        assert_eq!(manifest.series, "unit");
+        assert_eq!(manifest.sequence, 7);
+        let paths: Vec<&str> = got.0.iter().map(|(p, _)| p.as_str()).collect();
+        let listed: Vec<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, listed);
+        let layer_path = format!("blobs/sha256/{}", Digest::of(&layer).hex());
+        assert!(got.0.iter().any(|(p, b)| *p == layer_path && *b == layer));
+    }
+
+    #[test]
+    fn altered_reordered_unlisted_and_untrusted_bundles_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, path, layer) = fixture(dir.path());
+        let original = entries(&path);
+        let layer_path = format!("blobs/sha256/{}", Digest::of(&layer).hex());
+        let bad = dir.path().join("bad.ferry");
+
+        let mut flipped = original.clone();
+        let i = flipped.iter().position(|(p, _)| *p == layer_path).unwrap();
+        flipped[i].1[500] ^= 1;
+        rewrite(&bad, &flipped);
+        assert!(matches!(
+            read(&bad, &key),
+            Err(VerifyError::DigestMismatch { path, .. }) if path == layer_path
+        ));
+
+        let mut reordered = original.clone();
+        let last = reordered.pop().unwrap();
+        reordered.insert(2, last);
+        rewrite(&bad, &reordered);
+        assert!(matches!(
+            read(&bad, &key),
+            Err(VerifyError::OutOfOrder { .. })
+        ));
+
+        let mut extra = original.clone();
+        extra.push(("blobs/sha256/".to_string() + &"0".repeat(64), b"x".to_vec()));
+        rewrite(&bad, &extra);
+        assert!(matches!(
+            read(&bad, &key),
+            Err(VerifyError::Unlisted { .. })
+        ));
+
+        let mut longer = original.clone();
+        longer[i].1.extend_from_slice(&[0; 4096]);
+        rewrite(&bad, &longer);
+        assert!(matches!(
+            read(&bad, &key),
+            Err(VerifyError::SizeMismatch { .. })
+        ));
+
+        let mut edited = original.clone();
+        edited[0].1 = String::from_utf8(edited[0].1.clone())
+            .unwrap()
+            .replace("\"unit\"", "\"evil\"")
+            .into_bytes();
+        rewrite(&bad, &edited);
+        assert!(matches!(read(&bad, &key), Err(VerifyError::Signature(_))));
+
+        let (_, other, _) = sign::generate(&dir.path().join("other")).unwrap();
+        let other = PublicKey::load(&other).unwrap();
+        assert!(matches!(
+            read(&path, &other),
+            Err(VerifyError::Signature(_))
+        ));
+
+        let unsigned: Vec<_> = original
+            .iter()
+            .filter(|(p, _)| !super::is_signature_name(p))
+            .cloned()
+            .collect();
+        rewrite(&bad, &unsigned);
+        assert!(matches!(read(&bad, &key), Err(VerifyError::Unsigned)));
+    }
+
+    #[test]
+    fn over_budget_is_recognised_through_wrapping() {
+        let inner = std::io::Error::other(reader::test_over_budget());
+        let wrapped = std::io::Error::other(Wrapper(inner));
+        assert!(reader::test_is_over_budget(&wrapped));
+        let other =
+            std::io::Error::other("more decompressed data than the signed manifest declares");
+        assert!(
+            !reader::test_is_over_budget(&other),
+            "text alone must not count"
+        );
+    }
+
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "failed to read entire block")
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+}

@@ -350,7 +350,7 @@ fn next_entry<'a>(
 }
 
 fn damaged(at: Option<String>, source: io::Error, budget: &Rc<Cell<u64>>) -> VerifyError {
-    if budget.get() == 0 && source.to_string().contains(OVER_BUDGET) {
+    if budget.get() == 0 && is_over_budget(&source) {
         VerifyError::TooLarge
     } else {
         VerifyError::Damaged { at, source }
@@ -433,7 +433,25 @@ impl<R: Read> Read for Checking<'_, R> {
     }
 }
 
-const OVER_BUDGET: &str = "more decompressed data than the signed manifest declares";
+/// The error `Budgeted` reads with once the budget is spent.
+#[derive(Debug, thiserror::Error)]
+#[error("more decompressed data than the signed manifest declares")]
+struct OverBudget;
+
+/// Whether `e` is, or was caused by, `OverBudget` (tar wraps the reader's errors).
+fn is_over_budget(e: &io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|i| i as _);
+    while let Some(err) = cur {
+        if err.is::<OverBudget>() {
+            return true;
+        }
+        cur = match err.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|i| i as _),
+            None => err.source(),
+        };
+    }
+    false
+}
 
 /// Caps the decompressed bytes read through it.
 struct Budgeted<R> {
@@ -445,7 +463,7 @@ impl<R: Read> Read for Budgeted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.left.get();
         if left == 0 {
-            return Err(io::Error::other(OVER_BUDGET));
+            return Err(io::Error::other(OverBudget));
         }
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
@@ -474,4 +492,14 @@ pub fn peek(path: &Path) -> Result<(BundleManifest, Vec<KeyId>), VerifyError> {
         }
     }
     Ok((manifest, keys))
+}
+
+#[cfg(test)]
+pub(super) fn test_over_budget() -> impl std::error::Error + Send + Sync + 'static {
+    OverBudget
+}
+
+#[cfg(test)]
+pub(super) fn test_is_over_budget(e: &io::Error) -> bool {
+    is_over_budget(e)
 }
