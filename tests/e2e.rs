@@ -19,6 +19,7 @@ mod e2e {
     // Tests, one file per command or concern.
     mod auth;
     mod bundle;
+    mod compat;
     mod conda;
     mod errors;
     mod fetch;
