@@ -36,6 +36,8 @@ pub enum Command {
         /// Blobs to download at once.
         #[arg(long, default_value_t = 4)]
         jobs: usize,
+        #[command(flatten)]
+        plan: PlanArgs,
     },
     /// Create, verify and inspect bundles.
     #[command(subcommand)]
@@ -95,11 +97,16 @@ pub enum BundleCommand {
     /// Pull what the spec names and write a signed bundle.
     Create {
         spec: PathBuf,
-        #[arg(short, long, value_name = "OUT.ferry")]
-        output: PathBuf,
+        #[arg(
+            short,
+            long,
+            value_name = "OUT.ferry",
+            required_unless_present = "dry_run"
+        )]
+        output: Option<PathBuf>,
         /// The secret key to sign with.
-        #[arg(long, value_name = "NAME.key")]
-        key: PathBuf,
+        #[arg(long, value_name = "NAME.key", required_unless_present = "dry_run")]
+        key: Option<PathBuf>,
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
         /// A policy file (not supported by this version yet).
@@ -113,6 +120,8 @@ pub enum BundleCommand {
         level: i32,
         #[arg(long, default_value_t = 4)]
         jobs: usize,
+        #[command(flatten)]
+        plan: PlanArgs,
     },
     /// Check a bundle's signature and every digest; writes nothing.
     Verify {
@@ -181,6 +190,17 @@ pub struct StoreArg {
     /// The store directory [default: $XDG_CACHE_HOME/ferry/store].
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Resolve the spec and print what would be fetched (and what the store already
+    /// holds); fetch nothing but metadata, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: print the plan as JSON.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -56,11 +56,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Pull { spec, store, jobs } => {
+        Command::Pull {
+            spec,
+            store,
+            jobs,
+            plan,
+        } => {
+            if plan.dry_run {
+                return dry_run(&spec, store.store, registry, jobs, plan.json, &reporter);
+            }
             let (_, store, artifacts) = pull_spec(
                 &spec,
                 store.store,
-                PullOptions { registry, jobs },
+                PullOptions {
+                    registry,
+                    jobs,
+                    plan: None,
+                },
                 &reporter,
             )?;
             if !cli.quiet {
@@ -81,7 +93,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             sequence,
             level,
             jobs,
+            plan,
         }) => {
+            if plan.dry_run {
+                return dry_run(&spec, store, registry, jobs, plan.json, &reporter);
+            }
+            let (Some(output), Some(key)) = (output, key) else {
+                unreachable!("clap requires -o and --key without --dry-run")
+            };
             if policy.is_some() {
                 return Err(UsageError {
                     message: "--policy is not supported by this version of ferry yet".into(),
@@ -93,8 +112,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .into());
             }
             let key = SecretKey::load(&key)?;
-            let (spec_file, store, artifacts) =
-                pull_spec(&spec, store, PullOptions { registry, jobs }, &reporter)?;
+            let (spec_file, store, artifacts) = pull_spec(
+                &spec,
+                store,
+                PullOptions {
+                    registry,
+                    jobs,
+                    plan: None,
+                },
+                &reporter,
+            )?;
             let created = store.state_dir().join("created");
             let sequence = match sequence {
                 Some(s) => s,
@@ -325,6 +352,33 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(crate::serve::serve(store, options))
         }
     }
+}
+
+/// `--dry-run`: resolves the spec against the store (which is not created when it does
+/// not exist) and prints the plan.
+fn dry_run(
+    spec: &Path,
+    store: Option<PathBuf>,
+    registry: RegistryOptions,
+    jobs: usize,
+    json: bool,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<()> {
+    let spec_file = Spec::load(spec)?;
+    let store = Store::at(&store.unwrap_or_else(default_store))?;
+    let plan = Arc::new(crate::plan::Plan::default());
+    let options = PullOptions {
+        registry,
+        jobs,
+        plan: Some(plan.clone()),
+    };
+    runtime()?.block_on(pull::pull(&spec_file, spec, &store, &options, reporter))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
+    } else {
+        print!("{}", plan.to_text(human));
+    }
+    Ok(())
 }
 
 /// Loads the spec and pulls it into the store (the default one unless given).

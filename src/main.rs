@@ -14,6 +14,7 @@ mod import;
 mod models;
 mod names;
 mod oci;
+mod plan;
 mod pull;
 mod python;
 mod reporter;

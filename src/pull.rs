@@ -23,6 +23,8 @@ pub struct PullOptions {
     pub registry: RegistryOptions,
     /// Blobs fetched at once.
     pub jobs: usize,
+    /// A dry run: resolve, record what would be fetched here, fetch and write nothing.
+    pub plan: Option<Arc<crate::plan::Plan>>,
 }
 
 /// Pulls every image of the spec; returns what was carried, images first.
@@ -35,20 +37,42 @@ pub async fn pull(
 ) -> anyhow::Result<Vec<Artifact>> {
     let mut artifacts = Vec::new();
     for (i, python) in spec.python.iter().enumerate() {
-        artifacts.extend(crate::python::pull(python, i + 1, store, options.jobs, reporter).await?);
+        artifacts.extend(
+            crate::python::pull(
+                python,
+                i + 1,
+                store,
+                options.jobs,
+                options.plan.as_deref(),
+                reporter,
+            )
+            .await?,
+        );
     }
     for (i, conda) in spec.conda.iter().enumerate() {
         artifacts.extend(
-            crate::conda::pull(conda, store, options.jobs, reporter)
-                .await
-                .with_context(|| format!("cannot pull [[conda]] #{}", i + 1))?,
+            crate::conda::pull(
+                conda,
+                store,
+                options.jobs,
+                options.plan.as_deref(),
+                reporter,
+            )
+            .await
+            .with_context(|| format!("cannot pull [[conda]] #{}", i + 1))?,
         );
     }
     for model in &spec.models {
         artifacts.extend(
-            crate::models::pull(model, store, options.jobs, reporter)
-                .await
-                .with_context(|| format!("cannot pull {}", model.repo))?,
+            crate::models::pull(
+                model,
+                store,
+                options.jobs,
+                options.plan.as_deref(),
+                reporter,
+            )
+            .await
+            .with_context(|| format!("cannot pull {}", model.repo))?,
         );
     }
     for image in &spec.images {
@@ -128,6 +152,9 @@ async fn pull_image(
     };
     let top = Manifest::parse(&top_bytes, None)?;
     let platforms = fetch_tree(&source, &top, &top_bytes, store, options, reporter).await?;
+    if options.plan.is_some() {
+        return Ok(Vec::new());
+    }
     store.update_entries(|entries| {
         store::upsert_entry(
             entries,
@@ -270,6 +297,21 @@ async fn fetch_tree(
             }
         }
     }
+    if let Some(plan) = &options.plan {
+        for d in tree.blobs.values() {
+            plan.add(crate::plan::Item {
+                ecosystem: "image",
+                name: d.digest.to_string()[7..19].to_string(),
+                origin: source.origin(),
+                digest: Some(d.digest.to_string()),
+                size: Some(d.size),
+                present: store.has_blob(&d.digest, d.size),
+            });
+        }
+        platforms.sort();
+        platforms.dedup();
+        return Ok(platforms);
+    }
     let missing: Vec<Desc> = tree
         .blobs
         .values()
@@ -337,6 +379,9 @@ async fn pull_referrers(
             continue;
         }
         fetch_tree(source, &m, &bytes, store, options, reporter).await?;
+        if options.plan.is_some() {
+            continue;
+        }
         store.update_entries(|entries| {
             store::upsert_entry(entries, repository, tag.as_deref(), &top_desc(&m, &bytes))
         })?;

@@ -125,6 +125,20 @@ impl Store {
         Ok(store)
     }
 
+    /// The store at `root` to read from, as it is: an existing store, or (when `root`
+    /// does not exist) an empty one that is not created. For dry runs.
+    pub fn at(root: &Path) -> Result<Store, StoreError> {
+        let empty = fs::read_dir(root).map_or(true, |mut d| d.next().is_none());
+        if !empty && !root.join("oci-layout").is_file() {
+            return Err(StoreError::NotAStore {
+                path: root.to_path_buf(),
+            });
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
     /// Opens an existing store.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         if !root.join("oci-layout").is_file() {

@@ -28,6 +28,7 @@ mod e2e {
     mod keys;
     mod models;
     mod names;
+    mod plan;
     mod podman;
     mod pull;
     mod python;

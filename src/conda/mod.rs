@@ -143,12 +143,13 @@ pub async fn pull(
     spec: &CondaSpec,
     store: &Store,
     jobs: usize,
+    plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<Artifact>> {
     let http = crate::fetch::Http::new()?;
     let packages = match &spec.lock {
-        Some(locked) => pull_locked(locked, &spec.platforms, store, &http, reporter).await?,
-        None => solve_and_fetch(spec, store, &http, jobs, reporter).await?,
+        Some(locked) => pull_locked(locked, &spec.platforms, store, &http, plan, reporter).await?,
+        None => solve_and_fetch(spec, store, &http, jobs, plan, reporter).await?,
     };
     let mut artifacts = Vec::new();
     for package in packages {
@@ -181,6 +182,7 @@ async fn solve_and_fetch(
     store: &Store,
     http: &crate::fetch::Http,
     jobs: usize,
+    plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<CondaPackage>> {
     let names = spec
@@ -196,7 +198,15 @@ async fn solve_and_fetch(
     for c in &spec.channels {
         check_noarch(http, c).await?;
     }
-    let cache = store.state_dir().join("conda-cache");
+    // A dry run writes nothing into the store, not even repodata caches.
+    let scratch = match plan {
+        Some(_) => Some(tempfile::tempdir().context("cannot create a temporary directory")?),
+        None => None,
+    };
+    let cache = match &scratch {
+        Some(dir) => dir.path().to_path_buf(),
+        None => store.state_dir().join("conda-cache"),
+    };
     let gateway = rattler_repodata_gateway::Gateway::builder()
         .with_cache_dir(&cache)
         .finish();
@@ -241,6 +251,22 @@ async fn solve_and_fetch(
         reporter.line(&format!("solved [[conda]] for {}", platform.as_str()));
     }
     chosen.sort_by(|a, b| a.url.as_str().cmp(b.url.as_str()));
+    if let Some(plan) = plan {
+        for r in &chosen {
+            let p = &r.package_record;
+            let sha = p.sha256.map(|h| hex::encode(h.as_slice()));
+            plan_item(
+                plan,
+                store,
+                &r.identifier.to_file_name(),
+                &r.url,
+                sha.as_deref(),
+                p.md5.map(|h| hex::encode(h.as_slice())).as_deref(),
+                p.size,
+            );
+        }
+        return Ok(Vec::new());
+    }
     let packages: Vec<CondaPackage> =
         futures_util::stream::iter(chosen.iter().map(|r| fetch(http, r, store, reporter)))
             .buffer_unordered(jobs.max(1))
@@ -249,6 +275,29 @@ async fn solve_and_fetch(
             .into_iter()
             .collect::<anyhow::Result<_>>()?;
     Ok(packages)
+}
+
+/// Adds a package to a dry run's plan.
+fn plan_item(
+    plan: &crate::plan::Plan,
+    store: &Store,
+    file: &str,
+    url: &reqwest::Url,
+    sha256: Option<&str>,
+    md5: Option<&str>,
+    size: Option<u64>,
+) {
+    let digest = sha256.and_then(|h| crate::digest::Digest::from_hex(h).ok());
+    plan.add(crate::plan::Item {
+        ecosystem: "conda",
+        name: file.to_string(),
+        origin: crate::names::redact_url(url.as_str()),
+        digest: digest
+            .map(|d| d.to_string())
+            .or_else(|| md5.map(|m| format!("md5:{m}"))),
+        size,
+        present: digest.is_some_and(|d| store.has_verified_blob(&d, size)),
+    });
 }
 
 /// rattler would treat a channel without noarch as empty there; the spec says a channel
@@ -514,6 +563,7 @@ async fn pull_locked(
     platforms: &[Subdir],
     store: &Store,
     http: &crate::fetch::Http,
+    plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<CondaPackage>> {
     let mut out = Vec::new();
@@ -543,6 +593,18 @@ async fn pull_locked(
             md5: entry.md5.clone(),
             size: None,
         };
+        if let Some(plan) = plan {
+            plan_item(
+                plan,
+                store,
+                file,
+                &entry.url,
+                expected.sha256.as_deref(),
+                expected.md5.as_deref(),
+                None,
+            );
+            continue;
+        }
         let got = download(http, &entry.url, file, &expected, store, reporter).await?;
         let (_dir, named) = named_package(store, &got, file)?;
         let index: rattler_conda_types::package::IndexJson = tokio::task::block_in_place(|| {

@@ -93,6 +93,7 @@ pub async fn pull(
     spec: &ModelSpec,
     store: &Store,
     jobs: usize,
+    plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<Artifact>> {
     let endpoint = spec
@@ -149,6 +150,30 @@ pub async fn pull(
         store,
         reporter,
     };
+    if let Some(plan) = plan {
+        for e in &entries {
+            let lfs = e
+                .lfs
+                .as_ref()
+                .and_then(|l| Digest::from_hex(&l.oid.to_ascii_lowercase()).ok());
+            let known = fetching.known.get(&e.oid.to_ascii_lowercase()).copied();
+            let size = e.lfs.as_ref().map_or(e.size, |l| l.size);
+            plan.add(crate::plan::Item {
+                ecosystem: "model",
+                name: e.path.clone(),
+                origin: crate::names::redact_url(hub.file_url(repo, &commit, &e.path).as_str()),
+                digest: Some(match lfs {
+                    Some(d) => d.to_string(),
+                    None => format!("git:{}", e.oid.to_ascii_lowercase()),
+                }),
+                size: Some(size),
+                present: lfs
+                    .or(known)
+                    .is_some_and(|d| store.has_verified_blob(&d, Some(size))),
+            });
+        }
+        return Ok(Vec::new());
+    }
     let files: Vec<ModelFile> =
         futures_util::stream::iter(entries.iter().map(|e| fetching.file(e)))
             .buffered(jobs.max(1))

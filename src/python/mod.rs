@@ -157,6 +157,7 @@ pub async fn pull(
     n: usize,
     store: &Store,
     jobs: usize,
+    plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<Artifact>> {
     // A lock names its wheels' URLs; otherwise an index is needed.
@@ -254,6 +255,20 @@ pub async fn pull(
     }
     // What is written and printed names the index without its credentials.
     let public_url = redact_url(&url);
+    if let Some(plan) = plan {
+        for f in &files {
+            let sha = f.sha256.expect("checked above");
+            plan.add(crate::plan::Item {
+                ecosystem: "python",
+                name: f.filename.clone(),
+                origin: redact_url(f.url.as_str()),
+                digest: Some(sha.to_string()),
+                size: None,
+                present: store.has_verified_blob(&sha, None),
+            });
+        }
+        return Ok(Vec::new());
+    }
     futures_util::stream::iter(
         files
             .iter()
