@@ -1,0 +1,286 @@
+//! Command glue, one file per command: each turns its arguments into the plain
+//! settings of the work (`ImportOptions`, `PullOptions`, ...), runs the work and prints.
+//! Helpers several commands share live here.
+
+mod bundle;
+mod export;
+mod import;
+mod key;
+mod pull;
+mod serve;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::bundle::BundleManifest;
+use crate::bundle::manifest::PolicyVerdict;
+use crate::bundle::reader::{self, Trust};
+use crate::bundle::writer::{self, BundleSpec, WriteOptions};
+use crate::cli::{
+    BundleCommand, Cli, Command, ExportCommand, KeyCommand, PlanArgs, StoreArg, TrustArgs,
+};
+use crate::exit::{Classify, ExitStatus};
+use crate::import::{ImportOptions, Outcome, Target};
+use crate::pull::PullOptions;
+use crate::reporter::{self, Reporter};
+use crate::sign::{self, PublicKey, SecretKey};
+use crate::sources::registry::RegistryOptions;
+use crate::spec::Spec;
+use crate::store::Store;
+use crate::targets::registry::RegistryTarget;
+use crate::trust::TargetState;
+use std::sync::Arc;
+
+/// A command line that parses but makes no sense.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Classify for UsageError {
+    fn exit_status(&self) -> ExitStatus {
+        ExitStatus::Usage
+    }
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
+
+/// What every command gets besides its own arguments.
+pub struct Globals {
+    pub quiet: bool,
+    pub registry: RegistryOptions,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = Globals {
+        quiet: cli.quiet,
+        registry: RegistryOptions {
+            plain_http: cli.plain_http.clone(),
+        },
+        reporter: reporter::for_stderr(cli.quiet),
+    };
+    match cli.command {
+        Command::Key(KeyCommand::Generate { name }) => key::generate(key::KeyGenerate { name }, &g),
+        Command::Pull {
+            spec,
+            store,
+            jobs,
+            plan,
+        } => pull::run(
+            pull::Pull {
+                spec,
+                store,
+                jobs,
+                plan,
+            },
+            &g,
+        ),
+        Command::Bundle(BundleCommand::Create {
+            spec,
+            output,
+            key,
+            store,
+            policy,
+            sequence,
+            level,
+            jobs,
+            plan,
+        }) => bundle::create(
+            bundle::Create {
+                spec,
+                output,
+                key,
+                store,
+                policy,
+                sequence,
+                level,
+                jobs,
+                plan,
+            },
+            &g,
+        ),
+        Command::Bundle(BundleCommand::Verify {
+            bundle,
+            trust,
+            json,
+        }) => bundle::verify(
+            bundle::Verify {
+                bundle,
+                trust,
+                json,
+            },
+            &g,
+        ),
+        Command::Bundle(BundleCommand::Inspect { bundle, json }) => {
+            bundle::inspect(bundle::Inspect { bundle, json }, &g)
+        }
+        Command::Import {
+            bundle,
+            trust,
+            to,
+            store,
+            state_dir,
+            json,
+            force,
+        } => import::run(
+            import::Import {
+                bundle,
+                trust,
+                to,
+                store,
+                state_dir,
+                json,
+                force,
+            },
+            &g,
+        ),
+        Command::Export(ExportCommand::Python {
+            store,
+            to,
+            upload,
+            username,
+            password,
+        }) => export::python(
+            export::ExportPython {
+                store,
+                to,
+                upload,
+                username,
+                password,
+            },
+            &g,
+        ),
+        Command::Export(ExportCommand::Conda { store, to }) => {
+            export::conda(export::ExportConda { store, to }, &g)
+        }
+        Command::Export(ExportCommand::Hf { store, to }) => {
+            export::hf(export::ExportHf { store, to }, &g)
+        }
+        Command::Serve {
+            store,
+            listen,
+            idle_timeout,
+        } => serve::run(
+            serve::Serve {
+                store,
+                listen,
+                idle_timeout,
+            },
+            &g,
+        ),
+    }
+}
+
+/// `--dry-run`: resolves the spec against the store (which is not created when it does
+/// not exist) and prints the plan.
+fn dry_run(
+    spec: &Path,
+    store: Option<PathBuf>,
+    registry: RegistryOptions,
+    jobs: usize,
+    json: bool,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<()> {
+    let spec_file = Spec::load(spec)?;
+    let store = Store::at(&store.unwrap_or_else(default_store))?;
+    let plan = Arc::new(crate::plan::Plan::default());
+    let options = PullOptions {
+        registry,
+        jobs,
+        plan: Some(plan.clone()),
+    };
+    runtime()?.block_on(crate::pull::pull(
+        &spec_file, spec, &store, &options, reporter,
+    ))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
+    } else {
+        print!("{}", plan.to_text(human));
+    }
+    Ok(())
+}
+
+/// Loads the spec and pulls it into the store (the default one unless given).
+fn pull_spec(
+    spec: &Path,
+    store: Option<PathBuf>,
+    options: PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<(Spec, Store, Vec<crate::artifact::Artifact>)> {
+    let spec_file = Spec::load(spec)?;
+    let store = Store::open_or_create(&store.unwrap_or_else(default_store))?;
+    let artifacts = runtime()?.block_on(crate::pull::pull(
+        &spec_file, spec, &store, &options, reporter,
+    ))?;
+    Ok((spec_file, store, artifacts))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load_trust(trust: &TrustArgs) -> anyhow::Result<Vec<PublicKey>> {
+    if trust.threshold == 0 || trust.threshold > trust.keys.len() {
+        return Err(UsageError {
+            message: format!(
+                "--threshold {} with {} trusted key(s)",
+                trust.threshold,
+                trust.keys.len()
+            ),
+            hint: Some(
+                "the threshold counts distinct --trust keys: between 1 and their number".into(),
+            ),
+        }
+        .into());
+    }
+    trust
+        .keys
+        .iter()
+        .map(|k| PublicKey::load(k).map_err(Into::into))
+        .collect()
+}
+
+fn home_dir(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(fallback)))
+        .unwrap_or_else(|| PathBuf::from(".").join(fallback))
+}
+
+fn default_store() -> PathBuf {
+    home_dir("XDG_CACHE_HOME", ".cache").join("ferry/store")
+}
+
+fn default_state_dir() -> PathBuf {
+    home_dir("XDG_STATE_HOME", ".local/state").join("ferry")
+}
+
+fn summary_json(
+    m: &BundleManifest,
+    digest: &crate::digest::Digest,
+    signers: &[sign::KeyId],
+    verified: bool,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(m).expect("manifest serialises");
+    v["manifestDigest"] = digest.to_string().into();
+    v["signatures"] = signers
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .into();
+    v["verified"] = verified.into();
+    v
+}
+
+fn human(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}
