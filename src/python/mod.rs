@@ -45,6 +45,8 @@ pub struct PythonSpec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PythonError {
+    #[error("[[python]] entry #{entry}: {message}")]
+    Invalid { entry: usize, message: String },
     #[error("no Python package index is configured for [[python]] entry #{entry}")]
     NoIndex { entry: usize },
     #[error("cannot resolve the Python requirements of [[python]] entry #{entry}")]
@@ -73,7 +75,9 @@ impl Classify for PythonError {
     fn exit_status(&self) -> ExitStatus {
         match self {
             PythonError::PinnedHashMissing { .. } => ExitStatus::Verification,
-            PythonError::NoIndex { .. } | PythonError::NotPinned(_) => ExitStatus::Usage,
+            PythonError::NoIndex { .. }
+            | PythonError::NotPinned(_)
+            | PythonError::Invalid { .. } => ExitStatus::Usage,
             PythonError::Resolve {
                 source: ResolveError::Url(_),
                 ..
@@ -174,22 +178,16 @@ pub async fn pull(
     } else {
         "http://127.0.0.1/"
     })
-    .map_err(|m| crate::spec::SpecError::Invalid {
-        path: "ferry.toml".into(),
-        message: format!("[[python]] #{n}: {m}"),
-    })?;
+    .map_err(|message| PythonError::Invalid { entry: n, message })?;
     let resolve_err = |source| PythonError::Resolve { entry: n, source };
 
     // Project -> version -> files, the union over every target.
     let mut chosen = Chosen::new();
     let mut metadata_cache = std::collections::HashMap::new();
     for platform in &spec.platforms {
-        let target = Target::new(&spec.python_version, platform).map_err(|m| {
-            crate::spec::SpecError::Invalid {
-                path: "ferry.toml".into(),
-                message: format!("[[python]] #{n}: {m}"),
-            }
-        })?;
+        // Checked when the spec was read.
+        let target = Target::new(&spec.python_version, platform)
+            .map_err(|message| PythonError::Invalid { entry: n, message })?;
         let selection = if let Some(lock) = &spec.lock {
             let mut selection = resolve::Selection::new();
             for locked in lock.iter().filter(|l| l.applies(&target)) {
