@@ -516,52 +516,16 @@ fn assert_conda_objects(found: &BTreeMap<(String, String), serde_json::Value>) {
     }
 }
 
-/// `ferry bundle create` that must fail: non-zero (or `code`), an `error:` mentioning
-/// every needle, and no bundle (nor a partial one) left behind.
-#[track_caller]
+/// `bundle create` of `spec_text` must fail (see `context::assert_create_fails`).
 fn assert_create_fails(
     ctx: &TestContext,
     spec_text: &str,
     code: Option<i32>,
     needles: &[&str],
 ) -> Output {
-    let spec = ctx.write_spec("ferry.toml", spec_text);
-    let bundle = ctx.path("out.ferry");
-    let out = ferry_conda(
-        ctx,
-        [
-            "bundle",
-            "create",
-            p(&spec),
-            "-o",
-            p(&bundle),
-            "--key",
-            p(&conda().key),
-            "--store",
-            p(&ctx.path("store")),
-        ],
-    );
-    eprintln!("exit {}\n{}", out.code, out.stderr.trim_end());
-    match code {
-        Some(code) => {
-            out.assert_code(code);
-        }
-        None => assert!(
-            out.code != 0 && out.code != 101 && out.code != -1,
-            "expected a clean failure: {out:?}"
-        ),
-    }
-    out.assert_stderr_contains("error:");
-    for needle in needles {
-        out.assert_stderr_contains(needle);
-    }
-    let leftovers: Vec<String> = std::fs::read_dir(ctx.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("out.ferry"))
-        .collect();
-    assert!(leftovers.is_empty(), "a bundle was written: {leftovers:?}");
-    out
+    super::context::assert_create_fails(ctx, &conda().key, spec_text, code, needles, |args| {
+        ferry_conda(ctx, args)
+    })
 }
 
 /// `ferry bundle create SPEC -o <stem>.ferry`, which must succeed.

@@ -495,3 +495,138 @@ pub fn assert_verify_and_import_refuse(
         "a refused import changed the store"
     );
 }
+
+/// `ferry bundle create` of `spec_text` (written as `ferry.toml`, signed with `key`,
+/// into `ctx/store`) must fail: with exit `code` when given, else cleanly (no panic,
+/// no signal); with an `error:` naming every needle; and without writing a bundle.
+/// `run` runs ferry with the caller's client isolation and environment.
+#[track_caller]
+pub fn assert_create_fails(
+    ctx: &TestContext,
+    key: &Path,
+    spec_text: &str,
+    code: Option<i32>,
+    needles: &[&str],
+    run: impl FnOnce(&[&str]) -> Output,
+) -> Output {
+    let spec = ctx.write_spec("ferry.toml", spec_text);
+    let bundle = ctx.path("out.ferry");
+    let store = ctx.path("store");
+    let out = run(&[
+        "bundle",
+        "create",
+        p(&spec),
+        "-o",
+        p(&bundle),
+        "--key",
+        p(key),
+        "--store",
+        p(&store),
+    ]);
+    eprintln!("exit {}\n{}", out.code, out.stderr.trim_end());
+    match code {
+        Some(code) => {
+            out.assert_code(code);
+        }
+        None => assert!(
+            out.code != 0 && out.code != 101 && out.code != -1,
+            "expected a clean failure: {out:?}"
+        ),
+    }
+    out.assert_stderr_contains("error:");
+    for needle in needles {
+        out.assert_stderr_contains(needle);
+    }
+    let leftovers: Vec<String> = std::fs::read_dir(ctx.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("out.ferry"))
+        .collect();
+    assert!(leftovers.is_empty(), "a bundle was written: {leftovers:?}");
+    out
+}
+
+/// A helper server of the suite (a script on loopback standing in for an index or a
+/// hub). Its stdin is held open, so with `--watch-stdin` it exits when the test process
+/// does; its stderr is kept as its request log; the lines it prints on stdout that
+/// start with each of `prefixes` (in any order) give its addresses.
+pub struct HelperServer {
+    child: Mutex<(Child, Option<std::process::ChildStdin>)>,
+    log: std::sync::Arc<Mutex<String>>,
+}
+
+impl HelperServer {
+    /// Starts `cmd`; returns it and the rest of each `prefixes` line, in that order.
+    pub fn start(mut cmd: Command, prefixes: &[&str]) -> (HelperServer, Vec<String>) {
+        let what = describe(&cmd);
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stdin = child.stdin.take();
+        let log = std::sync::Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let wanted: Vec<String> = prefixes.iter().map(|s| s.to_string()).collect();
+        thread::spawn(move || {
+            let mut found: Vec<Option<String>> = vec![None; wanted.len()];
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                for (i, prefix) in wanted.iter().enumerate() {
+                    if let Some(rest) = line.strip_prefix(prefix.as_str()) {
+                        found[i] = Some(rest.trim().to_string());
+                    }
+                }
+                if found.iter().all(Option::is_some) {
+                    let _ = tx.send(found.iter().flatten().cloned().collect::<Vec<_>>());
+                    found = vec![None; wanted.len()];
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(values) => (
+                HelperServer {
+                    child: Mutex::new((child, stdin)),
+                    log,
+                },
+                values,
+            ),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "{what} did not print {prefixes:?}:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        }
+    }
+
+    /// What it logged on stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HelperServer {
+    fn drop(&mut self) {
+        let mut guard = self.child.lock().unwrap();
+        let (child, stdin) = &mut *guard;
+        drop(stdin.take());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

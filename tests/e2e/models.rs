@@ -11,12 +11,9 @@
 //! endpoint (or the offline cache) explicitly.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
-use std::thread;
-use std::time::Duration;
+use std::process::Command;
+use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
@@ -345,64 +342,24 @@ pub struct FakeHub {
     pub addr: String,
     /// `127.0.0.1:PORT` of its CDN.
     pub cdn: String,
-    child: Mutex<(Child, Option<ChildStdin>)>,
-    log: Arc<Mutex<String>>,
+    server: super::context::HelperServer,
 }
 
 impl FakeHub {
     pub fn start(args: &[String]) -> FakeHub {
-        let mut child = Command::new("python3")
-            .arg(repo_root().join("scripts/fakehub.py"))
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo_root().join("scripts/fakehub.py"))
             .args(["--listen", "127.0.0.1:0", "--cdn-listen", "127.0.0.1:0"])
             .arg("--watch-stdin")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start scripts/fakehub.py");
-        let stdin = child.stdin.take();
-        let log = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().unwrap();
-        let sink = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            let mut cdn = None;
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("cdn listening on http://") {
-                    cdn = Some(url.trim().to_string());
-                } else if let Some(url) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send((url.trim().to_string(), cdn.take().unwrap_or_default()));
-                }
-            }
-        });
-        let (addr, cdn) = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addrs) => addrs,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "fakehub.py did not print `listening on`:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
+            .args(args);
+        let (server, addrs) = super::context::HelperServer::start(
+            cmd,
+            &["listening on http://", "cdn listening on http://"],
+        );
         FakeHub {
-            addr,
-            cdn,
-            child: Mutex::new((child, stdin)),
-            log,
+            addr: addrs[0].clone(),
+            cdn: addrs[1].clone(),
+            server,
         }
     }
 
@@ -413,7 +370,7 @@ impl FakeHub {
 
     /// The requests it logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.server.log()
     }
 
     /// The commit `main` of a repo points at (`kind`: `models` or `datasets`).
@@ -423,16 +380,6 @@ impl FakeHub {
         let sha = r.json()["sha"].as_str().unwrap().to_string();
         assert_eq!(sha.len(), 40, "{r:?}");
         sha
-    }
-}
-
-impl Drop for FakeHub {
-    fn drop(&mut self) {
-        let mut guard = self.child.lock().unwrap();
-        let (child, stdin) = &mut *guard;
-        drop(stdin.take());
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
@@ -750,10 +697,8 @@ fn assert_blobs_whole(store: &Path) {
     }
 }
 
-/// `ferry bundle create SPEC -o out.ferry --store STORE` that must fail: non-zero (or
-/// `code`), an `error:` mentioning every needle, no bundle (nor a partial one), and
-/// nothing half-written in the store's blobs.
-#[track_caller]
+/// `bundle create` of `spec_text` must fail (see `context::assert_create_fails`), and
+/// leave only whole blobs in the store.
 fn assert_create_fails(
     ctx: &TestContext,
     spec_text: &str,
@@ -761,45 +706,11 @@ fn assert_create_fails(
     needles: &[&str],
     env: &[(&str, &str)],
 ) -> Output {
-    let spec = ctx.write_spec("ferry.toml", spec_text);
-    let bundle = ctx.path("out.ferry");
-    let store = ctx.path("store");
-    let out = ferry_hf(
-        ctx,
-        [
-            "bundle",
-            "create",
-            p(&spec),
-            "-o",
-            p(&bundle),
-            "--key",
-            p(&models().key),
-            "--store",
-            p(&store),
-        ],
-        env,
-    );
-    eprintln!("exit {}\n{}", out.code, out.stderr.trim_end());
-    match code {
-        Some(code) => {
-            out.assert_code(code);
-        }
-        None => assert!(
-            out.code != 0 && out.code != 101 && out.code != -1,
-            "expected a clean failure: {out:?}"
-        ),
-    }
-    out.assert_stderr_contains("error:");
-    for needle in needles {
-        out.assert_stderr_contains(needle);
-    }
-    let leftovers: Vec<String> = std::fs::read_dir(ctx.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("out.ferry"))
-        .collect();
-    assert!(leftovers.is_empty(), "a bundle was written: {leftovers:?}");
-    assert_blobs_whole(&store);
+    let out =
+        super::context::assert_create_fails(ctx, &models().key, spec_text, code, needles, |args| {
+            ferry_hf(ctx, args, env)
+        });
+    assert_blobs_whole(&ctx.path("store"));
     out
 }
 

@@ -9,10 +9,9 @@
 //! cleared, pip's and uv's configuration files are off, caches are off.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -377,61 +376,21 @@ where
 pub struct PyIndex {
     /// `127.0.0.1:PORT`.
     pub addr: String,
-    child: Mutex<(Child, Option<ChildStdin>)>,
-    log: Arc<Mutex<String>>,
+    server: super::context::HelperServer,
 }
 
 impl PyIndex {
     pub fn start(dir: &Path, extra: &[&str]) -> PyIndex {
-        let mut child = Command::new("python3")
-            .arg(repo_root().join("scripts/pyindex.py"))
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo_root().join("scripts/pyindex.py"))
             .arg("--dir")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0", "--watch-stdin"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start scripts/pyindex.py");
-        let stdin = child.stdin.take();
-        let log = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().unwrap();
-        let sink = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "pyindex.py did not print `listening on`:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
+            .args(extra);
+        let (server, addrs) = super::context::HelperServer::start(cmd, &["listening on http://"]);
         PyIndex {
-            addr,
-            child: Mutex::new((child, stdin)),
-            log,
+            addr: addrs[0].clone(),
+            server,
         }
     }
 
@@ -442,17 +401,7 @@ impl PyIndex {
 
     /// The requests the index logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for PyIndex {
-    fn drop(&mut self) {
-        let mut guard = self.child.lock().unwrap();
-        let (child, stdin) = &mut *guard;
-        drop(stdin.take());
-        let _ = child.kill();
-        let _ = child.wait();
+        self.server.log()
     }
 }
 
@@ -706,9 +655,7 @@ fn assert_artifacts(
     }
 }
 
-/// `ferry bundle create SPEC -o out.ferry` that must fail: non-zero (or `code`), an
-/// `error:` mentioning every needle, and no bundle (nor a partial one) left behind.
-#[track_caller]
+/// `bundle create` of `spec_text` must fail (see `context::assert_create_fails`).
 fn assert_create_fails(
     ctx: &TestContext,
     spec_text: &str,
@@ -716,44 +663,9 @@ fn assert_create_fails(
     needles: &[&str],
     env: &[(&str, &str)],
 ) -> Output {
-    let spec = ctx.write_spec("ferry.toml", spec_text);
-    let bundle = ctx.path("out.ferry");
-    let out = ferry_py_with(
-        ctx,
-        [
-            "bundle",
-            "create",
-            p(&spec),
-            "-o",
-            p(&bundle),
-            "--key",
-            p(&py().key),
-            "--store",
-            p(&ctx.path("store")),
-        ],
-        env,
-    );
-    eprintln!("exit {}\n{}", out.code, out.stderr.trim_end());
-    match code {
-        Some(code) => {
-            out.assert_code(code);
-        }
-        None => assert!(
-            out.code != 0 && out.code != 101 && out.code != -1,
-            "expected a clean failure: {out:?}"
-        ),
-    }
-    out.assert_stderr_contains("error:");
-    for needle in needles {
-        out.assert_stderr_contains(needle);
-    }
-    let leftovers: Vec<String> = std::fs::read_dir(ctx.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("out.ferry"))
-        .collect();
-    assert!(leftovers.is_empty(), "a bundle was written: {leftovers:?}");
-    out
+    super::context::assert_create_fails(ctx, &py().key, spec_text, code, needles, |args| {
+        ferry_py_with(ctx, args, env)
+    })
 }
 
 /// Imports the main bundle into a fresh store `ctx/NAME`.

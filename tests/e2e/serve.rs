@@ -318,6 +318,11 @@ fn serve_keeps_content_reachable_by_digest_after_its_tag_moves() {
     );
     assert!(tags.as_array().unwrap().iter().any(|t| t == "v1"), "{tags}");
     assert_eq!(manifest("broken").status, 404);
+    // The server's stderr is read by another thread: give the line a moment to arrive.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.stderr().contains("incomplete") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(
         server.stderr().contains("incomplete"),
         "no warning about the incomplete entry:\n{}",

@@ -83,6 +83,19 @@ impl Serve {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Its stderr once every needle is in it (another thread reads the pipe), or after
+    /// ten seconds.
+    fn stderr_with(&self, needles: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.stderr();
+            if needles.iter().all(|n| log.contains(n)) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     #[track_caller]
     fn assert_running(&mut self) {
         assert!(
@@ -336,7 +349,7 @@ fn serve_survives_a_store_with_header_injection_in_model_records() {
     // Still up, and it said why the hostile records are not served.
     assert_eq!(answered(&addr, "GET", "/v2/").status, 200);
     server.assert_running();
-    let log = server.stderr();
+    let log = server.stderr_with(&["commit", "oid", "file path"]);
     for why in ["commit", "oid", "file path"] {
         assert!(
             log.lines()
@@ -437,7 +450,7 @@ fn serve_escapes_hostile_python_names_in_simple_pages() {
         assert_eq!(r.status, 404, "{project}: {r:?}");
     }
     server.assert_running();
-    let log = server.stderr();
+    let log = server.stderr_with(&["python project name", "python file name"]);
     for why in ["python project name", "python file name"] {
         assert!(
             log.lines()
