@@ -264,21 +264,7 @@ fn conda_spec(channel: &str, specs: &[&str], platforms: &[&str]) -> String {
 /// Clears every way py-rattler or ferry could find a channel, cache or configuration
 /// other than the ones a test names.
 fn isolate_conda(cmd: &mut Command, home: &Path) {
-    for (key, _) in std::env::vars_os() {
-        let key_text = key.to_string_lossy();
-        if key_text.starts_with("CONDA")
-            || key_text.starts_with("RATTLER_")
-            || key_text.starts_with("PIXI_")
-            || key_text.starts_with("MAMBA")
-            || matches!(
-                key_text.as_ref(),
-                "VIRTUAL_ENV" | "PYTHONPATH" | "PYTHONHOME"
-            )
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("HOME", home);
+    super::context::isolate(cmd, home, &["CONDA", "RATTLER_", "PIXI_", "MAMBA"], &[]);
 }
 
 /// `ferry ARGS` in the test's directory, isolated from any conda configuration.

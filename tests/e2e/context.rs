@@ -630,3 +630,21 @@ impl Drop for HelperServer {
         let _ = child.wait();
     }
 }
+
+/// Keeps a client (or ferry) away from the machine's configuration for one ecosystem:
+/// removes every variable whose name (upper-cased) starts with one of `prefixes`, and
+/// those that point Python somewhere else; sets HOME to `home`, then `set`.
+pub fn isolate(cmd: &mut Command, home: &Path, prefixes: &[&str], set: &[(&str, &str)]) {
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy().to_ascii_uppercase();
+        if prefixes.iter().any(|p| k.starts_with(p))
+            || matches!(k.as_str(), "VIRTUAL_ENV" | "PYTHONPATH" | "PYTHONHOME")
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("HOME", home);
+    for (k, v) in set {
+        cmd.env(k, v);
+    }
+}

@@ -305,18 +305,19 @@ fn venv_python() -> PathBuf {
 /// Clears every way a Hugging Face client (or ferry) could reach a hub, a token or a
 /// cache other than the ones a test names, and any proxy.
 fn isolate_hf(cmd: &mut Command, home: &Path) {
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy().to_ascii_uppercase();
-        if k.starts_with("HF_")
-            || k.starts_with("HUGGINGFACE_")
-            || k.starts_with("HUGGING_FACE_")
-            || k.ends_with("_PROXY")
-            || matches!(k.as_str(), "PYTHONPATH" | "PYTHONHOME" | "VIRTUAL_ENV")
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("HOME", home).env("NO_PROXY", "*");
+    super::context::isolate(
+        cmd,
+        home,
+        &[
+            "HF_",
+            "HUGGINGFACE_",
+            "HUGGING_FACE_",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+        ],
+        &[("NO_PROXY", "*")],
+    );
 }
 
 /// `ferry ARGS` in the test's directory, isolated from any hub configuration, with

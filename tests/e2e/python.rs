@@ -327,24 +327,18 @@ pub fn venv() -> PathBuf {
 /// Clears every way pip, uv or ferry could find an index other than the one a test
 /// names: `PIP_*`, `UV_*`, virtualenv and path variables, pip's and uv's config files.
 fn isolate_python(cmd: &mut Command, home: &Path) {
-    for (key, _) in std::env::vars_os() {
-        let key_text = key.to_string_lossy();
-        if key_text.starts_with("PIP_")
-            || key_text.starts_with("UV_")
-            || matches!(
-                key_text.as_ref(),
-                "VIRTUAL_ENV" | "PYTHONPATH" | "PYTHONHOME" | "CONDA_PREFIX"
-            )
-        {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("HOME", home)
-        .env("PIP_CONFIG_FILE", "/dev/null")
-        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        .env("PIP_NO_INPUT", "1")
-        .env("UV_NO_CONFIG", "1")
-        .env("UV_PYTHON_DOWNLOADS", "never");
+    super::context::isolate(
+        cmd,
+        home,
+        &["PIP_", "UV_", "CONDA_PREFIX"],
+        &[
+            ("PIP_CONFIG_FILE", "/dev/null"),
+            ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+            ("PIP_NO_INPUT", "1"),
+            ("UV_NO_CONFIG", "1"),
+            ("UV_PYTHON_DOWNLOADS", "never"),
+        ],
+    );
 }
 
 /// `ferry ARGS` in the test's directory, isolated from any index configuration.
