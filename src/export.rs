@@ -96,10 +96,32 @@ fn copy_blob(store: &Store, hex: &Sha256Hex, dest: &Path) -> anyhow::Result<()> 
             return Ok(());
         }
     }
-    let tmp = tmp_path(dest);
-    fs::copy(&src, &tmp)
-        .with_context(|| format!("cannot copy {} to {}", src.display(), tmp.display()))?;
-    fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    let mut from =
+        fs::File::open(&src).with_context(|| format!("cannot read {}", src.display()))?;
+    let mut tmp = new_temp(dest)?;
+    std::io::copy(&mut from, tmp.as_file_mut())
+        .with_context(|| format!("cannot copy {} next to {}", src.display(), dest.display()))?;
+    persist(tmp, dest)
+}
+
+/// A new file beside `dest`, created exclusively under a random name (never through a
+/// link someone left there), readable as an export should be.
+fn new_temp(dest: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".ferry-tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    Ok(tmp)
+}
+
+fn persist(tmp: tempfile::NamedTempFile, dest: &Path) -> anyhow::Result<()> {
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
     Ok(())
 }
 
@@ -113,13 +135,9 @@ fn write_atomic(dest: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if let Some(dir) = dest.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let tmp = tmp_path(dest);
-    let mut f =
-        fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
-    Ok(())
+    let mut tmp = new_temp(dest)?;
+    tmp.write_all(bytes)?;
+    persist(tmp, dest)
 }
 
 /// Credentials for an upload server.
@@ -167,10 +185,13 @@ pub async fn python_upload(store: &Store, upload: &Upload<'_>) -> anyhow::Result
             if let Some(user) = upload.username {
                 request = request.basic_auth(user, upload.password);
             }
-            let response = request
-                .send()
-                .await
-                .with_context(|| format!("cannot upload {} to {}", f.filename, upload.url))?;
+            let response = request.send().await.with_context(|| {
+                format!(
+                    "cannot upload {} to {}",
+                    f.filename,
+                    crate::names::redact_url(upload.url)
+                )
+            })?;
             match response.status().as_u16() {
                 200..=299 => sent += 1,
                 409 => present += 1,
@@ -178,7 +199,7 @@ pub async fn python_upload(store: &Store, upload: &Upload<'_>) -> anyhow::Result
                     let text = response.text().await.unwrap_or_default();
                     anyhow::bail!(
                         "{} refused {} with {status}: {}",
-                        upload.url,
+                        crate::names::redact_url(upload.url),
                         f.filename,
                         text.lines().next().unwrap_or("")
                     );

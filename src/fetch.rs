@@ -313,9 +313,7 @@ async fn fetch_once(
     }
     .map_err(|e| plain(e.into()))?;
     if want.size.is_some_and(|s| writer.len() >= s) && writer.len() > 0 {
-        writer = store
-            .blob_writer(&want.sha256.expect("resumable"), false)
-            .map_err(|e| plain(e.into()))?;
+        writer.restart().map_err(|e| plain(e.into()))?;
     }
     let offset = writer.len();
     let response = http
@@ -324,9 +322,7 @@ async fn fetch_once(
         .map_err(plain)?;
     if offset > 0 && response.status() != StatusCode::PARTIAL_CONTENT {
         // The server ignored the Range: take the whole body.
-        writer = store
-            .blob_writer(&want.sha256.expect("resumable"), false)
-            .map_err(|e| plain(e.into()))?;
+        writer.restart().map_err(|e| plain(e.into()))?;
     }
     let resumed = writer.len() > 0;
     let task = reporter.task(file, want.size);

@@ -75,6 +75,21 @@ fn import_to_store(
         if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
             Store::open(dir)?; // says why this directory is not a store
         }
+        // The new store is renamed into place: that needs the real directory (not a
+        // link to it, which the rename would replace) and a name.
+        let real;
+        let dir = match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.file_type().is_symlink() || dir.file_name().is_none() => {
+                real = std::fs::canonicalize(dir)
+                    .with_context(|| format!("{} is a link to nothing", dir.display()))?;
+                real.as_path()
+            }
+            Ok(_) => dir,
+            Err(_) if dir.file_name().is_none() => {
+                anyhow::bail!("--store {} does not name a directory", dir.display())
+            }
+            Err(_) => dir,
+        };
         let parent = match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             Some(p) => p.to_path_buf(),
             None => PathBuf::from("."),
@@ -244,13 +259,14 @@ pub fn verify(bundle: &Path, trust: &Trust<'_>) -> anyhow::Result<Verified> {
         .iter()
         .filter_map(|e| Some((e.digest()?, e.size)))
         .collect();
+    let mut seen = std::collections::HashSet::new();
     for a in &verified.manifest.artifacts {
-        complete_in_bundle(&a.root(), &staging.layout, &listed).map_err(|reason| {
-            VerifyError::Incomplete {
+        complete_in_bundle(&a.root(), &staging.layout, &listed, &mut seen, 0).map_err(
+            |reason| VerifyError::Incomplete {
                 artifact: a.name(),
                 reason,
-            }
-        })?;
+            },
+        )?;
     }
     for a in &verified.manifest.artifacts {
         crate::artifact::check_records(a, &[&staging.layout]).map_err(|reason| {
@@ -270,7 +286,16 @@ fn complete_in_bundle(
     desc: &crate::oci::Desc,
     small: &Store,
     listed: &std::collections::HashMap<crate::digest::Digest, u64>,
+    seen: &mut std::collections::HashSet<(crate::digest::Digest, u64)>,
+    depth: usize,
 ) -> Result<(), String> {
+    if depth > crate::store::MAX_DEPTH {
+        return Err(format!(
+            "{} is nested more than {} levels deep",
+            desc.digest,
+            crate::store::MAX_DEPTH
+        ));
+    }
     match listed.get(&desc.digest) {
         Some(&size) if size == desc.size => {}
         Some(&size) => {
@@ -281,14 +306,15 @@ fn complete_in_bundle(
         }
         None => return Err(format!("{} is not in the bundle", desc.digest)),
     }
-    if !crate::oci::is_manifest_type(&desc.media_type) {
+    // Each blob once (with the size it was checked at): shared children cost nothing.
+    if !seen.insert((desc.digest, desc.size)) || !crate::oci::is_manifest_type(&desc.media_type) {
         return Ok(());
     }
     let bytes = small.read_blob(&desc.digest).map_err(|e| e.to_string())?;
     let manifest =
         crate::oci::Manifest::parse(&bytes, Some(&desc.media_type)).map_err(|e| e.to_string())?;
     for child in &manifest.children {
-        complete_in_bundle(child, small, listed)?;
+        complete_in_bundle(child, small, listed, seen, depth + 1)?;
     }
     Ok(())
 }

@@ -74,8 +74,10 @@ fn classify(err: &anyhow::Error) -> (ExitStatus, Option<String>) {
 
 /// `error:` with the top message, `Caused by:` with the chain, `hint:` with the fix.
 fn report(err: &anyhow::Error, hint: Option<&str>) {
-    eprintln!("error: {err}");
-    let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+    // Whatever a cause quotes, credentials in a URL are never printed.
+    let clean = |s: String| names::redact_text(&s);
+    eprintln!("error: {}", clean(err.to_string()));
+    let causes: Vec<String> = err.chain().skip(1).map(|c| clean(c.to_string())).collect();
     if !causes.is_empty() {
         eprintln!("Caused by:");
         for (i, c) in causes.iter().enumerate() {
@@ -83,6 +85,6 @@ fn report(err: &anyhow::Error, hint: Option<&str>) {
         }
     }
     if let Some(h) = hint {
-        eprintln!("hint: {h}");
+        eprintln!("hint: {}", clean(h.to_string()));
     }
 }

@@ -475,6 +475,30 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `text` with the `user:password@` of every URL in it removed: the last guard before
+/// an error chain is printed (messages of other crates may quote a URL as it was).
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || "\"'`<>)".contains(c)
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => out.push_str(&authority[at + 1..]),
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,5 +579,12 @@ mod tests {
             "http://127.0.0.1:8081/simple/"
         );
         assert_eq!(redact_url("x://u:p@h/y"), "x://h/y");
+        assert_eq!(
+            redact_text(
+                "error sending request for url (https://u:s3cret@h.example/a) and `http://t@x/`"
+            ),
+            "error sending request for url (https://h.example/a) and `http://x/`"
+        );
+        assert_eq!(redact_text("no urls here: a@b"), "no urls here: a@b");
     }
 }

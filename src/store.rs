@@ -28,6 +28,8 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("manifest {digest} is nested more than {MAX_DEPTH} levels deep")]
+    TooDeep { digest: Digest },
     #[error("artifact {digest} in the store has an invalid record: {reason}")]
     BadRecord { digest: Digest, reason: String },
     #[error(
@@ -45,9 +47,9 @@ pub enum StoreError {
 impl Classify for StoreError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            StoreError::DigestMismatch { .. } | StoreError::BadRecord { .. } => {
-                ExitStatus::Verification
-            }
+            StoreError::DigestMismatch { .. }
+            | StoreError::BadRecord { .. }
+            | StoreError::TooDeep { .. } => ExitStatus::Verification,
             StoreError::NotAStore { .. } => ExitStatus::Usage,
             _ => ExitStatus::Error,
         }
@@ -429,7 +431,7 @@ pub fn reachable_in(
 ) -> Result<Vec<(Desc, Option<oci::Manifest>)>, StoreError> {
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    visit(stores, root, &mut seen, &mut |d, m| out.push((d, m)))?;
+    visit(stores, root, &mut seen, &mut |d, m| out.push((d, m)), 0)?;
     Ok(out)
 }
 
@@ -442,15 +444,25 @@ pub fn reachable_into(
     seen: &mut std::collections::HashSet<Digest>,
     each: &mut dyn FnMut(Desc, Option<oci::Manifest>),
 ) -> Result<(), StoreError> {
-    visit(stores, root, seen, each)
+    visit(stores, root, seen, each, 0)
 }
+
+/// How deep manifests may nest (an index of indexes of manifests is 3): a chain deeper
+/// than this is refused rather than walked (it could exhaust the stack).
+pub const MAX_DEPTH: usize = 16;
 
 fn visit(
     stores: &[&Store],
     desc: &Desc,
     seen: &mut std::collections::HashSet<Digest>,
     out: &mut dyn FnMut(Desc, Option<oci::Manifest>),
+    depth: usize,
 ) -> Result<(), StoreError> {
+    if depth > MAX_DEPTH {
+        return Err(StoreError::TooDeep {
+            digest: desc.digest,
+        });
+    }
     if !seen.insert(desc.digest) {
         return Ok(());
     }
@@ -473,7 +485,7 @@ fn visit(
             source: io::Error::new(io::ErrorKind::InvalidData, e),
         })?;
     for child in &manifest.children {
-        visit(stores, child, seen, out)?;
+        visit(stores, child, seen, out, depth + 1)?;
     }
     out(desc.clone(), Some(manifest));
     Ok(())
@@ -657,6 +669,25 @@ impl BlobWriter {
     /// Bytes written so far, including resumed ones.
     pub fn len(&self) -> u64 {
         self.inner.as_ref().map_or(0, HashingWriter::len)
+    }
+
+    /// Drops what was written (or resumed) and starts the blob again from zero, keeping
+    /// the lock: a writer made anew here would wait on the lock this one holds.
+    pub fn restart(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let old = self.inner.take().expect("not committed");
+        let (buf, _, _) = old.finish();
+        let file = buf
+            .into_inner()
+            .map_err(|e| io_err("cannot write", &path)(e.into_error()))?;
+        file.set_len(0).map_err(io_err("cannot truncate", &path))?;
+        let mut file = file;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(0)).map_err(io_err("cannot seek", &path))?;
+        self.inner = Some(HashingWriter::resume(
+            BufWriter::with_capacity(1 << 20, file),
+            Default::default(),
+        ));
+        Ok(())
     }
 
     /// Syncs and renames the blob into place under the digest its bytes have (the caller

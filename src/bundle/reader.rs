@@ -202,7 +202,7 @@ pub fn read(
         .map(|e| (e.path.as_str(), e))
         .collect();
     let headers = 3 * 512 * (verified.manifest.entries.len() as u64 + 4) + 2048;
-    budget.set(verified.manifest.total_size() + headers);
+    budget.set(verified.manifest.total_size().saturating_add(headers));
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut last: Option<String> = None;
     let mut current = pending;

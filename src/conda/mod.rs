@@ -188,7 +188,7 @@ async fn solve_and_fetch(
     let names = spec
         .channels
         .iter()
-        .map(|c| c.to_string())
+        .map(|c| crate::names::redact_url(c.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
     let repodata_err = |source: anyhow::Error| CondaError::Repodata {
@@ -304,7 +304,7 @@ fn plan_item(
 /// always has one, so an absent one is the sign of a wrong URL.
 async fn check_noarch(http: &crate::fetch::Http, channel: &reqwest::Url) -> Result<(), CondaError> {
     let no = || CondaError::NoNoarch {
-        channel: channel.to_string(),
+        channel: crate::names::redact_url(channel.as_str()),
     };
     if channel.scheme() == "file" {
         let path = channel.to_file_path().map_err(|_| no())?;
@@ -321,7 +321,7 @@ async fn check_noarch(http: &crate::fetch::Http, channel: &reqwest::Url) -> Resu
             .send()
             .await
             .map_err(|e| CondaError::Repodata {
-                channels: channel.to_string(),
+                channels: crate::names::redact_url(channel.as_str()),
                 source: e.into(),
             })?;
     if response.status().is_success() {
@@ -333,7 +333,7 @@ async fn check_noarch(http: &crate::fetch::Http, channel: &reqwest::Url) -> Resu
         .send()
         .await
         .map_err(|e| CondaError::Repodata {
-            channels: channel.to_string(),
+            channels: crate::names::redact_url(channel.as_str()),
             source: e.into(),
         })?;
     if response.status().is_success() {
@@ -376,7 +376,8 @@ async fn download(
         .as_deref()
         .map(crate::digest::Digest::from_hex)
         .transpose()?;
-    want.md5 = expected.md5.clone();
+    // The md5 counts only when there is no sha256 (then the download cannot resume).
+    want.md5 = expected.md5.clone().filter(|_| want.sha256.is_none());
     want.size = expected.size;
     let got = crate::fetch::fetch(http, &want, store, reporter.as_ref()).await?;
     let md5 = match got.md5 {

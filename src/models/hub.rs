@@ -56,8 +56,13 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(endpoint: &str, dataset: bool) -> Result<Hub, String> {
-        let endpoint = Url::parse(&format!("{}/", endpoint.trim_end_matches('/')))
-            .map_err(|e| format!("endpoint `{endpoint}` is not a URL: {e}"))?;
+        let endpoint =
+            Url::parse(&format!("{}/", endpoint.trim_end_matches('/'))).map_err(|e| {
+                format!(
+                    "endpoint `{}` is not a URL: {e}",
+                    crate::names::redact_url(endpoint)
+                )
+            })?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(30))
@@ -141,7 +146,7 @@ impl Hub {
             ("RepoNotFound", _) | (_, StatusCode::NOT_FOUND) => HubError::RepoNotFound {
                 kind: self.kind(),
                 repo: repo.into(),
-                endpoint: self.endpoint.to_string(),
+                endpoint: crate::names::redact_url(self.endpoint.as_str()),
             },
             (_, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => HubError::Unauthorized {
                 repo: repo.into(),

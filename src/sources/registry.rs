@@ -153,7 +153,7 @@ impl RegistrySource {
         let mut offset = writer.len();
         if offset >= desc.size {
             // A leftover longer than the blob cannot be right.
-            writer = store.blob_writer(&desc.digest, false)?;
+            writer.restart()?;
             offset = 0;
         }
         let mut stream = if offset == 0 {
@@ -173,7 +173,7 @@ impl RegistrySource {
                     s
                 }
                 BlobResponse::Full(s) => {
-                    writer = store.blob_writer(&desc.digest, false)?;
+                    writer.restart()?;
                     s
                 }
             }

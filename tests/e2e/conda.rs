@@ -1046,3 +1046,38 @@ fn conda_second_pull_fetches_no_package() {
         server.log()
     );
 }
+
+/// A partial download left by an interrupted run, from a server that ignores Range
+/// (python's http.server answers 200 with the whole file): the fetcher starts that file
+/// again from zero and the pull completes with the right bytes.
+#[test]
+fn conda_resume_against_a_server_without_range_starts_again() {
+    let ctx = TestContext::new();
+    copy_channel(&ctx, "norange");
+    let server = StaticServer::start(&ctx.path("norange"));
+    let url = format!("http://{}/{CHANNEL}", server.addr);
+    let spec = ctx.write_spec("ferry.toml", &conda_spec(&url, &["app"], &["linux-64"]));
+    let store = ctx.path("store");
+    // An empty store, then what a killed run left: the first half of a package.
+    ferry_conda(&ctx, ["pull", p(&spec), "--store", p(&store), "--dry-run"]).assert_success();
+    std::fs::create_dir_all(store.join("blobs/sha256")).unwrap();
+    std::fs::write(
+        store.join("oci-layout"),
+        "{\"imageLayoutVersion\":\"1.0.0\"}",
+    )
+    .unwrap();
+    std::fs::write(
+        store.join("index.json"),
+        "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[]}",
+    )
+    .unwrap();
+    let package = conda().package("linux-64", LIBFOO);
+    let bytes = std::fs::read(&package.path).unwrap();
+    let partial = store.join(".ferry/partial").join(&package.sha256);
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, &bytes[..bytes.len() / 2]).unwrap();
+    ferry_conda(&ctx, ["pull", p(&spec), "--store", p(&store)]).assert_success();
+    let got = std::fs::read(store.join("blobs/sha256").join(&package.sha256)).unwrap();
+    assert_eq!(got, bytes);
+    assert!(!partial.exists(), "the partial download was left behind");
+}
