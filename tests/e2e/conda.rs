@@ -1081,3 +1081,24 @@ fn conda_resume_against_a_server_without_range_starts_again() {
     assert_eq!(got, bytes);
     assert!(!partial.exists(), "the partial download was left behind");
 }
+
+/// A channel URL with credentials that cannot be reached: the error names the channel
+/// without them (nothing ferry prints carries a password).
+#[test]
+fn conda_channel_credentials_are_never_printed() {
+    let ctx = TestContext::new();
+    let out = assert_create_fails(
+        &ctx,
+        &conda_spec(
+            "http://ferry-user:s3cr3t-Pw-42@127.0.0.1:9/chan",
+            &["app"],
+            &["linux-64"],
+        ),
+        None,
+        &["127.0.0.1:9"],
+    );
+    assert!(
+        !out.stderr.contains("s3cr3t-Pw-42") && !out.stdout.contains("s3cr3t-Pw-42"),
+        "{out:?}"
+    );
+}

@@ -435,3 +435,44 @@ fn state_forty_thousand_artifacts_import_and_reimport() {
         started.elapsed()
     );
 }
+
+/// A signed bundle whose artifact is a chain of 40 image indexes, each holding the next
+/// (a stack-exhaustion attempt): refused with exit 3, nothing written.
+#[test]
+fn state_manifests_nested_too_deep_are_refused() {
+    let ctx = TestContext::new();
+    let fx = fixtures();
+    let mut bundle = Bundle::read(&fx.bundle);
+    let mut manifest = bundle.manifest();
+    let first = &manifest["artifacts"][0];
+    let mut child = serde_json::json!({
+        "mediaType": first["mediaType"],
+        "digest": first["digest"],
+        "size": first["size"],
+    });
+    let mut top = (String::new(), 0usize);
+    for _ in 0..40 {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [child],
+        });
+        let bytes = serde_json::to_vec(&index).unwrap();
+        let size = bytes.len();
+        let hex = bundle.add_blob(&mut manifest, bytes);
+        top = (format!("sha256:{hex}"), size);
+        child = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": top.0,
+            "size": size,
+        });
+    }
+    manifest["artifacts"][0]["digest"] = top.0.as_str().into();
+    manifest["artifacts"][0]["size"] = top.1.into();
+    manifest["artifacts"][0]["mediaType"] = "application/vnd.oci.image.index.v1+json".into();
+    bundle.set_manifest(&manifest);
+    bundle.resign(&fx.key);
+    let case = Case::new(&ctx, "too-deep");
+    let file = case.write(&bundle);
+    case.assert_refused(&file, &fx.public, &["nested more than 16"]);
+}

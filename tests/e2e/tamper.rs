@@ -232,7 +232,7 @@ impl Bundle {
     }
 
     /// Adds a blob entry (at the end, listed last in the manifest); returns its hex.
-    fn add_blob(&mut self, manifest: &mut serde_json::Value, bytes: Vec<u8>) -> String {
+    pub fn add_blob(&mut self, manifest: &mut serde_json::Value, bytes: Vec<u8>) -> String {
         let hex = super::context::sha256_hex(&bytes);
         let path = format!("blobs/sha256/{hex}");
         if !self.entries.iter().any(|e| e.path == path) {
