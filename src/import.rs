@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::artifact::Artifact;
 use crate::bundle::reader::{self, Decision, Trust};
 use crate::bundle::{Verified, VerifyError};
+use crate::ecosystems::AnyArtifact as Artifact;
 use crate::reporter::Reporter;
 use crate::sources::registry::RegistryOptions;
 use crate::store::Store;
@@ -269,11 +269,9 @@ pub fn verify(bundle: &Path, trust: &Trust<'_>) -> anyhow::Result<Verified> {
         )?;
     }
     for a in &verified.manifest.artifacts {
-        crate::artifact::check_records(a, &[&staging.layout]).map_err(|reason| {
-            VerifyError::BadRecord {
-                artifact: a.name(),
-                reason,
-            }
+        check_record(a, &[&staging.layout]).map_err(|reason| VerifyError::BadRecord {
+            artifact: a.name(),
+            reason,
         })?;
     }
     Ok(verified)
@@ -333,12 +331,25 @@ fn check_artifacts(artifacts: &[Artifact], stores: &[&Store]) -> Result<(), Veri
         )?;
     }
     for a in artifacts {
-        crate::artifact::check_records(a, stores).map_err(|reason| VerifyError::BadRecord {
+        check_record(a, stores).map_err(|reason| VerifyError::BadRecord {
             artifact: a.name(),
             reason,
         })?;
     }
     Ok(())
+}
+
+/// Checks an artifact's stored records against its signed one (see
+/// `ecosystems::check`); `stores` are searched in order (staging, then the target).
+fn check_record(a: &Artifact, stores: &[&Store]) -> Result<(), String> {
+    let read = |digest: &crate::digest::Digest| -> Result<Vec<u8>, String> {
+        let store = stores
+            .iter()
+            .find(|s| s.blob_path(digest).is_file())
+            .ok_or_else(|| format!("blob {digest} is missing"))?;
+        store.read_blob(digest).map_err(|e| e.to_string())
+    };
+    crate::ecosystems::check(a, &read)
 }
 
 fn report_imported(verified: &Verified, reporter: &dyn Reporter) {

@@ -4,20 +4,18 @@ mod artifact;
 mod bundle;
 mod cli;
 mod commands;
-mod conda;
 mod digest;
+mod ecosystems;
 mod escape;
 mod exit;
 mod export;
 mod fetch;
 mod import;
-mod models;
 mod names;
 mod oci;
 mod plan;
-mod pull;
-mod python;
 mod reporter;
+mod respond;
 mod serve;
 mod sign;
 mod sources;
@@ -62,9 +60,9 @@ fn classify(err: &anyhow::Error) -> (ExitStatus, Option<String>) {
             sources::SourceError,
             targets::registry::PushError,
             commands::UsageError,
-            python::PythonError,
-            models::ModelError,
-            conda::CondaError,
+            ecosystems::python::PythonError,
+            ecosystems::model::ModelError,
+            ecosystems::conda::CondaError,
             names::NameError,
             fetch::FetchError
         );

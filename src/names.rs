@@ -433,6 +433,15 @@ impl fmt::Display for RepoType {
     }
 }
 
+/// A bundle series (a spec's `name`): 1-128 letters, digits, `.`, `_` or `-`.
+pub fn valid_series_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// Whether `s` is a media type as RFC 6838 allows it (`type/subtype`, restricted-name
 /// characters, no parameters): what may go into a `Content-Type` header.
 pub fn valid_media_type(s: &str) -> bool {

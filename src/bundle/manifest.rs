@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::Artifact;
 use crate::digest::Digest;
+use crate::ecosystems::AnyArtifact;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -21,7 +21,7 @@ pub struct BundleManifest {
     /// The ferry that wrote it.
     pub tool: String,
     pub policy: PolicyVerdict,
-    pub artifacts: Vec<Artifact>,
+    pub artifacts: Vec<AnyArtifact>,
     /// Every tar entry after the signatures, in order.
     pub entries: Vec<Entry>,
 }
@@ -68,7 +68,7 @@ impl BundleManifest {
                 super::FORMAT
             ));
         }
-        if !crate::spec::valid_series_name(&self.series) {
+        if !crate::names::valid_series_name(&self.series) {
             return Err(format!("invalid series name `{}`", self.series));
         }
         let mut seen = HashSet::new();

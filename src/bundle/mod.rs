@@ -37,8 +37,10 @@ mod tests {
     use super::reader::{self, Decision, EntrySink, Trust, VerifyError};
     use super::writer::{self, BundleSpec, WriteOptions};
     use super::{BundleManifest, Entry};
-    use crate::artifact::{Artifact, Kind};
+    use crate::artifact::Artifact;
     use crate::digest::Digest;
+    use crate::ecosystems::Record;
+    use crate::ecosystems::image::ImageRecord;
     use crate::sign::{self, PublicKey, SecretKey};
     use crate::store::{self, Store};
 
@@ -73,20 +75,18 @@ mod tests {
             .update_entries(|e| store::upsert_entry(e, "test/a", Some("v1"), &desc))
             .unwrap();
         let artifact = Artifact {
-            kind: Kind::Image,
             repository: "test/a".into(),
             tag: Some("v1".into()),
             digest: desc.digest,
             media_type: desc.media_type.clone(),
             size: bytes.len() as u64,
             origin: "unit test".into(),
-            platforms: Vec::new(),
-            subject: None,
-            source_digest: None,
             artifact_type: desc.artifact_type.clone(),
-            python: None,
-            model: None,
-            conda: None,
+            record: Record::Image(ImageRecord {
+                platforms: Vec::new(),
+                subject: None,
+                source_digest: None,
+            }),
         };
         let (secret, public, _) = sign::generate(&dir.join("key")).unwrap();
         let key = SecretKey::load(&secret).unwrap();

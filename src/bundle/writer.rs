@@ -8,10 +8,10 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::artifact::Artifact;
 use crate::bundle::manifest::{BundleManifest, Entry, PolicyVerdict};
 use crate::bundle::{FORMAT, MANIFEST_NAME, SIGNATURE_NAME};
 use crate::digest::{Digest, HashingReader};
+use crate::ecosystems::AnyArtifact as Artifact;
 use crate::oci::Desc;
 use crate::reporter::Reporter;
 use crate::sign::SecretKey;

@@ -198,29 +198,11 @@ fn print_inspect(path: &Path, m: &BundleManifest, keys: &[sign::KeyId]) {
     );
     println!("artifacts:");
     for a in &m.artifacts {
-        let kind = match a.kind {
-            crate::artifact::Kind::Image => "image",
-            crate::artifact::Kind::Referrer => "referrer",
-            crate::artifact::Kind::Python => "python",
-            crate::artifact::Kind::Model => "model",
-            crate::artifact::Kind::Conda => "conda",
-        };
+        let kind = crate::ecosystems::Kind::of(&a.record).as_str();
         println!("  {kind:<8} {}  {}", a.name(), a.digest);
         println!("           from {}", a.origin);
-        if !a.platforms.is_empty() {
-            println!("           platforms {}", a.platforms.join(", "));
-        }
-        if let Some(s) = &a.subject {
-            println!("           attached to {s}");
-        }
-        for f in a.python.iter().flat_map(|p| &p.files) {
-            println!("           {}  sha256:{}", f.filename, f.sha256);
-        }
-        if let Some(m) = &a.model {
-            println!("           {} {} at commit {}", m.kind, m.repo, m.commit);
-            for f in &m.files {
-                println!("           {}  sha256:{}", f.path, f.sha256);
-            }
+        for line in crate::ecosystems::describe(a) {
+            println!("           {line}");
         }
     }
 }

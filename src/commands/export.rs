@@ -23,7 +23,7 @@ pub fn python(args: ExportPython, g: &Globals) -> anyhow::Result<()> {
     let store = Store::open(&store)?;
     match (to, upload) {
         (Some(dir), _) => {
-            let n = crate::export::python_tree(&store, &dir)?;
+            let n = crate::ecosystems::python::export::python_tree(&store, &dir)?;
             if !g.quiet {
                 println!(
                     "wrote {n} file(s) to {}: serve it, or use --index-url file://{}/simple/",
@@ -33,13 +33,14 @@ pub fn python(args: ExportPython, g: &Globals) -> anyhow::Result<()> {
             }
         }
         (None, Some(url)) => {
-            let upload = crate::export::Upload {
+            let upload = crate::ecosystems::python::export::Upload {
                 url: &url,
                 username: username.as_deref(),
                 password: password.as_deref(),
             };
-            let (sent, present) =
-                runtime()?.block_on(crate::export::python_upload(&store, &upload))?;
+            let (sent, present) = runtime()?.block_on(
+                crate::ecosystems::python::export::python_upload(&store, &upload),
+            )?;
             if !g.quiet {
                 println!("uploaded {sent} file(s) to {url} ({present} already there)");
             }
@@ -59,7 +60,7 @@ pub fn conda(args: ExportConda, g: &Globals) -> anyhow::Result<()> {
     let ExportConda { store, to } = args;
 
     let store = Store::open(&store)?;
-    let n = crate::export::conda_channels(&store, &to)?;
+    let n = crate::ecosystems::conda::export::conda_channels(&store, &to)?;
     if !g.quiet {
         println!(
             "wrote {n} package(s) to {}: use the channel file://{}/<channel>",
@@ -80,7 +81,7 @@ pub fn hf(args: ExportHf, g: &Globals) -> anyhow::Result<()> {
     let ExportHf { store, to } = args;
 
     let store = Store::open(&store)?;
-    let n = crate::export::hf_cache(&store, &to)?;
+    let n = crate::ecosystems::model::export::hf_cache(&store, &to)?;
     if !g.quiet {
         println!(
             "wrote {n} file(s) to {}: load with HF_HUB_OFFLINE=1 HF_HUB_CACHE={}",

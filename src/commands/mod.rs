@@ -20,9 +20,9 @@ use crate::bundle::writer::{self, BundleSpec, WriteOptions};
 use crate::cli::{
     BundleCommand, Cli, Command, ExportCommand, KeyCommand, PlanArgs, StoreArg, TrustArgs,
 };
+use crate::ecosystems::AnyArtifact;
 use crate::exit::{Classify, ExitStatus};
 use crate::import::{ImportOptions, Outcome, Target};
-use crate::pull::PullOptions;
 use crate::reporter::{self, Reporter};
 use crate::sign::{self, PublicKey, SecretKey};
 use crate::sources::registry::RegistryOptions;
@@ -176,6 +176,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// How a spec is pulled.
+pub struct PullOptions {
+    pub registry: RegistryOptions,
+    /// Downloads at once.
+    pub jobs: usize,
+    /// A dry run: resolve, record what would be fetched here, fetch and write nothing.
+    pub plan: Option<Arc<crate::plan::Plan>>,
+}
+
+/// Pulls every entry of the spec into the store.
+fn pull_entries(
+    spec: &Spec,
+    store: &Store,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<Vec<AnyArtifact>> {
+    let cx = crate::ecosystems::PullContext {
+        store,
+        jobs: options.jobs,
+        plan: options.plan.as_deref(),
+        reporter,
+        registry: &options.registry,
+    };
+    runtime()?.block_on(crate::ecosystems::pull_all(&spec.entries, &cx))
+}
+
 /// `--dry-run`: resolves the spec against the store (which is not created when it does
 /// not exist) and prints the plan.
 fn dry_run(
@@ -194,9 +220,7 @@ fn dry_run(
         jobs,
         plan: Some(plan.clone()),
     };
-    runtime()?.block_on(crate::pull::pull(
-        &spec_file, spec, &store, &options, reporter,
-    ))?;
+    pull_entries(&spec_file, &store, &options, reporter)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
     } else {
@@ -211,12 +235,10 @@ fn pull_spec(
     store: Option<PathBuf>,
     options: PullOptions,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<(Spec, Store, Vec<crate::artifact::Artifact>)> {
+) -> anyhow::Result<(Spec, Store, Vec<AnyArtifact>)> {
     let spec_file = Spec::load(spec)?;
     let store = Store::open_or_create(&store.unwrap_or_else(default_store))?;
-    let artifacts = runtime()?.block_on(crate::pull::pull(
-        &spec_file, spec, &store, &options, reporter,
-    ))?;
+    let artifacts = pull_entries(&spec_file, &store, &options, reporter)?;
     Ok((spec_file, store, artifacts))
 }
 

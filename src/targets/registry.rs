@@ -9,8 +9,8 @@ use futures_util::{StreamExt, TryStreamExt};
 use oci_client::Reference;
 use tokio_util::io::ReaderStream;
 
-use crate::artifact::Artifact;
 use crate::digest::Digest;
+use crate::ecosystems::AnyArtifact as Artifact;
 use crate::exit::{Classify, ExitStatus};
 use crate::oci::Desc;
 use crate::reporter::Reporter;

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use crate::artifact::Artifact;
 use crate::digest::Digest;
+use crate::ecosystems::AnyArtifact as Artifact;
 use crate::store::{self, Store, StoreError};
 
 use super::Staging;

@@ -4,7 +4,10 @@
 //! repodata's sha256 (or md5) and size while it streams, and keep each package as an OCI
 //! artifact with its repodata record.
 
-pub mod artifact;
+pub mod export;
+pub mod record;
+mod serve;
+mod spec;
 
 use std::sync::Arc;
 
@@ -15,12 +18,12 @@ use rattler_conda_types::{
 };
 use rattler_solve::{SolverImpl, SolverTask};
 
-use crate::artifact::{Artifact, Kind};
+use crate::artifact::Artifact;
 use crate::exit::{Classify, ExitStatus};
 use crate::names::{ChannelName, CondaFileName, CondaToken, Subdir as SubdirName};
 use crate::reporter::Reporter;
 use crate::store::{self, Store, StoreError};
-use artifact::CondaPackage;
+use record::CondaPackage;
 
 /// Where named channels live, when the spec names one rather than giving a URL.
 pub const DEFAULT_CHANNEL_ALIAS: &str = "https://conda.anaconda.org";
@@ -145,7 +148,7 @@ pub async fn pull(
     jobs: usize,
     plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<Artifact>> {
+) -> anyhow::Result<Vec<Artifact<CondaPackage>>> {
     let http = crate::fetch::Http::new()?;
     let packages = match &spec.lock {
         Some(locked) => pull_locked(locked, &spec.platforms, store, &http, plan, reporter).await?,
@@ -153,25 +156,19 @@ pub async fn pull(
     };
     let mut artifacts = Vec::new();
     for package in packages {
-        let (desc, bytes) = artifact::write(store, &package)?;
+        let (desc, bytes) = record::write(store, &package)?;
         let repository = package.repository();
         let tag = package.tag();
         store.update_entries(|e| store::upsert_entry(e, &repository, Some(&tag), &desc))?;
         artifacts.push(Artifact {
-            kind: Kind::Conda,
             repository,
             tag: Some(tag),
             digest: desc.digest,
             media_type: desc.media_type,
             size: bytes.len() as u64,
             origin: package.url.clone(),
-            platforms: Vec::new(),
-            subject: None,
-            source_digest: None,
             artifact_type: desc.artifact_type,
-            python: None,
-            model: None,
-            conda: Some(package),
+            record: package,
         });
     }
     Ok(artifacts)
@@ -650,4 +647,80 @@ pub fn parse_platforms(platforms: &[String]) -> Result<Vec<Subdir>, String> {
                 .map_err(|_| format!("platform `{p}` is not a conda subdir such as linux-64"))
         })
         .collect()
+}
+
+/// conda packages: `[[conda]]`.
+pub struct Conda;
+
+impl crate::ecosystems::Ecosystem for Conda {
+    const SECTION: &'static str = "conda";
+    type Spec = CondaSpec;
+    type Record = CondaPackage;
+    type Catalog = serve::CondaCatalog;
+
+    fn parse(entry: toml::Table, base: &std::path::Path) -> Result<CondaSpec, String> {
+        spec::parse(entry, base)
+    }
+
+    async fn pull(
+        spec: &CondaSpec,
+        n: usize,
+        cx: &crate::ecosystems::PullContext<'_>,
+    ) -> anyhow::Result<Vec<Artifact<CondaPackage>>> {
+        pull(spec, cx.store, cx.jobs, cx.plan, cx.reporter)
+            .await
+            .with_context(|| format!("cannot pull [[conda]] #{n}"))
+    }
+
+    fn check(
+        a: &crate::artifact::Head,
+        own: Option<&CondaPackage>,
+        read: &crate::artifact::ReadBlob,
+    ) -> Result<(), String> {
+        if a.artifact_type.as_deref() != Some(record::ARTIFACT_TYPE) {
+            return Ok(());
+        }
+        let manifest = read(&a.digest)?;
+        let stored = record::read(&crate::artifact::config_of(a, &manifest, read)?)?;
+        if own.is_some_and(|r| *r != stored) {
+            return Err("its stored package config differs from the signed record".into());
+        }
+        Ok(())
+    }
+
+    fn describe(_: &crate::artifact::Head, p: &CondaPackage) -> Vec<String> {
+        vec![format!(
+            "{}/{}/{}  sha256:{}",
+            p.channel.as_str(),
+            p.subdir.as_str(),
+            p.file_name.as_str(),
+            p.sha256
+        )]
+    }
+
+    fn catalog(
+        store: &Store,
+        modified: std::time::SystemTime,
+    ) -> anyhow::Result<serve::CondaCatalog> {
+        serve::CondaCatalog::build(store, modified)
+    }
+
+    fn claims(path: &str) -> bool {
+        path.starts_with("/conda/")
+    }
+
+    async fn route(
+        store: &Store,
+        catalog: &serve::CondaCatalog,
+        request: &crate::respond::Request<'_>,
+    ) -> axum::response::Response {
+        serve::route(
+            store,
+            catalog,
+            request.method,
+            request.path,
+            request.headers,
+        )
+        .await
+    }
 }

@@ -2,12 +2,15 @@
 //! the index while it streams) and its core metadata, and keep each release in the store
 //! as an OCI artifact (see `release`).
 
+pub mod export;
 pub mod index;
 pub mod lock;
 pub mod metadata;
-pub mod release;
+pub mod record;
 pub mod requirements;
 pub mod resolve;
+mod serve;
+mod spec;
 pub mod tags;
 
 use std::collections::BTreeMap;
@@ -17,14 +20,14 @@ use anyhow::Context as _;
 use futures_util::{StreamExt, TryStreamExt};
 use pep508_rs::{PackageName, Requirement};
 
-use crate::artifact::{Artifact, Kind};
+use crate::artifact::Artifact;
 use crate::digest::Digest;
 use crate::exit::{Classify, ExitStatus};
 use crate::names::{ProjectName, Token, WheelFileName, redact_url};
 use crate::reporter::Reporter;
 use crate::store::{self, Store};
 use index::{IndexClient, IndexFile};
-use release::{PythonFile, PythonRelease};
+use record::{PythonFile, PythonRelease};
 use resolve::{ResolveError, Resolver};
 use tags::Target;
 
@@ -163,7 +166,7 @@ pub async fn pull(
     jobs: usize,
     plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<Artifact>> {
+) -> anyhow::Result<Vec<Artifact<PythonRelease>>> {
     // A lock names its wheels' URLs; otherwise an index is needed.
     let url = match (&spec.lock, index_url(spec)) {
         (_, Some(url)) => url,
@@ -317,9 +320,9 @@ pub async fn pull(
                     metadata_size: bytes.len() as u64,
                 });
             }
-            let (desc, bytes) = release::write(store, &release)?;
-            let repository = release::repository(&release.project);
-            let tag = release::version_tag(&release.version);
+            let (desc, bytes) = record::write(store, &release)?;
+            let repository = record::repository(&release.project);
+            let tag = record::version_tag(&release.version);
             store.update_entries(|e| store::upsert_entry(e, &repository, Some(&tag), &desc))?;
             reporter.line(&format!(
                 "pulled {} {} ({} file(s))",
@@ -328,20 +331,14 @@ pub async fn pull(
                 release.files.len()
             ));
             artifacts.push(Artifact {
-                kind: Kind::Python,
                 repository,
                 tag: Some(tag),
                 digest: desc.digest,
                 media_type: desc.media_type,
                 size: bytes.len() as u64,
                 origin: public_url.clone(),
-                platforms: Vec::new(),
-                subject: None,
-                source_digest: None,
                 artifact_type: desc.artifact_type,
-                python: Some(release),
-                model: None,
-                conda: None,
+                record: release,
             });
         }
     }
@@ -360,4 +357,76 @@ async fn fetch_wheel(
     want.sha256 = Some(file.sha256.expect("checked by the caller"));
     crate::fetch::fetch(client.fetcher(), &want, store, reporter.as_ref()).await?;
     Ok(())
+}
+
+/// Python wheels: `[[python]]`.
+pub struct Python;
+
+impl crate::ecosystems::Ecosystem for Python {
+    const SECTION: &'static str = "python";
+    type Spec = PythonSpec;
+    type Record = PythonRelease;
+    type Catalog = serve::PypiCatalog;
+
+    fn parse(entry: toml::Table, base: &std::path::Path) -> Result<PythonSpec, String> {
+        spec::parse(entry, base)
+    }
+
+    async fn pull(
+        spec: &PythonSpec,
+        n: usize,
+        cx: &crate::ecosystems::PullContext<'_>,
+    ) -> anyhow::Result<Vec<Artifact<PythonRelease>>> {
+        pull(spec, n, cx.store, cx.jobs, cx.plan, cx.reporter).await
+    }
+
+    fn check(
+        a: &crate::artifact::Head,
+        own: Option<&PythonRelease>,
+        read: &crate::artifact::ReadBlob,
+    ) -> Result<(), String> {
+        if a.artifact_type.as_deref() != Some(record::ARTIFACT_TYPE) {
+            return Ok(());
+        }
+        let manifest = read(&a.digest)?;
+        let stored = record::read(&crate::artifact::config_of(a, &manifest, read)?)?;
+        if own.is_some_and(|r| *r != stored) {
+            return Err("its stored release config differs from the signed record".into());
+        }
+        Ok(())
+    }
+
+    fn describe(_: &crate::artifact::Head, release: &PythonRelease) -> Vec<String> {
+        release
+            .files
+            .iter()
+            .map(|f| format!("{}  sha256:{}", f.filename, f.sha256))
+            .collect()
+    }
+
+    fn catalog(
+        store: &Store,
+        _modified: std::time::SystemTime,
+    ) -> anyhow::Result<serve::PypiCatalog> {
+        serve::PypiCatalog::build(store)
+    }
+
+    fn claims(path: &str) -> bool {
+        path == "/simple" || path.starts_with("/simple/") || path.starts_with("/files/")
+    }
+
+    async fn route(
+        store: &Store,
+        catalog: &serve::PypiCatalog,
+        request: &crate::respond::Request<'_>,
+    ) -> axum::response::Response {
+        serve::route(
+            store,
+            catalog,
+            request.method,
+            request.path,
+            request.headers,
+        )
+        .await
+    }
 }

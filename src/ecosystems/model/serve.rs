@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{FileRef, file_response};
+use crate::ecosystems::model::record::{self, ModelFile, ModelInfo};
 use crate::escape::{has_control, is_lower_hex, percent_decode};
-use crate::models::artifact::{self, ModelFile, ModelInfo};
+use crate::respond::{FileRef, file_response};
 use crate::store::Store;
 
 #[derive(Default)]
-pub(super) struct HfCatalog {
+pub struct HfCatalog {
     /// (`model`|`dataset`, lower-case repo id) -> repository.
     repos: HashMap<(String, String), HfRepo>,
 }
@@ -28,14 +28,13 @@ struct HfRepo {
 }
 
 impl HfCatalog {
-    pub(super) fn build(store: &Store) -> anyhow::Result<HfCatalog> {
+    pub fn build(store: &Store) -> anyhow::Result<HfCatalog> {
         let mut catalog = HfCatalog::default();
-        for super::Record {
+        for crate::respond::StoredRecord {
             digest, manifest, ..
-        } in super::artifacts(store, artifact::REPOSITORY_PREFIX, artifact::ARTIFACT_TYPE)?
+        } in crate::respond::artifacts(store, record::REPOSITORY_PREFIX, record::ARTIFACT_TYPE)?
         {
-            let info = match artifact::read(&manifest).unwrap_or(Err("not a model manifest".into()))
-            {
+            let info = match record::read(&manifest).unwrap_or(Err("not a model manifest".into())) {
                 Ok(info) => info,
                 Err(why) => {
                     eprintln!("warning: model {digest} is not served: {why}");
@@ -104,7 +103,7 @@ fn servable(info: &ModelInfo) -> Result<(), String> {
 }
 
 /// Whether a path is one of the hub's.
-pub(super) fn is_hub_path(path: &str) -> bool {
+pub fn is_hub_path(path: &str) -> bool {
     path.starts_with("/api/models/")
         || path.starts_with("/api/datasets/")
         || path.contains("/resolve/")
@@ -171,7 +170,7 @@ impl HfRepo {
     }
 }
 
-pub(super) async fn route(
+pub async fn route(
     store: &Store,
     catalog: &HfCatalog,
     method: &Method,

@@ -1,4 +1,4 @@
-//! Pulling a spec into the store. For each image: resolve the top manifest, plan what
+//! Pulling an image into the store: resolve the top manifest, plan what
 //! the store lacks, fetch those blobs concurrently (each hashed as it streams), then
 //! write manifests and, last, the tag into `index.json`. A second run fetches nothing
 //! the store already holds.
@@ -9,86 +9,16 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use futures_util::{StreamExt, TryStreamExt};
 
-use crate::artifact::{Artifact, Kind};
+use super::{ImageRecord, ImageSource, ImageSpec};
+use crate::artifact::Artifact;
 use crate::digest::Digest;
-use crate::oci::{self, Desc, Manifest};
+use crate::ecosystems::PullContext;
+use crate::oci::{self, Desc, Manifest, Platform};
 use crate::reporter::Reporter;
 use crate::sources::layout::{LayoutSource, split_layout_ref};
-use crate::sources::registry::{RegistryOptions, RegistrySource};
+use crate::sources::registry::RegistrySource;
 use crate::sources::{ManifestRef, Source, SourceError};
-use crate::spec::{ImageSource, ImageSpec, Platform, Spec, SpecError};
 use crate::store::{self, Store};
-
-pub struct PullOptions {
-    pub registry: RegistryOptions,
-    /// Blobs fetched at once.
-    pub jobs: usize,
-    /// A dry run: resolve, record what would be fetched here, fetch and write nothing.
-    pub plan: Option<Arc<crate::plan::Plan>>,
-}
-
-/// Pulls every image of the spec; returns what was carried, images first.
-pub async fn pull(
-    spec: &Spec,
-    spec_path: &std::path::Path,
-    store: &Store,
-    options: &PullOptions,
-    reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<Artifact>> {
-    let mut artifacts = Vec::new();
-    for (i, python) in spec.python.iter().enumerate() {
-        artifacts.extend(
-            crate::python::pull(
-                python,
-                i + 1,
-                store,
-                options.jobs,
-                options.plan.as_deref(),
-                reporter,
-            )
-            .await?,
-        );
-    }
-    for (i, conda) in spec.conda.iter().enumerate() {
-        artifacts.extend(
-            crate::conda::pull(
-                conda,
-                store,
-                options.jobs,
-                options.plan.as_deref(),
-                reporter,
-            )
-            .await
-            .with_context(|| format!("cannot pull [[conda]] #{}", i + 1))?,
-        );
-    }
-    for model in &spec.models {
-        artifacts.extend(
-            crate::models::pull(
-                model,
-                store,
-                options.jobs,
-                options.plan.as_deref(),
-                reporter,
-            )
-            .await
-            .with_context(|| format!("cannot pull {}", model.repo))?,
-        );
-    }
-    for image in &spec.images {
-        let pulled = pull_image(image, spec_path, store, options, reporter)
-            .await
-            .with_context(|| format!("cannot pull {}", image.source))?;
-        for a in pulled {
-            if !artifacts.iter().any(|b: &Artifact| {
-                b.digest == a.digest && b.repository == a.repository && b.tag == a.tag
-            }) {
-                artifacts.push(a);
-            }
-        }
-    }
-    Ok(artifacts)
-}
 
 /// The manifests and blobs below one top manifest.
 #[derive(Default)]
@@ -98,22 +28,21 @@ struct Tree {
     blobs: BTreeMap<Digest, Desc>,
 }
 
-async fn pull_image(
+/// Pulls one image, and the referrers attached to it when the spec asks for them.
+pub async fn pull_image(
     image: &ImageSpec,
-    spec_path: &std::path::Path,
-    store: &Store,
-    options: &PullOptions,
-    reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<Artifact>> {
+    cx: &PullContext<'_>,
+) -> anyhow::Result<Vec<Artifact<ImageRecord>>> {
+    let (store, reporter) = (cx.store, cx.reporter);
     let (source, repository, reference) = match &image.source {
         ImageSource::Registry(r) => {
-            let src = RegistrySource::new(r, &options.registry)?;
+            let src = RegistrySource::new(r, cx.registry)?;
             let base = src.reference().clone();
             let reference = match base.digest() {
-                Some(d) => ManifestRef::Digest(d.parse().map_err(|e| SpecError::Invalid {
-                    path: spec_path.to_path_buf(),
-                    message: format!("{r}: {e}"),
-                })?),
+                Some(d) => ManifestRef::Digest(
+                    d.parse()
+                        .map_err(|e| anyhow::anyhow!("{r}: the digest is not sha256: {e}"))?,
+                ),
                 None => ManifestRef::Tag(base.tag().unwrap_or("latest").to_string()),
             };
             let repo = image
@@ -151,8 +80,8 @@ async fn pull_image(
         (top_bytes, None)
     };
     let top = Manifest::parse(&top_bytes, None)?;
-    let platforms = fetch_tree(&source, &top, &top_bytes, store, options, reporter).await?;
-    if options.plan.is_some() {
+    let platforms = fetch_tree(&source, &top, &top_bytes, store, cx, reporter).await?;
+    if cx.plan.is_some() {
         return Ok(Vec::new());
     }
     store.update_entries(|entries| {
@@ -171,20 +100,18 @@ async fn pull_image(
     ));
 
     let mut artifacts = vec![Artifact {
-        kind: Kind::Image,
         repository: repository.clone(),
         tag,
         digest: top.digest,
         media_type: top.media_type.clone(),
         size: top_bytes.len() as u64,
         origin: origin.clone(),
-        platforms,
-        subject: None,
-        source_digest,
         artifact_type: top.artifact_type.clone(),
-        python: None,
-        model: None,
-        conda: None,
+        record: ImageRecord {
+            platforms,
+            subject: None,
+            source_digest,
+        },
     }];
     if image.referrers {
         let subjects: Vec<Digest> = std::iter::once(top.digest).chain(source_digest).collect();
@@ -195,7 +122,7 @@ async fn pull_image(
                 &repository,
                 &origin,
                 store,
-                options,
+                cx,
                 reporter,
             )
             .await?,
@@ -266,7 +193,7 @@ async fn fetch_tree(
     top: &Manifest,
     top_bytes: &[u8],
     store: &Store,
-    options: &PullOptions,
+    cx: &PullContext<'_>,
     reporter: &Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<String>> {
     let mut tree = Tree::default();
@@ -297,7 +224,7 @@ async fn fetch_tree(
             }
         }
     }
-    if let Some(plan) = &options.plan {
+    if let Some(plan) = &cx.plan {
         for d in tree.blobs.values() {
             plan.add(crate::plan::Item {
                 ecosystem: "image",
@@ -327,7 +254,7 @@ async fn fetch_tree(
             result
         }
     }))
-    .buffer_unordered(options.jobs.max(1))
+    .buffer_unordered(cx.jobs.max(1))
     .try_collect::<Vec<()>>()
     .await?;
     for (digest, bytes) in tree.manifests.iter().rev() {
@@ -347,9 +274,9 @@ async fn pull_referrers(
     repository: &str,
     origin: &str,
     store: &Store,
-    options: &PullOptions,
+    cx: &PullContext<'_>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<Artifact>> {
+) -> anyhow::Result<Vec<Artifact<ImageRecord>>> {
     let tags = match source.tags().await {
         Ok(t) => t,
         Err(e @ SourceError::Fetch { .. }) => {
@@ -368,7 +295,7 @@ async fn pull_referrers(
             found.push((*subject, None, ManifestRef::Digest(desc.digest)));
         }
     }
-    let mut artifacts: Vec<Artifact> = Vec::new();
+    let mut artifacts: Vec<Artifact<ImageRecord>> = Vec::new();
     for (subject, tag, reference) in found {
         let bytes = source.manifest(&reference).await?;
         let m = Manifest::parse(&bytes, None)?;
@@ -378,8 +305,8 @@ async fn pull_referrers(
         {
             continue;
         }
-        fetch_tree(source, &m, &bytes, store, options, reporter).await?;
-        if options.plan.is_some() {
+        fetch_tree(source, &m, &bytes, store, cx, reporter).await?;
+        if cx.plan.is_some() {
             continue;
         }
         store.update_entries(|entries| {
@@ -391,20 +318,18 @@ async fn pull_referrers(
             subject
         ));
         artifacts.push(Artifact {
-            kind: Kind::Referrer,
             repository: repository.to_string(),
             tag,
             digest: m.digest,
             media_type: m.media_type.clone(),
             size: bytes.len() as u64,
             origin: format!("{origin} ({reference})"),
-            platforms: Vec::new(),
-            subject: Some(subject),
-            source_digest: None,
             artifact_type: m.artifact_type.clone(),
-            python: None,
-            model: None,
-            conda: None,
+            record: ImageRecord {
+                platforms: Vec::new(),
+                subject: Some(subject),
+                source_digest: None,
+            },
         });
     }
     Ok(artifacts)

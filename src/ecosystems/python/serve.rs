@@ -7,14 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{FileRef, file_response, text};
+use crate::ecosystems::python::index::{HTML_TYPE, JSON_TYPE};
+use crate::ecosystems::python::record::{self, PythonFile, PythonRelease};
 use crate::escape::{self, has_control, is_lower_hex, percent_decode};
-use crate::python::index::{HTML_TYPE, JSON_TYPE};
-use crate::python::release::{self, PythonFile, PythonRelease};
+use crate::respond::{FileRef, file_response, text};
 use crate::store::Store;
 
 #[derive(Default)]
-pub(super) struct PypiCatalog {
+pub struct PypiCatalog {
     /// Normalised project name -> its releases.
     projects: BTreeMap<String, Vec<PythonRelease>>,
     /// Wheel sha256 (hex) -> file.
@@ -22,10 +22,10 @@ pub(super) struct PypiCatalog {
 }
 
 impl PypiCatalog {
-    pub(super) fn build(store: &Store) -> anyhow::Result<PypiCatalog> {
+    pub fn build(store: &Store) -> anyhow::Result<PypiCatalog> {
         let mut catalog = PypiCatalog::default();
-        for super::Record { digest, config, .. } in
-            super::artifacts(store, release::REPOSITORY_PREFIX, release::ARTIFACT_TYPE)?
+        for crate::respond::StoredRecord { digest, config, .. } in
+            crate::respond::artifacts(store, record::REPOSITORY_PREFIX, record::ARTIFACT_TYPE)?
         {
             let mut r: PythonRelease = match serde_json::from_slice(&config) {
                 Ok(r) => r,
@@ -181,7 +181,7 @@ fn file_url(f: &PythonFile) -> String {
     format!("/files/{}/{}", f.sha256, escape::path_segment(&f.filename))
 }
 
-pub(super) async fn route(
+pub async fn route(
     store: &Store,
     catalog: &PypiCatalog,
     method: &Method,

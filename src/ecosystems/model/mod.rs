@@ -2,8 +2,11 @@
 //! fetch the files (LFS files checked against their sha256 oid, others against their
 //! git blob id, all while they stream), and keep the snapshot as a ModelPack artifact.
 
-pub mod artifact;
+pub mod export;
 pub mod hub;
+pub mod record;
+mod serve;
+mod spec;
 
 use std::sync::Arc;
 
@@ -11,14 +14,14 @@ use std::collections::HashMap;
 
 use futures_util::{StreamExt, TryStreamExt};
 
-use crate::artifact::{Artifact, Kind};
+use crate::artifact::Artifact;
 use crate::digest::Digest;
 use crate::exit::{Classify, ExitStatus};
 use crate::names::{CommitId, GitOid, NameError, RelPath, RepoType};
 use crate::reporter::Reporter;
 use crate::store::{self, Store, StoreError};
-use artifact::{ModelFile, ModelInfo};
 use hub::{Hub, HubError, TreeEntry};
+use record::{ModelFile, ModelInfo};
 
 /// The public hub, used when neither the spec nor HF_ENDPOINT names one.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -95,7 +98,7 @@ pub async fn pull(
     jobs: usize,
     plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<Artifact>> {
+) -> anyhow::Result<Vec<Artifact<ModelInfo>>> {
     let endpoint = spec
         .endpoint
         .clone()
@@ -141,7 +144,7 @@ pub async fn pull(
         http: hub.fetcher(),
         repo,
         commit: &commit,
-        known: artifact::snapshots(store)
+        known: record::snapshots(store)
             .unwrap_or_default()
             .into_iter()
             .flat_map(|s| s.files)
@@ -191,7 +194,7 @@ pub async fn pull(
         endpoint: endpoint.clone(),
         files,
     };
-    let (desc, bytes) = artifact::write(store, &info)?;
+    let (desc, bytes) = record::write(store, &info)?;
     let repository = info.repository();
     let mut tags = vec![commit.to_string()];
     let revision_tag = tag_for(&spec.revision);
@@ -213,7 +216,6 @@ pub async fn pull(
     Ok(tags
         .into_iter()
         .map(|tag| Artifact {
-            kind: Kind::Model,
             repository: repository.clone(),
             tag: Some(tag),
             digest: desc.digest,
@@ -225,13 +227,8 @@ pub async fn pull(
                 repo,
                 spec.revision
             ),
-            platforms: Vec::new(),
-            subject: None,
-            source_digest: None,
             artifact_type: desc.artifact_type.clone(),
-            python: None,
-            model: Some(info.clone()),
-            conda: None,
+            record: info.clone(),
         })
         .collect())
 }
@@ -308,4 +305,82 @@ impl Fetching<'_> {
 
 fn checked_path(entry: &TreeEntry) -> Result<RelPath, NameError> {
     RelPath::new(entry.path.as_str())
+}
+
+/// Models and datasets from a Hugging Face hub: `[[model]]`.
+pub struct Model;
+
+impl crate::ecosystems::Ecosystem for Model {
+    const SECTION: &'static str = "model";
+    type Spec = ModelSpec;
+    type Record = ModelInfo;
+    type Catalog = serve::HfCatalog;
+
+    fn parse(entry: toml::Table, _base: &std::path::Path) -> Result<ModelSpec, String> {
+        spec::parse(entry)
+    }
+
+    async fn pull(
+        spec: &ModelSpec,
+        _n: usize,
+        cx: &crate::ecosystems::PullContext<'_>,
+    ) -> anyhow::Result<Vec<Artifact<ModelInfo>>> {
+        use anyhow::Context as _;
+        pull(spec, cx.store, cx.jobs, cx.plan, cx.reporter)
+            .await
+            .with_context(|| format!("cannot pull {}", spec.repo))
+    }
+
+    /// Annotations are read off every manifest: the hub routes and the cache export
+    /// find models by them.
+    fn check(
+        a: &crate::artifact::Head,
+        own: Option<&ModelInfo>,
+        read: &crate::artifact::ReadBlob,
+    ) -> Result<(), String> {
+        let Some(stored) = record::read(&read(&a.digest)?) else {
+            return Ok(());
+        };
+        let stored = stored?;
+        if own.is_some_and(|r| *r != stored) {
+            return Err("its stored model annotations differ from the signed record".into());
+        }
+        Ok(())
+    }
+
+    fn describe(_: &crate::artifact::Head, m: &ModelInfo) -> Vec<String> {
+        std::iter::once(format!("{} {} at commit {}", m.kind, m.repo, m.commit))
+            .chain(
+                m.files
+                    .iter()
+                    .map(|f| format!("{}  sha256:{}", f.path, f.sha256)),
+            )
+            .collect()
+    }
+
+    fn catalog(
+        store: &Store,
+        _modified: std::time::SystemTime,
+    ) -> anyhow::Result<serve::HfCatalog> {
+        serve::HfCatalog::build(store)
+    }
+
+    fn claims(path: &str) -> bool {
+        serve::is_hub_path(path)
+    }
+
+    async fn route(
+        store: &Store,
+        catalog: &serve::HfCatalog,
+        request: &crate::respond::Request<'_>,
+    ) -> axum::response::Response {
+        serve::route(
+            store,
+            catalog,
+            request.method,
+            request.path,
+            request.headers,
+        )
+        .await
+    }
 }

@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{FileRef, file_response};
 use crate::digest::Digest;
 use crate::oci::{self, Desc};
+use crate::respond::{FileRef, file_response};
 use crate::store::Store;
 
 #[derive(Default)]
-pub(super) struct OciCatalog {
+pub struct OciCatalog {
     repos: BTreeMap<String, Repo>,
 }
 
@@ -32,7 +32,7 @@ struct Repo {
 }
 
 impl OciCatalog {
-    pub(super) fn build(store: &Store) -> anyhow::Result<OciCatalog> {
+    pub fn build(store: &Store) -> anyhow::Result<OciCatalog> {
         let mut catalog = OciCatalog::default();
         for entry in store.entries()? {
             let Some(repo_name) = entry.annotations.get(oci::REPOSITORY).cloned() else {
@@ -76,7 +76,7 @@ impl OciCatalog {
     }
 }
 
-pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({"errors": [{"code": code, "message": message}]});
     (
         status,
@@ -86,7 +86,7 @@ pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-pub(super) async fn route(
+pub async fn route(
     store: &Store,
     catalog: &OciCatalog,
     method: &Method,

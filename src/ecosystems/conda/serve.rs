@@ -8,28 +8,28 @@ use std::time::SystemTime;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{FileRef, file_response, text};
-use crate::conda::artifact::{self, CondaPackage};
 use crate::digest::Digest;
+use crate::ecosystems::conda::record::{self, CondaPackage};
+use crate::respond::{FileRef, file_response, text};
 use crate::store::Store;
 
 #[derive(Default)]
-pub(super) struct CondaCatalog {
+pub struct CondaCatalog {
     /// channel -> subdir -> packages.
     channels: BTreeMap<String, BTreeMap<String, Vec<CondaPackage>>>,
     last_modified: String,
 }
 
 impl CondaCatalog {
-    pub(super) fn build(store: &Store, modified: SystemTime) -> anyhow::Result<CondaCatalog> {
+    pub fn build(store: &Store, modified: SystemTime) -> anyhow::Result<CondaCatalog> {
         let mut catalog = CondaCatalog {
             last_modified: http_date(modified),
             ..Default::default()
         };
-        for super::Record { digest, config, .. } in
-            super::artifacts(store, artifact::REPOSITORY_PREFIX, artifact::ARTIFACT_TYPE)?
+        for crate::respond::StoredRecord { digest, config, .. } in
+            crate::respond::artifacts(store, record::REPOSITORY_PREFIX, record::ARTIFACT_TYPE)?
         {
-            let p: CondaPackage = match artifact::read(&config) {
+            let p: CondaPackage = match record::read(&config) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("warning: conda package {digest} is not served: {e}");
@@ -52,7 +52,7 @@ fn http_date(t: SystemTime) -> String {
     t.format(&format).unwrap_or_default()
 }
 
-pub(super) async fn route(
+pub async fn route(
     store: &Store,
     catalog: &CondaCatalog,
     method: &Method,
@@ -78,8 +78,8 @@ pub(super) async fn route(
     match file {
         "repodata.json" | "repodata.json.zst" => {
             let refs: Vec<&CondaPackage> = packages.iter().collect();
-            let mut body = serde_json::to_vec(&artifact::repodata(subdir, &refs))
-                .expect("repodata serialises");
+            let mut body =
+                serde_json::to_vec(&record::repodata(subdir, &refs)).expect("repodata serialises");
             let etag = format!("\"{}\"", Digest::of(&body).hex());
             if headers
                 .get(header::IF_NONE_MATCH)
