@@ -6,12 +6,12 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use crate::error::Context as _;
 
 use crate::names::Sha256Hex;
 use crate::store::Store;
 
-pub fn copy_blob(store: &Store, hex: &Sha256Hex, dest: &Path) -> anyhow::Result<()> {
+pub fn copy_blob(store: &Store, hex: &Sha256Hex, dest: &Path) -> crate::error::Result<()> {
     let digest = hex.digest();
     let src = store.blob_path(&digest);
     if fs::metadata(dest).ok().map(|m| m.len()) == fs::metadata(&src).ok().map(|m| m.len()) {
@@ -30,7 +30,7 @@ pub fn copy_blob(store: &Store, hex: &Sha256Hex, dest: &Path) -> anyhow::Result<
 
 /// A new file beside `dest`, created exclusively under a random name (never through a
 /// link someone left there), readable as an export should be.
-pub fn new_temp(dest: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+pub fn new_temp(dest: &Path) -> crate::error::Result<tempfile::NamedTempFile> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(".ferry-tmp-")
@@ -41,7 +41,7 @@ pub fn new_temp(dest: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
     Ok(tmp)
 }
 
-pub fn persist(tmp: tempfile::NamedTempFile, dest: &Path) -> anyhow::Result<()> {
+pub fn persist(tmp: tempfile::NamedTempFile, dest: &Path) -> crate::error::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(dest)
         .map_err(|e| e.error)
@@ -55,7 +55,7 @@ pub fn tmp_path(dest: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-pub fn write_atomic(dest: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> crate::error::Result<()> {
     if let Some(dir) = dest.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use crate::error::Context as _;
 
 use crate::bundle::reader::{self, Decision, Trust};
 use crate::bundle::{Verified, VerifyError};
@@ -51,7 +51,7 @@ pub fn import(
     options: &ImportOptions<'_>,
     runtime: &tokio::runtime::Runtime,
     reporter: &dyn Reporter,
-) -> anyhow::Result<Outcome> {
+) -> crate::error::Result<Outcome> {
     match &options.target {
         Target::Store(dir) => import_to_store(bundle, dir, options, reporter),
         Target::Registry(target) => import_to_registry(bundle, target, options, runtime, reporter),
@@ -66,7 +66,7 @@ fn import_to_store(
     dir: &Path,
     options: &ImportOptions<'_>,
     reporter: &dyn Reporter,
-) -> anyhow::Result<Outcome> {
+) -> crate::error::Result<Outcome> {
     loop {
         if dir.join("oci-layout").exists() {
             let store = Store::open(dir)?;
@@ -86,7 +86,7 @@ fn import_to_store(
             }
             Ok(_) => dir,
             Err(_) if dir.file_name().is_none() => {
-                anyhow::bail!("--store {} does not name a directory", dir.display())
+                crate::error::bail!("--store {} does not name a directory", dir.display())
             }
             Err(_) => dir,
         };
@@ -109,7 +109,7 @@ fn import_into_existing(
     store: &Store,
     options: &ImportOptions<'_>,
     reporter: &dyn Reporter,
-) -> anyhow::Result<Outcome> {
+) -> crate::error::Result<Outcome> {
     let state_dir = store.state_dir();
     let _lock = lock(&state_dir)?;
     reclaim(&state_dir, STAGING);
@@ -154,7 +154,7 @@ fn import_into_new(
     parent: &Path,
     options: &ImportOptions<'_>,
     reporter: &dyn Reporter,
-) -> anyhow::Result<Outcome> {
+) -> crate::error::Result<Outcome> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -186,7 +186,7 @@ fn import_to_registry(
     options: &ImportOptions<'_>,
     runtime: &tokio::runtime::Runtime,
     reporter: &dyn Reporter,
-) -> anyhow::Result<Outcome> {
+) -> crate::error::Result<Outcome> {
     let name: String = target
         .display()
         .chars()
@@ -248,7 +248,7 @@ fn import_to_registry(
 /// `bundle verify`: the signature and every entry, as an import checks them, and the
 /// records that an import reads back (kept from the bundle's small blobs in a temporary
 /// directory). Nothing else is written.
-pub fn verify(bundle: &Path, trust: &Trust<'_>) -> anyhow::Result<Verified> {
+pub fn verify(bundle: &Path, trust: &Trust<'_>) -> crate::error::Result<Verified> {
     let mut staging = Staging::new(&std::env::temp_dir(), "ferry-verify-", None)
         .context("cannot create a temporary directory")?;
     staging.max_size = 16 << 20;
@@ -377,7 +377,7 @@ fn reclaim(dir: &Path, prefix: &str) {
 }
 
 /// One import at a time per target.
-fn lock(dir: &Path) -> anyhow::Result<File> {
+fn lock(dir: &Path) -> crate::error::Result<File> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("import.lock");
     let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -387,7 +387,7 @@ fn lock(dir: &Path) -> anyhow::Result<File> {
 }
 
 /// A lock on a directory itself (nothing is written into it).
-fn lock_dir(dir: &Path) -> anyhow::Result<File> {
+fn lock_dir(dir: &Path) -> crate::error::Result<File> {
     let file = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
     file.lock()
         .with_context(|| format!("cannot lock {}", dir.display()))?;

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod digest;
 mod ecosystems;
+mod error;
 mod escape;
 mod exit;
 mod export;
@@ -26,52 +27,22 @@ mod trust;
 
 use clap::Parser;
 
-use crate::exit::{Classify, ExitStatus};
+use crate::exit::ExitStatus;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitStatus::Success.into(),
         Err(err) => {
-            let (status, hint) = classify(&err);
+            let (status, hint) = err.classify();
             report(&err, hint.as_deref());
             status.into()
         }
     }
 }
 
-/// The exit code and hint of the first cause in the chain that knows them.
-fn classify(err: &anyhow::Error) -> (ExitStatus, Option<String>) {
-    for cause in err.chain() {
-        macro_rules! try_as {
-            ($($t:ty),*) => {$(
-                if let Some(e) = cause.downcast_ref::<$t>() {
-                    return (e.exit_status(), e.hint());
-                }
-            )*};
-        }
-        try_as!(
-            spec::SpecError,
-            sign::KeyError,
-            sign::SignatureError,
-            bundle::VerifyError,
-            bundle::writer::WriteError,
-            store::StoreError,
-            sources::SourceError,
-            targets::registry::PushError,
-            commands::UsageError,
-            ecosystems::python::PythonError,
-            ecosystems::model::ModelError,
-            ecosystems::conda::CondaError,
-            names::NameError,
-            fetch::FetchError
-        );
-    }
-    (ExitStatus::Error, None)
-}
-
 /// `error:` with the top message, `Caused by:` with the chain, `hint:` with the fix.
-fn report(err: &anyhow::Error, hint: Option<&str>) {
+fn report(err: &error::Error, hint: Option<&str>) {
     // Whatever a cause quotes, credentials in a URL are never printed.
     let clean = |s: String| names::redact_text(&s);
     eprintln!("error: {}", clean(err.to_string()));

@@ -160,7 +160,7 @@ pub fn artifacts(
         if !ours || entry.artifact_type.as_deref() != Some(artifact_type) {
             continue;
         }
-        let read = || -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let read = || -> crate::error::Result<Option<(Vec<u8>, Vec<u8>)>> {
             let bytes = store.read_blob(&entry.digest)?;
             let manifest = crate::oci::Manifest::parse(&bytes, Some(&entry.media_type))?;
             let Some(config) = manifest.children.first() else {

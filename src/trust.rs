@@ -36,15 +36,16 @@ pub enum Freshness {
 }
 
 impl TargetState {
-    pub fn load(dir: &Path) -> anyhow::Result<TargetState> {
+    pub fn load(dir: &Path) -> crate::error::Result<TargetState> {
         let path = dir.join("series.json");
         let series = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                crate::error::Error::msg(format!("{} is damaged: {e}", path.display()))
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => {
                 return Err(
-                    anyhow::Error::new(e).context(format!("cannot read {}", path.display()))
+                    crate::error::Error::from(e).context(format!("cannot read {}", path.display()))
                 );
             }
         };
@@ -76,7 +77,7 @@ impl TargetState {
     }
 
     /// Records a completed import: the series' new highest sequence, and an audit line.
-    pub fn record(&mut self, v: &Verified, target: &str) -> anyhow::Result<()> {
+    pub fn record(&mut self, v: &Verified, target: &str) -> crate::error::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let now = now_rfc3339();
         self.series.insert(
@@ -112,7 +113,7 @@ impl TargetState {
     /// bundles from different machines still increase. Reserved under a lock and
     /// recorded at once, so two creates running together never get the same number (a
     /// create that fails leaves a gap, which importers accept).
-    pub fn reserve_sequence(dir: &Path, series: &str) -> anyhow::Result<u64> {
+    pub fn reserve_sequence(dir: &Path, series: &str) -> crate::error::Result<u64> {
         let _lock = lock(dir)?;
         let mut state = TargetState::load(dir)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
@@ -136,7 +137,7 @@ impl TargetState {
         series: &str,
         sequence: u64,
         manifest: Digest,
-    ) -> anyhow::Result<()> {
+    ) -> crate::error::Result<()> {
         let _lock = lock(dir)?;
         let mut state = TargetState::load(dir)?;
         let highest = state.series.get(series).map_or(0, |r| r.highest);
@@ -154,7 +155,7 @@ impl TargetState {
         Ok(())
     }
 
-    fn save(&self) -> anyhow::Result<()> {
+    fn save(&self) -> crate::error::Result<()> {
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         serde_json::to_writer_pretty(&mut tmp, &self.series)?;
         tmp.as_file().sync_all()?;
@@ -164,13 +165,15 @@ impl TargetState {
 }
 
 /// The lock every writer of the state in `dir` takes.
-fn lock(dir: &Path) -> anyhow::Result<fs::File> {
+fn lock(dir: &Path) -> crate::error::Result<fs::File> {
     fs::create_dir_all(dir)?;
     let path = dir.join("state.lock");
-    let file = fs::File::create(&path)
-        .map_err(|e| anyhow::Error::new(e).context(format!("cannot create {}", path.display())))?;
-    file.lock()
-        .map_err(|e| anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))?;
+    let file = fs::File::create(&path).map_err(|e| {
+        crate::error::Error::from(e).context(format!("cannot create {}", path.display()))
+    })?;
+    file.lock().map_err(|e| {
+        crate::error::Error::from(e).context(format!("cannot lock {}", path.display()))
+    })?;
     Ok(file)
 }
 

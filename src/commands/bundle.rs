@@ -15,7 +15,7 @@ pub struct Create {
     pub plan: PlanArgs,
 }
 
-pub fn create(args: Create, g: &Globals) -> anyhow::Result<()> {
+pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
     let Create {
         spec,
         output,
@@ -104,7 +104,7 @@ pub struct Verify {
     pub json: bool,
 }
 
-pub fn verify(args: Verify, g: &Globals) -> anyhow::Result<()> {
+pub fn verify(args: Verify, g: &Globals) -> crate::error::Result<()> {
     let Verify {
         bundle,
         trust,
@@ -156,7 +156,7 @@ pub struct Inspect {
     pub json: bool,
 }
 
-pub fn inspect(args: Inspect, _: &Globals) -> anyhow::Result<()> {
+pub fn inspect(args: Inspect, _: &Globals) -> crate::error::Result<()> {
     let Inspect { bundle, json } = args;
 
     let (manifest, keys) = reader::peek(&bundle)?;

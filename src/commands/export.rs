@@ -11,7 +11,7 @@ pub struct ExportPython {
     pub password: Option<String>,
 }
 
-pub fn python(args: ExportPython, g: &Globals) -> anyhow::Result<()> {
+pub fn python(args: ExportPython, g: &Globals) -> crate::error::Result<()> {
     let ExportPython {
         store,
         to,
@@ -56,7 +56,7 @@ pub struct ExportConda {
     pub to: PathBuf,
 }
 
-pub fn conda(args: ExportConda, g: &Globals) -> anyhow::Result<()> {
+pub fn conda(args: ExportConda, g: &Globals) -> crate::error::Result<()> {
     let ExportConda { store, to } = args;
 
     let store = Store::open(&store)?;
@@ -77,7 +77,7 @@ pub struct ExportHf {
     pub to: PathBuf,
 }
 
-pub fn hf(args: ExportHf, g: &Globals) -> anyhow::Result<()> {
+pub fn hf(args: ExportHf, g: &Globals) -> crate::error::Result<()> {
     let ExportHf { store, to } = args;
 
     let store = Store::open(&store)?;

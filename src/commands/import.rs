@@ -13,7 +13,7 @@ pub struct Import {
     pub force: bool,
 }
 
-pub fn run(args: Import, g: &Globals) -> anyhow::Result<()> {
+pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
     let Import {
         bundle,
         trust,

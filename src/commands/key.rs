@@ -7,7 +7,7 @@ pub struct KeyGenerate {
     pub name: PathBuf,
 }
 
-pub fn generate(args: KeyGenerate, g: &Globals) -> anyhow::Result<()> {
+pub fn generate(args: KeyGenerate, g: &Globals) -> crate::error::Result<()> {
     let KeyGenerate { name } = args;
 
     let (secret, public, id) = sign::generate(&name)?;

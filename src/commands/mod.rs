@@ -11,7 +11,7 @@ mod serve;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use crate::error::Context as _;
 
 use crate::bundle::BundleManifest;
 use crate::bundle::manifest::PolicyVerdict;
@@ -56,7 +56,7 @@ pub struct Globals {
     pub reporter: Arc<dyn Reporter>,
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli) -> crate::error::Result<()> {
     let g = Globals {
         quiet: cli.quiet,
         registry: RegistryOptions {
@@ -191,7 +191,7 @@ fn pull_entries(
     store: &Store,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<AnyArtifact>> {
+) -> crate::error::Result<Vec<AnyArtifact>> {
     let cx = crate::ecosystems::PullContext {
         store,
         jobs: options.jobs,
@@ -211,7 +211,7 @@ fn dry_run(
     jobs: usize,
     json: bool,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<()> {
+) -> crate::error::Result<()> {
     let spec_file = Spec::load(spec)?;
     let store = Store::at(&store.unwrap_or_else(default_store))?;
     let plan = Arc::new(crate::plan::Plan::default());
@@ -235,21 +235,21 @@ fn pull_spec(
     store: Option<PathBuf>,
     options: PullOptions,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<(Spec, Store, Vec<AnyArtifact>)> {
+) -> crate::error::Result<(Spec, Store, Vec<AnyArtifact>)> {
     let spec_file = Spec::load(spec)?;
     let store = Store::open_or_create(&store.unwrap_or_else(default_store))?;
     let artifacts = pull_entries(&spec_file, &store, &options, reporter)?;
     Ok((spec_file, store, artifacts))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime() -> crate::error::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
-fn load_trust(trust: &TrustArgs) -> anyhow::Result<Vec<PublicKey>> {
+fn load_trust(trust: &TrustArgs) -> crate::error::Result<Vec<PublicKey>> {
     if trust.threshold == 0 || trust.threshold > trust.keys.len() {
         return Err(UsageError {
             message: format!(

@@ -10,7 +10,7 @@ pub struct Pull {
     pub plan: PlanArgs,
 }
 
-pub fn run(args: Pull, g: &Globals) -> anyhow::Result<()> {
+pub fn run(args: Pull, g: &Globals) -> crate::error::Result<()> {
     let Pull {
         spec,
         store,

@@ -9,7 +9,7 @@ pub struct Serve {
     pub idle_timeout: u64,
 }
 
-pub fn run(args: Serve, g: &Globals) -> anyhow::Result<()> {
+pub fn run(args: Serve, g: &Globals) -> crate::error::Result<()> {
     let Serve {
         store,
         listen,

@@ -74,7 +74,7 @@ pub trait Ecosystem {
         spec: &Self::Spec,
         n: usize,
         cx: &PullContext<'_>,
-    ) -> impl Future<Output = anyhow::Result<Vec<Artifact<Self::Record>>>>;
+    ) -> impl Future<Output = crate::error::Result<Vec<Artifact<Self::Record>>>>;
 
     /// Checks what the store holds of an artifact (its config, its annotations, parsed
     /// with every name checked) against the signed record. Every ecosystem sees every
@@ -88,7 +88,7 @@ pub trait Ecosystem {
 
     /// Indexes the store for serving. A record that cannot be served safely is left out
     /// with a warning.
-    fn catalog(store: &Store, modified: SystemTime) -> anyhow::Result<Self::Catalog>;
+    fn catalog(store: &Store, modified: SystemTime) -> crate::error::Result<Self::Catalog>;
 
     /// Whether a request path is this ecosystem's to answer.
     fn claims(path: &str) -> bool;
@@ -168,7 +168,11 @@ impl Entry {
     }
 
     /// Pulls this entry, the `n`th of its section.
-    pub async fn pull(&self, n: usize, cx: &PullContext<'_>) -> anyhow::Result<Vec<AnyArtifact>> {
+    pub async fn pull(
+        &self,
+        n: usize,
+        cx: &PullContext<'_>,
+    ) -> crate::error::Result<Vec<AnyArtifact>> {
         fn wrap<R>(got: Vec<Artifact<R>>, f: fn(R) -> Record) -> Vec<AnyArtifact> {
             got.into_iter().map(|a| a.map(f)).collect()
         }
@@ -182,7 +186,10 @@ impl Entry {
 }
 
 /// Pulls every entry in order; an artifact two entries both carry is listed once.
-pub async fn pull_all(entries: &[Entry], cx: &PullContext<'_>) -> anyhow::Result<Vec<AnyArtifact>> {
+pub async fn pull_all(
+    entries: &[Entry],
+    cx: &PullContext<'_>,
+) -> crate::error::Result<Vec<AnyArtifact>> {
     let mut artifacts: Vec<AnyArtifact> = Vec::new();
     let mut counts = std::collections::HashMap::new();
     for entry in entries {
@@ -260,7 +267,7 @@ pub struct Catalogs {
 }
 
 impl Catalogs {
-    pub fn build(store: &Store, modified: SystemTime) -> anyhow::Result<Catalogs> {
+    pub fn build(store: &Store, modified: SystemTime) -> crate::error::Result<Catalogs> {
         Ok(Catalogs {
             image: image::Image::catalog(store, modified)?,
             python: python::Python::catalog(store, modified)?,

@@ -42,7 +42,7 @@ pub struct ServeOptions {
     pub quiet: bool,
 }
 
-pub async fn serve(store: Store, options: ServeOptions) -> anyhow::Result<()> {
+pub async fn serve(store: Store, options: ServeOptions) -> crate::error::Result<()> {
     let app = Arc::new(App {
         store,
         catalog: RwLock::new(Arc::new(Catalog::default())),
@@ -52,7 +52,7 @@ pub async fn serve(store: Store, options: ServeOptions) -> anyhow::Result<()> {
     let listen = options.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        .map_err(|e| crate::error::Error::msg(format!("cannot listen on {listen}: {e}")))?;
     let cap = listener::connection_cap();
     if !options.quiet {
         eprintln!(
@@ -84,15 +84,15 @@ async fn shutdown() {
 impl App {
     /// The catalog of the store as `index.json` is now; rebuilding it reads every
     /// manifest, so it runs off the async workers.
-    async fn current_catalog(self: &Arc<App>) -> anyhow::Result<Arc<Catalog>> {
+    async fn current_catalog(self: &Arc<App>) -> crate::error::Result<Arc<Catalog>> {
         let app = self.clone();
         tokio::task::spawn_blocking(move || app.catalog())
             .await
-            .map_err(|e| anyhow::anyhow!("catalog rebuild failed: {e}"))?
+            .map_err(|e| crate::error::Error::msg(format!("catalog rebuild failed: {e}")))?
     }
 
-    fn catalog(&self) -> anyhow::Result<Arc<Catalog>> {
-        let stamp = || -> anyhow::Result<_> {
+    fn catalog(&self) -> crate::error::Result<Arc<Catalog>> {
+        let stamp = || -> crate::error::Result<_> {
             let meta = std::fs::metadata(self.store.root().join("index.json"))?;
             Ok((Some((meta.modified()?, meta.len())), meta.modified()?))
         };

@@ -27,7 +27,11 @@ impl LayoutSource {
         format!("oci:{}", self.layout.root().display())
     }
 
-    fn fetch_err(&self, what: String, source: impl Into<anyhow::Error>) -> SourceError {
+    fn fetch_err(
+        &self,
+        what: String,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> SourceError {
         SourceError::Fetch {
             what,
             origin: self.origin(),

@@ -35,7 +35,7 @@ pub enum SourceError {
         what: String,
         origin: String,
         #[source]
-        source: anyhow::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("{origin} has no manifest {reference}")]
     NotFound { origin: String, reference: String },

@@ -84,7 +84,11 @@ impl RegistrySource {
         )
     }
 
-    fn fetch_err(&self, what: String, e: impl Into<anyhow::Error>) -> SourceError {
+    fn fetch_err(
+        &self,
+        what: String,
+        e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> SourceError {
         SourceError::Fetch {
             what,
             origin: self.origin(),
@@ -191,10 +195,11 @@ impl RegistrySource {
                 return Err(SourceError::Fetch {
                     what,
                     origin: self.origin(),
-                    source: anyhow::anyhow!(
+                    source: format!(
                         "the registry sent more than the {} bytes the manifest declares",
                         desc.size
-                    ),
+                    )
+                    .into(),
                 });
             }
             std::io::Write::write_all(&mut writer, &chunk)

@@ -61,6 +61,28 @@ fn bad_specs_are_usage_errors() {
     }
 }
 
+/// A mistake in one entry names the file and the line of that entry, and an unknown
+/// section names the sections there are.
+#[test]
+fn spec_errors_name_the_file_and_line() {
+    let ctx = TestContext::new();
+    let host = ctx.host();
+    let text = format!(
+        "name = \"e2e\"\n\n[[image]]\nref = \"{host}/e2e/multi:v1\"\n\n[[image]]\nref = \"{host}/e2e/multi:v1\"\nplatforms = [\"linux\"]\n"
+    );
+    let spec = ctx.write_spec("line.toml", &text);
+    let store = ctx.path("line-store");
+    ctx.ferry(["pull", p(&spec), "--store", p(&store)])
+        .assert_code(2)
+        .assert_stderr_contains("line.toml:6: [[image]] #2: platform `linux`");
+    let spec = ctx.write_spec("npm.toml", "name = \"e2e\"\n[[npm]]\nname = \"left-pad\"\n");
+    ctx.ferry(["pull", p(&spec), "--store", p(&store)])
+        .assert_code(2)
+        .assert_stderr_contains("npm.toml:2: unknown key `npm`")
+        .assert_stderr_contains("[[python]]");
+    assert!(!store.exists(), "a bad spec created the store");
+}
+
 #[test]
 fn bad_usage_is_exit_2() {
     let ctx = TestContext::new();

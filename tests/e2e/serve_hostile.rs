@@ -197,7 +197,7 @@ impl RawStore {
         .unwrap();
     }
 
-    /// A Hugging Face model snapshot of one file, as `src/models/artifact.rs` writes it.
+    /// A Hugging Face model snapshot of one file, as `src/ecosystems/model/record.rs` writes it.
     fn model(&mut self, repo: &str, commit: &str, file: (&str, &[u8], &str)) {
         let (path, bytes, oid) = file;
         let (digest, size) = self.blob(bytes);
@@ -231,7 +231,7 @@ impl RawStore {
     }
 
     /// A Python release of one wheel (and its core metadata), as
-    /// `src/python/release.rs` writes it; returns the wheel's bytes.
+    /// `src/ecosystems/python/record.rs` writes it; returns the wheel's bytes.
     fn python(&mut self, project: &str, filename: &str, requires_python: &str) -> Vec<u8> {
         let wheel = format!("not really a wheel: {project} {filename}").into_bytes();
         let metadata = format!("Metadata-Version: 2.1\nName: {project}\nVersion: 1.0\n");

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use anyhow::Context as _;
+use crate::error::Context as _;
 
 use super::record::{self, CondaPackage};
 use crate::export::{copy_blob, write_atomic};
@@ -12,7 +12,7 @@ use crate::store::Store;
 
 /// Writes every conda channel of the store as a directory any web server or `file://`
 /// serves: `out/<channel>/<subdir>/repodata.json` and the packages, `noarch` always.
-pub fn conda_channels(store: &Store, out: &Path) -> anyhow::Result<usize> {
+pub fn conda_channels(store: &Store, out: &Path) -> crate::error::Result<usize> {
     let mut channels: std::collections::BTreeMap<
         ChannelName,
         std::collections::BTreeMap<Subdir, Vec<CondaPackage>>,

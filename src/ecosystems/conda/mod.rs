@@ -11,7 +11,7 @@ mod spec;
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use crate::error::Context as _;
 use futures_util::StreamExt;
 use rattler_conda_types::{
     Channel, GenericVirtualPackage, MatchSpec, ParseStrictness, RepoDataRecord, Subdir,
@@ -45,7 +45,7 @@ pub enum CondaError {
     Repodata {
         channels: String,
         #[source]
-        source: anyhow::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("the specs cannot be solved for {platform}:\n{explanation}")]
     Unsolvable {
@@ -148,7 +148,7 @@ pub async fn pull(
     jobs: usize,
     plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<Artifact<CondaPackage>>> {
+) -> crate::error::Result<Vec<Artifact<CondaPackage>>> {
     let http = crate::fetch::Http::new()?;
     let packages = match &spec.lock {
         Some(locked) => pull_locked(locked, &spec.platforms, store, &http, plan, reporter).await?,
@@ -181,14 +181,14 @@ async fn solve_and_fetch(
     jobs: usize,
     plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<CondaPackage>> {
+) -> crate::error::Result<Vec<CondaPackage>> {
     let names = spec
         .channels
         .iter()
         .map(|c| crate::names::redact_url(c.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    let repodata_err = |source: anyhow::Error| CondaError::Repodata {
+    let repodata_err = |source: Box<dyn std::error::Error + Send + Sync>| CondaError::Repodata {
         channels: names.clone(),
         source,
     };
@@ -270,7 +270,7 @@ async fn solve_and_fetch(
             .collect::<Vec<_>>()
             .await
             .into_iter()
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<crate::error::Result<_>>()?;
     Ok(packages)
 }
 
@@ -363,7 +363,7 @@ async fn download(
     expected: &Expected,
     store: &Store,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Downloaded> {
+) -> crate::error::Result<Downloaded> {
     if expected.sha256.is_none() && expected.md5.is_none() {
         return Err(CondaError::NoHash { file: file.into() }.into());
     }
@@ -388,7 +388,7 @@ async fn download(
     })
 }
 
-fn md5_of(path: &std::path::Path) -> anyhow::Result<String> {
+fn md5_of(path: &std::path::Path) -> crate::error::Result<String> {
     let mut hasher = <md5::Md5 as md5::Digest>::new();
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -402,7 +402,7 @@ fn named_package(
     store: &Store,
     got: &Downloaded,
     file: &str,
-) -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
+) -> crate::error::Result<(tempfile::TempDir, std::path::PathBuf)> {
     std::fs::create_dir_all(store.state_dir())
         .context("cannot create the store's state directory")?;
     let dir = tempfile::Builder::new()
@@ -425,7 +425,7 @@ async fn fetch(
     record: &RepoDataRecord,
     store: &Store,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<CondaPackage> {
+) -> crate::error::Result<CondaPackage> {
     let file = record.identifier.to_file_name();
     let p = &record.package_record;
     let channel_url = record
@@ -491,7 +491,7 @@ fn package(
     channel_url: &str,
     record: &rattler_conda_types::PackageRecord,
     got: &Downloaded,
-) -> anyhow::Result<CondaPackage> {
+) -> crate::error::Result<CondaPackage> {
     Ok(CondaPackage {
         channel: names.channel,
         channel_url: crate::names::redact_url(channel_url),
@@ -563,7 +563,7 @@ async fn pull_locked(
     http: &crate::fetch::Http,
     plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<CondaPackage>> {
+) -> crate::error::Result<Vec<CondaPackage>> {
     let mut out = Vec::new();
     for entry in locked {
         let segments: Vec<&str> = entry
@@ -666,7 +666,7 @@ impl crate::ecosystems::Ecosystem for Conda {
         spec: &CondaSpec,
         n: usize,
         cx: &crate::ecosystems::PullContext<'_>,
-    ) -> anyhow::Result<Vec<Artifact<CondaPackage>>> {
+    ) -> crate::error::Result<Vec<Artifact<CondaPackage>>> {
         pull(spec, cx.store, cx.jobs, cx.plan, cx.reporter)
             .await
             .with_context(|| format!("cannot pull [[conda]] #{n}"))
@@ -701,7 +701,7 @@ impl crate::ecosystems::Ecosystem for Conda {
     fn catalog(
         store: &Store,
         modified: std::time::SystemTime,
-    ) -> anyhow::Result<serve::CondaCatalog> {
+    ) -> crate::error::Result<serve::CondaCatalog> {
         serve::CondaCatalog::build(store, modified)
     }
 

@@ -21,7 +21,7 @@ pub struct CondaCatalog {
 }
 
 impl CondaCatalog {
-    pub fn build(store: &Store, modified: SystemTime) -> anyhow::Result<CondaCatalog> {
+    pub fn build(store: &Store, modified: SystemTime) -> crate::error::Result<CondaCatalog> {
         let mut catalog = CondaCatalog {
             last_modified: http_date(modified),
             ..Default::default()

@@ -115,8 +115,8 @@ impl Ecosystem for Image {
         spec: &ImageSpec,
         _n: usize,
         cx: &PullContext<'_>,
-    ) -> anyhow::Result<Vec<Artifact<ImageRecord>>> {
-        use anyhow::Context as _;
+    ) -> crate::error::Result<Vec<Artifact<ImageRecord>>> {
+        use crate::error::Context as _;
         pull::pull_image(spec, cx)
             .await
             .with_context(|| format!("cannot pull {}", spec.source))
@@ -139,7 +139,7 @@ impl Ecosystem for Image {
         lines
     }
 
-    fn catalog(store: &Store, _modified: SystemTime) -> anyhow::Result<serve::OciCatalog> {
+    fn catalog(store: &Store, _modified: SystemTime) -> crate::error::Result<serve::OciCatalog> {
         serve::OciCatalog::build(store)
     }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use crate::error::Context as _;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::{ImageRecord, ImageSource, ImageSpec};
@@ -32,17 +32,16 @@ struct Tree {
 pub async fn pull_image(
     image: &ImageSpec,
     cx: &PullContext<'_>,
-) -> anyhow::Result<Vec<Artifact<ImageRecord>>> {
+) -> crate::error::Result<Vec<Artifact<ImageRecord>>> {
     let (store, reporter) = (cx.store, cx.reporter);
     let (source, repository, reference) = match &image.source {
         ImageSource::Registry(r) => {
             let src = RegistrySource::new(r, cx.registry)?;
             let base = src.reference().clone();
             let reference = match base.digest() {
-                Some(d) => ManifestRef::Digest(
-                    d.parse()
-                        .map_err(|e| anyhow::anyhow!("{r}: the digest is not sha256: {e}"))?,
-                ),
+                Some(d) => ManifestRef::Digest(d.parse().map_err(|e| {
+                    crate::error::Error::msg(format!("{r}: the digest is not sha256: {e}"))
+                })?),
                 None => ManifestRef::Tag(base.tag().unwrap_or("latest").to_string()),
             };
             let repo = image
@@ -147,7 +146,7 @@ fn filter_platforms(
     bytes: &[u8],
     index: &Manifest,
     wanted: &[Platform],
-) -> anyhow::Result<(Vec<u8>, Option<Digest>)> {
+) -> crate::error::Result<(Vec<u8>, Option<Digest>)> {
     let matches = |d: &Desc, w: &Platform| {
         d.platform
             .as_ref()
@@ -160,7 +159,7 @@ fn filter_platforms(
                 .iter()
                 .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
                 .collect();
-            anyhow::bail!(
+            crate::error::bail!(
                 "platform {w} is not in the index (it has: {})",
                 have.join(", ")
             );
@@ -195,7 +194,7 @@ async fn fetch_tree(
     store: &Store,
     cx: &PullContext<'_>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<String>> {
+) -> crate::error::Result<Vec<String>> {
     let mut tree = Tree::default();
     let mut platforms = Vec::new();
     let mut pending: Vec<Manifest> = vec![top.clone()];
@@ -276,7 +275,7 @@ async fn pull_referrers(
     store: &Store,
     cx: &PullContext<'_>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<Artifact<ImageRecord>>> {
+) -> crate::error::Result<Vec<Artifact<ImageRecord>>> {
     let tags = match source.tags().await {
         Ok(t) => t,
         Err(e @ SourceError::Fetch { .. }) => {

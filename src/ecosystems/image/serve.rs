@@ -32,7 +32,7 @@ struct Repo {
 }
 
 impl OciCatalog {
-    pub fn build(store: &Store) -> anyhow::Result<OciCatalog> {
+    pub fn build(store: &Store) -> crate::error::Result<OciCatalog> {
         let mut catalog = OciCatalog::default();
         for entry in store.entries()? {
             let Some(repo_name) = entry.annotations.get(oci::REPOSITORY).cloned() else {

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use crate::error::Context as _;
 
 use crate::export::{copy_blob, tmp_path, write_atomic};
 use crate::names;
@@ -12,7 +12,7 @@ use crate::store::Store;
 /// Writes a Hugging Face hub cache (what `HF_HUB_CACHE` points at) from which
 /// huggingface_hub loads with `HF_HUB_OFFLINE=1`: `models--org--name/blobs/<etag>`,
 /// `snapshots/<commit>/<path>` as relative links into blobs, and `refs/<revision>`.
-pub fn hf_cache(store: &Store, out: &Path) -> anyhow::Result<usize> {
+pub fn hf_cache(store: &Store, out: &Path) -> crate::error::Result<usize> {
     let mut count = 0;
     // Every record is read and checked before the first file is written.
     let snapshots = super::record::snapshots(store)?;
@@ -55,6 +55,6 @@ pub fn hf_cache(store: &Store, out: &Path) -> anyhow::Result<usize> {
 }
 
 /// The name of a file's blob in a hub cache: its etag (the LFS sha256 or git oid).
-fn blob_name(f: &super::record::ModelFile) -> anyhow::Result<names::GitOid> {
+fn blob_name(f: &super::record::ModelFile) -> crate::error::Result<names::GitOid> {
     Ok(names::GitOid::new(f.etag())?)
 }

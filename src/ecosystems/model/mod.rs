@@ -98,7 +98,7 @@ pub async fn pull(
     jobs: usize,
     plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<Artifact<ModelInfo>>> {
+) -> crate::error::Result<Vec<Artifact<ModelInfo>>> {
     let endpoint = spec
         .endpoint
         .clone()
@@ -108,7 +108,7 @@ pub async fn pull(
                 .filter(|e| !e.trim().is_empty())
         })
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-    let hub = Hub::new(&endpoint, spec.dataset).map_err(anyhow::Error::msg)?;
+    let hub = Hub::new(&endpoint, spec.dataset).map_err(crate::error::Error::msg)?;
     let endpoint = crate::names::redact_url(&endpoint);
     let repo = spec.repo.as_str();
     let hub_err = |source| ModelError::Hub {
@@ -264,7 +264,7 @@ impl Fetching<'_> {
     /// Fetches one file into the store through the verified fetcher: an LFS file
     /// against its sha256 oid, any other against its git blob id (and not at all when
     /// the store holds a file with that git id).
-    async fn file(&self, entry: &TreeEntry) -> anyhow::Result<ModelFile> {
+    async fn file(&self, entry: &TreeEntry) -> crate::error::Result<ModelFile> {
         let path = checked_path(entry)?;
         let oid = GitOid::new(entry.oid.to_ascii_lowercase())?;
         let url = self.hub.file_url(self.repo, self.commit, &entry.path);
@@ -324,8 +324,8 @@ impl crate::ecosystems::Ecosystem for Model {
         spec: &ModelSpec,
         _n: usize,
         cx: &crate::ecosystems::PullContext<'_>,
-    ) -> anyhow::Result<Vec<Artifact<ModelInfo>>> {
-        use anyhow::Context as _;
+    ) -> crate::error::Result<Vec<Artifact<ModelInfo>>> {
+        use crate::error::Context as _;
         pull(spec, cx.store, cx.jobs, cx.plan, cx.reporter)
             .await
             .with_context(|| format!("cannot pull {}", spec.repo))
@@ -361,7 +361,7 @@ impl crate::ecosystems::Ecosystem for Model {
     fn catalog(
         store: &Store,
         _modified: std::time::SystemTime,
-    ) -> anyhow::Result<serve::HfCatalog> {
+    ) -> crate::error::Result<serve::HfCatalog> {
         serve::HfCatalog::build(store)
     }
 

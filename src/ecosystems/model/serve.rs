@@ -28,7 +28,7 @@ struct HfRepo {
 }
 
 impl HfCatalog {
-    pub fn build(store: &Store) -> anyhow::Result<HfCatalog> {
+    pub fn build(store: &Store) -> crate::error::Result<HfCatalog> {
         let mut catalog = HfCatalog::default();
         for crate::respond::StoredRecord {
             digest, manifest, ..

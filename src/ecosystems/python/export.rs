@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use anyhow::Context as _;
+use crate::error::Context as _;
 
 use super::record::{self, PythonFile, PythonRelease};
 use crate::export::{copy_blob, write_atomic};
@@ -16,7 +16,7 @@ use crate::store::Store;
 /// Writes `out/simple/...` and `out/files/...`. Files are copied (never linked: the
 /// store's blobs must not be writable through the export) and written atomically;
 /// index pages are written last, so a reader never sees a link to a missing file.
-pub fn python_tree(store: &Store, out: &Path) -> anyhow::Result<usize> {
+pub fn python_tree(store: &Store, out: &Path) -> crate::error::Result<usize> {
     let releases = by_project(record::releases(store)?);
     let files_dir = out.join("files");
     let simple = out.join("simple");
@@ -97,7 +97,10 @@ pub struct Upload<'a> {
 
 /// Uploads every wheel of the store through the legacy upload API (`:action=file_upload`),
 /// as twine does. A file the server already has (409) is left as it is.
-pub async fn python_upload(store: &Store, upload: &Upload<'_>) -> anyhow::Result<(usize, usize)> {
+pub async fn python_upload(
+    store: &Store,
+    upload: &Upload<'_>,
+) -> crate::error::Result<(usize, usize)> {
     let http = reqwest::Client::builder()
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
         .build()?;
@@ -145,7 +148,7 @@ pub async fn python_upload(store: &Store, upload: &Upload<'_>) -> anyhow::Result
                 409 => present += 1,
                 status => {
                     let text = response.text().await.unwrap_or_default();
-                    anyhow::bail!(
+                    crate::error::bail!(
                         "{} refused {} with {status}: {}",
                         crate::names::redact_url(upload.url),
                         f.filename,

@@ -16,7 +16,7 @@ pub mod tags;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use crate::error::Context as _;
 use futures_util::{StreamExt, TryStreamExt};
 use pep508_rs::{PackageName, Requirement};
 
@@ -166,7 +166,7 @@ pub async fn pull(
     jobs: usize,
     plan: Option<&crate::plan::Plan>,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<Vec<Artifact<PythonRelease>>> {
+) -> crate::error::Result<Vec<Artifact<PythonRelease>>> {
     // A lock names its wheels' URLs; otherwise an index is needed.
     let url = match (&spec.lock, index_url(spec)) {
         (_, Some(url)) => url,
@@ -215,7 +215,7 @@ pub async fn pull(
             requirements::select_pinned(&client, &target, &spec.requirements, &spec.hashes)
                 .await
                 .map_err(|e| match e {
-                    requirements::PinError::Resolve(r) => anyhow::Error::from(resolve_err(r)),
+                    requirements::PinError::Resolve(r) => crate::error::Error::from(resolve_err(r)),
                     requirements::PinError::Python(p) => p.into(),
                 })?
         };
@@ -352,7 +352,7 @@ async fn fetch_wheel(
     file: &IndexFile,
     store: &Store,
     reporter: &Arc<dyn Reporter>,
-) -> anyhow::Result<()> {
+) -> crate::error::Result<()> {
     let mut want = crate::fetch::Want::new(file.url.clone(), file.filename.clone());
     want.sha256 = Some(file.sha256.expect("checked by the caller"));
     crate::fetch::fetch(client.fetcher(), &want, store, reporter.as_ref()).await?;
@@ -376,7 +376,7 @@ impl crate::ecosystems::Ecosystem for Python {
         spec: &PythonSpec,
         n: usize,
         cx: &crate::ecosystems::PullContext<'_>,
-    ) -> anyhow::Result<Vec<Artifact<PythonRelease>>> {
+    ) -> crate::error::Result<Vec<Artifact<PythonRelease>>> {
         pull(spec, n, cx.store, cx.jobs, cx.plan, cx.reporter).await
     }
 
@@ -407,7 +407,7 @@ impl crate::ecosystems::Ecosystem for Python {
     fn catalog(
         store: &Store,
         _modified: std::time::SystemTime,
-    ) -> anyhow::Result<serve::PypiCatalog> {
+    ) -> crate::error::Result<serve::PypiCatalog> {
         serve::PypiCatalog::build(store)
     }
 

@@ -22,7 +22,7 @@ pub struct PypiCatalog {
 }
 
 impl PypiCatalog {
-    pub fn build(store: &Store) -> anyhow::Result<PypiCatalog> {
+    pub fn build(store: &Store) -> crate::error::Result<PypiCatalog> {
         let mut catalog = PypiCatalog::default();
         for crate::respond::StoredRecord { digest, config, .. } in
             crate::respond::artifacts(store, record::REPOSITORY_PREFIX, record::ARTIFACT_TYPE)?
