@@ -315,3 +315,38 @@ fn names_exports_refuse_a_hostile_store_before_writing() {
     assert_eq!(before, snapshot_tree(&conda_store, &[]));
     assert_untouched(&ctx);
 }
+
+/// A signed manifest whose artifact's kind and record disagree (a python release
+/// dressed as a conda package, a release with an image's subject) is refused while it
+/// is parsed, before anything is written.
+#[test]
+fn names_kind_and_record_must_agree() {
+    let ctx = TestContext::new();
+    let fx = super::python::py();
+    let subject = format!("sha256:{}", "b".repeat(64));
+    let cases: [(&str, Box<dyn Fn(&mut Value)>, &str); 3] = [
+        (
+            "kind-conda",
+            Box::new(|a| a["kind"] = "conda".into()),
+            "a `conda` artifact needs its `conda` record",
+        ),
+        (
+            "kind-referrer",
+            Box::new(|a| a["kind"] = "referrer".into()),
+            "a `referrer` artifact cannot have `python`",
+        ),
+        (
+            "python-subject",
+            Box::new(move |a| a["subject"] = subject.as_str().into()),
+            "a `python` artifact cannot have",
+        ),
+    ];
+    for (name, edit, message) in cases {
+        let mut bundle = Bundle::read(&super::python::main_bundle().bundle);
+        let digest = artifact_with(&bundle, "python");
+        bundle.forge_artifact(&digest, None, &|_| {}, &|a| edit(a), &fx.key);
+        let case = Case::new(&ctx, name);
+        let file = case.write(&bundle);
+        case.assert_refused(&file, &fx.public, &[message]);
+    }
+}
