@@ -66,7 +66,8 @@ fn classify(err: &anyhow::Error) -> (ExitStatus, Option<String>) {
             models::ModelError,
             conda::CondaError,
             names::NameError,
-            fetch::FetchError
+            fetch::FetchError,
+            trust::policy::PolicyError
         );
     }
     (ExitStatus::Error, None)

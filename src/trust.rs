@@ -1,6 +1,8 @@
 //! What an importer remembers per target: the highest sequence imported per series
 //! (rollback protection) and an append-only audit log of every import.
 
+pub mod policy;
+
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
