@@ -90,6 +90,16 @@ pub enum Command {
 pub enum KeyCommand {
     /// Make a key pair: NAME.key (secret, 0600) and NAME.pub.
     Generate { name: PathBuf },
+    /// Print a key's id and public key line, to compare out of band.
+    Show(KeyShowArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeyShowArgs {
+    /// NAME.pub, or NAME.key (only its public half is shown).
+    pub key: PathBuf,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +147,19 @@ pub enum BundleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Co-sign a bundle: write OUT.ferry.<KEYID>.minisig beside it (the bundle itself
+    /// is not rewritten).
+    Sign(SignArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    pub bundle: PathBuf,
+    /// The approver's secret key.
+    #[arg(long, value_name = "APPROVER.key")]
+    pub key: PathBuf,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -206,9 +229,17 @@ pub struct PlanArgs {
 #[derive(Args, Debug)]
 pub struct TrustArgs {
     /// A public key whose signature is accepted (repeat for several).
-    #[arg(long = "trust", value_name = "NAME.pub", required = true)]
+    #[arg(
+        long = "trust",
+        value_name = "NAME.pub",
+        required_unless_present = "trust_policy"
+    )]
     pub keys: Vec<PathBuf>,
     /// How many distinct trusted keys must have signed.
     #[arg(long, default_value_t = 1)]
     pub threshold: usize,
+    /// A trust policy (TOML: keys with roles, what each series needs, revoked keys,
+    /// a maximum age) instead of --trust and --threshold.
+    #[arg(long, value_name = "TRUST.toml", conflicts_with_all = ["keys", "threshold"])]
+    pub trust_policy: Option<PathBuf>,
 }

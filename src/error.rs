@@ -61,6 +61,10 @@ pub enum ErrorKind {
     Name(#[from] crate::names::NameError),
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
+    #[error(transparent)]
+    Cosign(#[from] crate::bundle::cosign::CosignError),
+    #[error(transparent)]
+    TrustPolicy(#[from] crate::trust::policy::PolicyError),
     /// What ferry was doing when the error below happened.
     #[error("{message}")]
     Context {
@@ -114,6 +118,8 @@ impl Error {
             ErrorKind::Conda(e) => of(e),
             ErrorKind::Name(e) => of(e),
             ErrorKind::Fetch(e) => of(e),
+            ErrorKind::TrustPolicy(e) => of(e),
+            ErrorKind::Cosign(e) => of(e),
             ErrorKind::Context { source, .. } => source.classify(),
             ErrorKind::Io(_) | ErrorKind::Message(_) | ErrorKind::Other(_) => {
                 (ExitStatus::Error, None)

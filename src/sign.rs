@@ -47,12 +47,14 @@ pub enum KeyError {
     },
     #[error("secret key {path} is encrypted with a password, which ferry does not support")]
     Encrypted { path: PathBuf },
+    #[error("{path} is a public key (key id {id}); signing needs the secret key")]
+    PublicKeyGiven { path: PathBuf, id: KeyId },
 }
 
 impl Classify for KeyError {
     fn exit_status(&self) -> ExitStatus {
         match self {
-            KeyError::Exists { .. } => ExitStatus::Usage,
+            KeyError::Exists { .. } | KeyError::PublicKeyGiven { .. } => ExitStatus::Usage,
             _ => ExitStatus::Error,
         }
     }
@@ -65,6 +67,10 @@ impl Classify for KeyError {
             KeyError::Exists { path } => Some(format!(
                 "pick another name, or remove {} if you mean to replace that key",
                 path.display()
+            )),
+            KeyError::PublicKeyGiven { path, .. } => Some(format!(
+                "pass the secret half with --key (`{}`, made beside it by `ferry key generate`); the .pub file is what importers trust",
+                path.with_extension("key").display()
             )),
             KeyError::Encrypted { .. } => Some(
                 "make a password-less key with `ferry key generate NAME` (or `minisign -G -W`)"
@@ -83,6 +89,24 @@ pub enum SignatureError {
     UntrustedKey { found: String, trusted: String },
     #[error("signature by key {key_id} does not match the signed content")]
     Invalid { key_id: String },
+    #[error("{have} trusted signature(s), {need} required (signed by: {signed}){}", not_counted(.ignored))]
+    TooFew {
+        have: usize,
+        need: usize,
+        /// Who signed, trusted or not.
+        signed: String,
+        /// Signatures found but not counted (detached files that do not verify), with why.
+        ignored: Vec<String>,
+    },
+}
+
+/// `; not counted: A; B`, or nothing.
+pub fn not_counted(ignored: &[String]) -> String {
+    if ignored.is_empty() {
+        String::new()
+    } else {
+        format!("; not counted: {}", ignored.join("; "))
+    }
 }
 
 impl Classify for SignatureError {
@@ -94,18 +118,33 @@ impl Classify for SignatureError {
             SignatureError::UntrustedKey { .. } => Some(
                 "pass the signer's public key with --trust, after checking it out of band".into(),
             ),
+            SignatureError::TooFew { .. } => Some(
+                "collect the missing approvals with `ferry bundle sign BUNDLE --key APPROVER.key` and carry the BUNDLE.<KEYID>.minisig files beside the bundle".into(),
+            ),
             _ => None,
         }
     }
 }
 
 /// An 8-byte minisign key id, printed as minisign prints it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; 8]);
 
 impl std::fmt::Display for KeyId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:016X}", u64::from_le_bytes(self.0))
+    }
+}
+
+impl KeyId {
+    /// The key id as ferry and minisign print it (16 hex digits, either case).
+    pub fn parse(text: &str) -> Option<KeyId> {
+        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(text, 16)
+            .ok()
+            .map(|n| KeyId(n.to_le_bytes()))
     }
 }
 
@@ -115,7 +154,7 @@ impl std::fmt::Debug for KeyId {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicKey {
     pub id: KeyId,
     key: VerifyingKey,
@@ -202,12 +241,35 @@ fn payload(path: &Path, text: &str, what: &'static str) -> Result<Vec<u8>, KeyEr
         .map_err(|_| malformed("key line is not base64"))
 }
 
+/// Key files are a few hundred bytes: read at most this much of one.
+const MAX_KEY_FILE: u64 = 4 << 10;
+
+fn read_key_text(path: &Path) -> Result<String, KeyError> {
+    use std::io::Read as _;
+    let read_err = |source| KeyError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .map_err(read_err)?
+        .take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    let malformed = |reason: &str| KeyError::Malformed {
+        path: path.to_path_buf(),
+        what: "key",
+        reason: reason.to_string(),
+    };
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(malformed("larger than any key file"));
+    }
+    String::from_utf8(bytes).map_err(|_| malformed("not text"))
+}
+
 impl PublicKey {
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_key_text(path)?;
         Self::parse(path, &text)
     }
 
@@ -228,15 +290,20 @@ impl PublicKey {
     }
 
     pub fn to_file_text(&self) -> String {
+        format!(
+            "untrusted comment: minisign public key {}\n{}\n",
+            self.id,
+            self.key_line()
+        )
+    }
+
+    /// The second line of the `.pub` file (what `minisign -P` takes).
+    pub fn key_line(&self) -> String {
         let mut bytes = Vec::with_capacity(42);
         bytes.extend_from_slice(ALG_ED);
         bytes.extend_from_slice(&self.id.0);
         bytes.extend_from_slice(self.key.as_bytes());
-        format!(
-            "untrusted comment: minisign public key {}\n{}\n",
-            self.id,
-            B64.encode(bytes)
-        )
+        B64.encode(bytes)
     }
 
     /// Checks `sig` over `message`, and its trusted comment.
@@ -263,13 +330,21 @@ impl PublicKey {
 }
 
 impl SecretKey {
-    /// Loads a secret key, refusing one that group or others may read.
+    /// Loads a secret key, refusing one that group or others may read (and saying so
+    /// when the file is a public key instead).
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let read_err = |source| KeyError::Read {
             path: path.to_path_buf(),
             source,
         };
         let meta = fs::metadata(path).map_err(read_err)?;
+        let text = read_key_text(path)?;
+        if let Ok(public) = PublicKey::parse(path, &text) {
+            return Err(KeyError::PublicKeyGiven {
+                path: path.to_path_buf(),
+                id: public.id,
+            });
+        }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyError::TooOpen {
@@ -277,7 +352,6 @@ impl SecretKey {
                 mode,
             });
         }
-        let text = fs::read_to_string(path).map_err(read_err)?;
         let bytes = payload(path, &text, "secret key")?;
         let malformed = |reason: &str| KeyError::Malformed {
             path: path.to_path_buf(),
@@ -304,6 +378,15 @@ impl SecretKey {
         let key = SigningKey::from_keypair_bytes(&sk)
             .map_err(|_| malformed("public half does not match the secret half"))?;
         Ok(SecretKey { id: KeyId(id), key })
+    }
+
+    /// A fixed key for unit tests: id and seed derived from `n`.
+    #[cfg(test)]
+    pub fn for_tests(n: u8) -> SecretKey {
+        SecretKey {
+            id: KeyId([n, 0xfe, 0, 0, 0, 0, 0, n]),
+            key: SigningKey::from_bytes(&[n; 32]),
+        }
     }
 
     pub fn public(&self) -> PublicKey {
@@ -401,48 +484,6 @@ impl SignatureFile {
     }
 }
 
-/// Checks `message` against the signatures and returns the ids of the trusted keys
-/// that signed it. It fails unless at least `threshold` distinct trusted keys did.
-pub fn verify_threshold(
-    message: &[u8],
-    signatures: &[SignatureFile],
-    trusted: &[PublicKey],
-    threshold: usize,
-) -> Result<Vec<KeyId>, SignatureError> {
-    let mut signers: Vec<KeyId> = Vec::new();
-    let mut first_untrusted = None;
-    for sig in signatures {
-        match trusted.iter().find(|k| k.id == sig.key_id) {
-            Some(key) => {
-                key.verify(message, sig)?;
-                if !signers.contains(&key.id) {
-                    signers.push(key.id);
-                }
-            }
-            None => first_untrusted = first_untrusted.or(Some(sig.key_id)),
-        }
-    }
-    if signers.len() >= threshold.max(1) {
-        return Ok(signers);
-    }
-    let trusted_ids = trusted
-        .iter()
-        .map(|k| k.id.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    match first_untrusted {
-        Some(found) if signers.is_empty() => Err(SignatureError::UntrustedKey {
-            found: found.to_string(),
-            trusted: trusted_ids,
-        }),
-        _ => Err(SignatureError::Malformed(format!(
-            "{} trusted signature(s), {} required",
-            signers.len(),
-            threshold
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,20 +520,19 @@ mod tests {
     }
 
     #[test]
-    fn threshold_counts_distinct_trusted_signers() {
+    fn a_public_key_is_not_taken_for_a_secret_one() {
         let dir = tempfile::tempdir().unwrap();
-        let a = SecretKey::load(&generate(&dir.path().join("a")).unwrap().0).unwrap();
-        let b = SecretKey::load(&generate(&dir.path().join("b")).unwrap().0).unwrap();
-        let sigs: Vec<_> = [&a, &a]
-            .iter()
-            .map(|k| SignatureFile::parse(&k.sign(b"m", "c")).unwrap())
-            .collect();
-        let trusted = [a.public(), b.public()];
-        assert_eq!(verify_threshold(b"m", &sigs, &trusted, 1).unwrap().len(), 1);
-        assert!(verify_threshold(b"m", &sigs, &trusted, 2).is_err());
-        assert!(matches!(
-            verify_threshold(b"m", &sigs, &[b.public()], 1),
-            Err(SignatureError::UntrustedKey { .. })
-        ));
+        let (_, pk_path, id) = generate(&dir.path().join("k")).unwrap();
+        match SecretKey::load(&pk_path) {
+            Err(e @ KeyError::PublicKeyGiven { .. }) => {
+                assert_eq!(e.exit_status(), ExitStatus::Usage);
+                assert!(e.to_string().contains("public key"), "{e}");
+                assert!(e.to_string().contains(&id.to_string()), "{e}");
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        assert_eq!(KeyId::parse(&id.to_string()), Some(id));
+        assert_eq!(KeyId::parse(&id.to_string().to_lowercase()), Some(id));
+        assert_eq!(KeyId::parse("+123456789ABCDEF"), None);
     }
 }

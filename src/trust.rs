@@ -1,6 +1,8 @@
 //! What an importer remembers per target: the highest sequence imported per series
 //! (rollback protection) and an append-only audit log of every import.
 
+pub mod policy;
+
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -89,7 +91,7 @@ impl TargetState {
             },
         );
         self.save()?;
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "time": now,
             "target": target,
             "series": v.manifest.series,
@@ -99,6 +101,14 @@ impl TargetState {
             "signers": v.signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
             "artifacts": v.manifest.artifacts.iter().map(|a| serde_json::json!({"name": a.name(), "digest": a.digest, "origin": a.origin})).collect::<Vec<_>>(),
         });
+        if let Some(a) = &v.approval {
+            line["trustRule"] = a.rule.into();
+            line["approvedBy"] = a
+                .signers
+                .iter()
+                .map(|s| serde_json::json!({"name": s.name, "role": s.role, "keyId": s.id.to_string()}))
+                .collect();
+        }
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)

@@ -17,6 +17,7 @@ mod e2e {
     pub mod tamper;
 
     // Tests, one file per command or concern.
+    mod approvals;
     mod auth;
     mod bundle;
     mod compat;

@@ -1,8 +1,10 @@
 //! The bundle: a zstd-compressed tar. First the signed bundle manifest and its
 //! signature(s), then an OCI image layout of everything carried.
 
+pub mod cosign;
 pub mod manifest;
 pub mod reader;
+pub mod signers;
 pub mod writer;
 
 pub use manifest::{BundleManifest, Entry};
@@ -10,7 +12,9 @@ pub use reader::{EntrySink, Verified, VerifyError};
 
 /// The first entry of every bundle.
 pub const MANIFEST_NAME: &str = "ferry-manifest.json";
-/// The signature made by `bundle create`; co-signatures are `ferry-manifest.json.<KEYID>.minisig`.
+/// The signature made by `bundle create`. Embedded co-signatures may follow as
+/// `ferry-manifest.json.<KEYID>.minisig`; `bundle sign` writes them beside the bundle
+/// instead (see `cosign`).
 pub const SIGNATURE_NAME: &str = "ferry-manifest.json.minisig";
 /// The `format` of bundles this version writes and reads.
 pub const FORMAT: &str = "dev.ferry.bundle.v1";
@@ -118,7 +122,7 @@ mod tests {
         let mut sink = Collect(Vec::new());
         reader::read(
             path,
-            &Trust {
+            &Trust::Keys {
                 keys: std::slice::from_ref(key),
                 threshold: 1,
             },

@@ -11,11 +11,15 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::cosign::{self, CosignError, Detached};
 use super::manifest::{BundleManifest, Entry, safe_path};
+pub use super::signers::Trust;
+use super::signers::{self, Found, Status};
 use super::{MANIFEST_NAME, MAX_MANIFEST_SIZE, MAX_SIGNATURE_SIZE, is_signature_name};
 use crate::digest::{Digest, Hasher};
 use crate::exit::{Classify, ExitStatus};
-use crate::sign::{self, KeyId, PublicKey, SignatureError, SignatureFile};
+use crate::sign::{KeyId, SignatureError, SignatureFile};
+use crate::trust::policy::{Approval, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -37,6 +41,10 @@ pub enum VerifyError {
     Unsigned,
     #[error("bundle signature does not verify")]
     Signature(#[from] SignatureError),
+    #[error("bundle is not approved")]
+    NotApproved(#[source] Box<Refusal>),
+    #[error(transparent)]
+    Cosign(#[from] CosignError),
     #[error("signed bundle manifest is not valid: {0}")]
     BadManifest(String),
     #[error("entry `{path}` is a {kind}; a bundle holds only regular files")]
@@ -95,12 +103,15 @@ impl Classify for VerifyError {
     fn exit_status(&self) -> ExitStatus {
         match self {
             VerifyError::Open { .. } | VerifyError::Stage { .. } => ExitStatus::Error,
+            VerifyError::Cosign(e) => e.exit_status(),
             _ => ExitStatus::Verification,
         }
     }
     fn hint(&self) -> Option<String> {
         match self {
             VerifyError::Signature(e) => e.hint(),
+            VerifyError::NotApproved(e) => e.hint(),
+            VerifyError::Cosign(e) => e.hint(),
             VerifyError::Unsigned => Some("sign bundles with `ferry bundle create --key`; never import an unsigned one".into()),
             VerifyError::Rollback { .. } | VerifyError::SequenceReused { .. } => {
                 Some("import the newest bundle of the series; an older one may be a replay".into())
@@ -120,13 +131,12 @@ pub struct Verified {
     pub manifest: BundleManifest,
     /// sha256 of the manifest bytes: the bundle's identity.
     pub manifest_digest: Digest,
+    /// The distinct keys that counted.
     pub signers: Vec<KeyId>,
-}
-
-/// The keys a reader accepts, and how many must have signed.
-pub struct Trust<'a> {
-    pub keys: &'a [PublicKey],
-    pub threshold: usize,
+    /// Every signature found (embedded and beside the bundle) and what became of it.
+    pub signatures: Vec<Found>,
+    /// Under a trust policy: the rule that was met and who counted for it.
+    pub approval: Option<Approval>,
 }
 
 /// What to do once the signature checked.
@@ -157,38 +167,51 @@ pub fn read(
     // 1. The manifest, bounded, kept as bytes until its signature checks.
     let manifest_bytes = read_manifest(&mut entries, &budget)?;
 
-    // 2. Signatures, then the manifest itself.
-    let mut signatures = Vec::new();
-    let mut pending = None;
-    while let Some(mut e) = next_entry(&mut entries, None, &budget)? {
-        let p = entry_path(&e);
-        if !is_signature_name(&p) {
-            pending = Some(e);
-            break;
-        }
-        if !is_regular(&e) || e.size() > MAX_SIGNATURE_SIZE {
-            return Err(VerifyError::NotAFile {
-                path: p,
-                kind: "oversized or special signature".into(),
-            });
-        }
-        let text = read_small(&mut e, &p, &budget)?;
-        let text = String::from_utf8(text)
-            .map_err(|_| SignatureError::Malformed(format!("`{p}` is not text")))?;
-        signatures.push(SignatureFile::parse(&text)?);
-    }
-    if signatures.is_empty() {
+    // 2. Signatures (embedded, then beside the bundle), then the manifest itself.
+    let (embedded, pending) = read_signatures(&mut entries, &budget)?;
+    let embedded = strict(embedded)?;
+    if embedded.is_empty() {
         return Err(VerifyError::Unsigned);
     }
-    let signers =
-        sign::verify_threshold(&manifest_bytes, &signatures, trust.keys, trust.threshold)?;
+    let found = signers::check(&manifest_bytes, embedded, cosign::find(path)?, trust)?;
+    let signers = match trust {
+        Trust::Keys { keys, threshold } => signers::meet_threshold(&found, keys, *threshold)?,
+        Trust::Policy(policy) => {
+            let valid = signers::valid_ids(&found);
+            if valid.is_empty() {
+                return Err(not_approved(
+                    policy.refuse_unsigned(&counted(&found)),
+                    &found,
+                ));
+            }
+            valid
+        }
+    };
     let manifest: BundleManifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| VerifyError::BadManifest(e.to_string()))?;
     manifest.validate().map_err(VerifyError::BadManifest)?;
+    let approval = match trust {
+        Trust::Keys { .. } => None,
+        Trust::Policy(policy) => Some(
+            policy
+                .evaluate(
+                    &manifest.series,
+                    &manifest.created,
+                    time::OffsetDateTime::now_utc(),
+                    &counted(&found),
+                )
+                .map_err(|r| not_approved(r, &found))?,
+        ),
+    };
     let verified = Verified {
         manifest_digest: Digest::of(&manifest_bytes),
         manifest,
-        signers,
+        signers: match &approval {
+            Some(a) => a.signers.iter().map(|s| s.id).collect(),
+            None => signers,
+        },
+        signatures: found,
+        approval,
     };
     if let Decision::Stop = decide(&verified)? {
         return Ok(verified);
@@ -283,6 +306,58 @@ pub fn read(
         }
     }
     Ok(verified)
+}
+
+type Parsed = Vec<(String, Result<SignatureFile, SignatureError>)>;
+
+/// The signature entries right after the manifest, each parsed (unverified), and the
+/// first entry after them.
+fn read_signatures<'a>(
+    entries: &mut Entries<'a>,
+    budget: &Rc<Cell<u64>>,
+) -> Result<(Parsed, Option<TarEntry<'a>>), VerifyError> {
+    let mut signatures = Vec::new();
+    while let Some(mut e) = next_entry(entries, None, budget)? {
+        let p = entry_path(&e);
+        if !is_signature_name(&p) {
+            return Ok((signatures, Some(e)));
+        }
+        if !is_regular(&e) || e.size() > MAX_SIGNATURE_SIZE {
+            return Err(VerifyError::NotAFile {
+                path: p,
+                kind: "oversized or special signature".into(),
+            });
+        }
+        let text = read_small(&mut e, &p, budget)?;
+        let parsed = String::from_utf8(text)
+            .map_err(|_| SignatureError::Malformed(format!("`{p}` is not text")))
+            .and_then(|text| SignatureFile::parse(&text));
+        signatures.push((p, parsed));
+    }
+    Ok((signatures, None))
+}
+
+fn strict(parsed: Parsed) -> Result<Vec<(String, SignatureFile)>, VerifyError> {
+    parsed.into_iter().map(|(p, s)| Ok((p, s?))).collect()
+}
+
+/// The key ids a trust policy weighs: verified signatures and those by revoked keys
+/// (which it names, never counts).
+fn counted(found: &[Found]) -> Vec<KeyId> {
+    found
+        .iter()
+        .filter(|f| matches!(f.status, Status::Valid | Status::Revoked))
+        .map(|f| f.key_id)
+        .collect()
+}
+
+fn not_approved(mut refusal: Box<Refusal>, found: &[Found]) -> VerifyError {
+    refusal.ignored = found
+        .iter()
+        .filter(|f| !matches!(f.status, Status::Valid | Status::Revoked))
+        .filter_map(Found::problem)
+        .collect();
+    VerifyError::NotApproved(refusal)
 }
 
 /// Wraps an I/O error of the staging side, so it is not taken for a damaged bundle.
@@ -472,26 +547,53 @@ impl<R: Read> Read for Budgeted<R> {
     }
 }
 
-/// The manifest and the key ids of its signatures, read without checking anything:
-/// for `bundle inspect`. Never act on what this returns.
-pub fn peek(path: &Path) -> Result<(BundleManifest, Vec<KeyId>), VerifyError> {
+/// What `bundle inspect` shows, read without checking anything. Never act on it.
+pub struct Peeked {
+    pub manifest: BundleManifest,
+    /// Embedded signature entries and the key ids they claim.
+    pub embedded: Vec<(String, KeyId)>,
+    /// Co-signature files beside the bundle.
+    pub detached: Vec<Detached>,
+}
+
+/// The manifest and the signatures found, for `bundle inspect` (an embedded signature
+/// that does not parse is left out).
+pub fn peek(path: &Path) -> Result<Peeked, VerifyError> {
+    let (manifest, signatures) = read_head(path)?;
+    let manifest: BundleManifest =
+        serde_json::from_slice(&manifest).map_err(|e| VerifyError::BadManifest(e.to_string()))?;
+    Ok(Peeked {
+        manifest,
+        embedded: signatures
+            .into_iter()
+            .filter_map(|(p, s)| Some((p, s.ok()?.key_id)))
+            .collect(),
+        detached: cosign::find(path)?,
+    })
+}
+
+/// The start of a bundle, unverified: the manifest's bytes and the embedded signatures.
+pub struct Head {
+    pub manifest: Vec<u8>,
+    pub signatures: Vec<(String, SignatureFile)>,
+}
+
+/// Reads the manifest (bounded) and the signatures after it, and nothing more: what
+/// `bundle sign` signs. Verifies nothing.
+pub fn head(path: &Path) -> Result<Head, VerifyError> {
+    let (manifest, signatures) = read_head(path)?;
+    Ok(Head {
+        manifest,
+        signatures: strict(signatures)?,
+    })
+}
+
+fn read_head(path: &Path) -> Result<(Vec<u8>, Parsed), VerifyError> {
     let (mut archive, budget) = open(path)?;
     let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
-    let bytes = read_manifest(&mut entries, &budget)?;
-    let manifest: BundleManifest =
-        serde_json::from_slice(&bytes).map_err(|e| VerifyError::BadManifest(e.to_string()))?;
-    let mut keys = Vec::new();
-    while let Some(mut e) = next_entry(&mut entries, None, &budget)? {
-        let p = entry_path(&e);
-        if !is_signature_name(&p) || !is_regular(&e) || e.size() > MAX_SIGNATURE_SIZE {
-            break;
-        }
-        let text = read_small(&mut e, &p, &budget)?;
-        if let Ok(sig) = SignatureFile::parse(&String::from_utf8_lossy(&text)) {
-            keys.push(sig.key_id);
-        }
-    }
-    Ok((manifest, keys))
+    let manifest = read_manifest(&mut entries, &budget)?;
+    let (signatures, _) = read_signatures(&mut entries, &budget)?;
+    Ok((manifest, signatures))
 }
 
 #[cfg(test)]

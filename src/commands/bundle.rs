@@ -1,6 +1,10 @@
-//! `ferry bundle create|verify|inspect`.
+//! `ferry bundle create|verify|inspect|sign`.
 
 use super::*;
+use crate::bundle::reader::Peeked;
+use crate::bundle::signers::{Found, Status};
+use crate::bundle::{Verified, cosign};
+use crate::trust::policy::TrustPolicy;
 
 /// The arguments of `ferry bundle create`.
 pub struct Create {
@@ -111,23 +115,13 @@ pub fn verify(args: Verify, g: &Globals) -> crate::error::Result<()> {
         json,
     } = args;
 
-    let keys = load_trust(&trust)?;
-    let verified = crate::import::verify(
-        &bundle,
-        &Trust {
-            keys: &keys,
-            threshold: trust.threshold,
-        },
-    )?;
+    let trust = LoadedTrust::load(&trust)?;
+    let verified = crate::import::verify(&bundle, &trust.as_trust())?;
+    warn_not_counted(&verified, g);
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&summary_json(
-                &verified.manifest,
-                &verified.manifest_digest,
-                &verified.signers,
-                true
-            ))?
+            serde_json::to_string_pretty(&verified_json(&verified, &trust))?
         );
     } else if !g.quiet {
         let m = &verified.manifest;
@@ -139,15 +133,91 @@ pub fn verify(args: Verify, g: &Globals) -> crate::error::Result<()> {
             m.artifacts.len(),
             m.entries.len(),
             human(m.total_size()),
-            verified
-                .signers
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            signed_by(&verified)
         );
     }
     Ok(())
+}
+
+/// The trust chosen on the command line (`--trust ... [--threshold]` or
+/// `--trust-policy`), loaded.
+pub(super) enum LoadedTrust {
+    Keys(Vec<PublicKey>, usize),
+    Policy(TrustPolicy),
+}
+
+impl LoadedTrust {
+    pub(super) fn load(args: &TrustArgs) -> crate::error::Result<LoadedTrust> {
+        Ok(match &args.trust_policy {
+            Some(path) => LoadedTrust::Policy(TrustPolicy::load(path)?),
+            None => LoadedTrust::Keys(load_trust(args)?, args.threshold),
+        })
+    }
+
+    pub(super) fn as_trust(&self) -> Trust<'_> {
+        match self {
+            LoadedTrust::Keys(keys, threshold) => Trust::Keys {
+                keys,
+                threshold: *threshold,
+            },
+            LoadedTrust::Policy(p) => Trust::Policy(p),
+        }
+    }
+}
+
+/// `--json` of verify and import: the summary, every signature found, and the rule met.
+pub(super) fn verified_json(v: &Verified, trust: &LoadedTrust) -> serde_json::Value {
+    let mut out = summary_json(&v.manifest, &v.manifest_digest, &v.signers, true);
+    out["signatureDetails"] = v.signatures.iter().map(Found::to_json).collect();
+    if let (Some(a), LoadedTrust::Policy(p)) = (&v.approval, trust) {
+        out["trustPolicy"] = serde_json::json!({
+            "file": p.path.display().to_string(),
+            "rule": a.rule,
+            "series": a.series_pattern,
+            "approvedBy": a.signers.iter().map(|s| serde_json::json!({
+                "name": s.name, "role": s.role, "keyId": s.id.to_string(),
+            })).collect::<Vec<_>>(),
+            "revoked": a.revoked,
+        });
+    }
+    out
+}
+
+/// `build (builder, ID), alice (approver, ID) (rule 1)` or the key ids.
+pub(super) fn signed_by(v: &Verified) -> String {
+    match &v.approval {
+        Some(a) => format!(
+            "{} (trust policy rule {}, series \"{}\")",
+            a.signers
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            a.rule,
+            a.series_pattern
+        ),
+        None => v
+            .signers
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// A `warning:` for each signature that was found but did not count because it is
+/// invalid or revoked (untrusted signers are normal and not warned about).
+pub(super) fn warn_not_counted(v: &Verified, g: &Globals) {
+    if g.quiet {
+        return;
+    }
+    for f in &v.signatures {
+        if matches!(f.status, Status::Invalid(_) | Status::Revoked)
+            && let Some(problem) = f.problem()
+        {
+            eprintln!("warning: {problem} (not counted)");
+        }
+    }
 }
 
 /// The arguments of `ferry bundle inspect`.
@@ -159,35 +229,71 @@ pub struct Inspect {
 pub fn inspect(args: Inspect, _: &Globals) -> crate::error::Result<()> {
     let Inspect { bundle, json } = args;
 
-    let (manifest, keys) = reader::peek(&bundle)?;
+    let peeked = reader::peek(&bundle)?;
     if json {
-        let mut v = serde_json::to_value(&manifest)?;
-        v["signatures"] = keys
+        let mut v = serde_json::to_value(&peeked.manifest)?;
+        v["signatures"] = peeked
+            .embedded
             .iter()
+            .map(|(_, k)| *k)
+            .chain(
+                peeked
+                    .detached
+                    .iter()
+                    .filter(|d| d.signature.is_ok())
+                    .map(|d| d.named),
+            )
             .map(|k| k.to_string())
             .collect::<Vec<_>>()
             .into();
+        v["signatureDetails"] = signature_details(&peeked).into();
         v["verified"] = false.into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print_inspect(&bundle, &manifest, &keys);
+        print_inspect(&bundle, &peeked);
     }
     Ok(())
 }
 
-fn print_inspect(path: &Path, m: &BundleManifest, keys: &[sign::KeyId]) {
+/// Every signature `inspect` found: embedded entries and files beside the bundle.
+fn signature_details(p: &Peeked) -> Vec<serde_json::Value> {
+    let embedded = p.embedded.iter().map(|(entry, k)| {
+        serde_json::json!({"keyId": k.to_string(), "source": "embedded", "file": entry})
+    });
+    let detached = p.detached.iter().map(|d| {
+        let mut v = serde_json::json!({
+            "keyId": d.named.to_string(),
+            "source": "detached",
+            "file": d.path.display().to_string(),
+        });
+        if let Err(reason) = &d.signature {
+            v["problem"] = reason.clone().into();
+        }
+        v
+    });
+    embedded.chain(detached).collect()
+}
+
+fn print_inspect(path: &Path, p: &Peeked) {
+    let m = &p.manifest;
     println!("bundle   {}", path.display());
     println!("series   {} (sequence {})", m.series, m.sequence);
     println!("created  {} by {}", m.created, m.tool);
+    let mut signed: Vec<String> = p
+        .embedded
+        .iter()
+        .map(|(_, k)| format!("{k} (embedded)"))
+        .collect();
+    signed.extend(p.detached.iter().map(|d| match &d.signature {
+        Ok(_) => format!("{} ({})", d.named, d.path.display()),
+        Err(reason) => format!("{} ({}: {reason})", d.named, d.path.display()),
+    }));
     println!(
         "signed   {} (not verified here: use `ferry bundle verify`)",
-        if keys.is_empty() {
+        if signed.is_empty() {
             "by nobody".to_string()
         } else {
-            keys.iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            signed.join(", ")
         }
     );
     println!("policy   {}", m.policy.verdict);
@@ -205,4 +311,73 @@ fn print_inspect(path: &Path, m: &BundleManifest, keys: &[sign::KeyId]) {
             println!("           {line}");
         }
     }
+}
+
+/// The arguments of `ferry bundle sign`.
+pub struct Sign {
+    pub bundle: PathBuf,
+    pub key: PathBuf,
+    pub json: bool,
+}
+
+/// Co-signs the bundle's manifest bytes into `BUNDLE.<KEYID>.minisig` beside it. The
+/// bundle is read only as far as its signatures and never rewritten.
+pub fn sign(args: Sign, g: &Globals) -> crate::error::Result<()> {
+    let Sign { bundle, key, json } = args;
+
+    let key = SecretKey::load(&key)?;
+    let head = reader::head(&bundle)?;
+    let manifest: BundleManifest = serde_json::from_slice(&head.manifest)
+        .map_err(|e| crate::bundle::VerifyError::BadManifest(e.to_string()))?;
+    manifest
+        .validate()
+        .map_err(crate::bundle::VerifyError::BadManifest)?;
+    let digest = crate::digest::Digest::of(&head.manifest);
+    let public = key.public();
+    let embedded = head.signatures.iter().find(|(_, s)| s.key_id == key.id);
+    let written = match embedded {
+        Some((_, sig)) => {
+            public.verify(&head.manifest, sig)?;
+            None
+        }
+        None => {
+            let comment = format!(
+                "ferry approval series={} sequence={} created={} manifest-sha256={}",
+                manifest.series,
+                manifest.sequence,
+                manifest.created,
+                digest.hex()
+            );
+            let text = key.sign(&head.manifest, &comment);
+            Some(cosign::write(&bundle, key.id, &text)?)
+        }
+    };
+    if json {
+        let v = serde_json::json!({
+            "bundle": bundle.display().to_string(),
+            "keyId": key.id.to_string(),
+            "manifestDigest": digest.to_string(),
+            "file": written.as_ref().map(|p| p.display().to_string()),
+            "alreadySigned": written.is_none(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if !g.quiet {
+        match &written {
+            None => println!(
+                "{} is already signed by key {} (its embedded signature): nothing written",
+                bundle.display(),
+                key.id
+            ),
+            Some(path) => println!(
+                "signed {} (series {} sequence {}, manifest {}) with key {}: wrote {}; carry it beside the bundle",
+                bundle.display(),
+                manifest.series,
+                manifest.sequence,
+                digest,
+                key.id,
+                path.display()
+            ),
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `ferry import`: verify, stage, commit into a store or a registry.
 
+use super::bundle::{LoadedTrust, signed_by, verified_json, warn_not_counted};
 use super::*;
 
 /// The arguments of `ferry import`.
@@ -26,7 +27,7 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
     let registry = g.registry.clone();
     let reporter = g.reporter.clone();
 
-    let keys = load_trust(&trust)?;
+    let trust = LoadedTrust::load(&trust)?;
     let target = match (to, store) {
         (Some(to), None) => Target::Registry(RegistryTarget::parse(&to)?),
         (None, Some(dir)) => Target::Store(dir),
@@ -34,10 +35,7 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
     };
     let options = ImportOptions {
         force,
-        trust: Trust {
-            keys: &keys,
-            threshold: trust.threshold,
-        },
+        trust: trust.as_trust(),
         target,
         state_dir: state_dir.unwrap_or_else(default_state_dir),
         registry,
@@ -48,13 +46,9 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         Outcome::Imported(v) => (v, false),
         Outcome::AlreadyImported(v) => (v, true),
     };
+    warn_not_counted(verified, g);
     if json {
-        let mut v = summary_json(
-            &verified.manifest,
-            &verified.manifest_digest,
-            &verified.signers,
-            true,
-        );
+        let mut v = verified_json(verified, &trust);
         v["alreadyImported"] = already.into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if !g.quiet {
@@ -66,10 +60,11 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
             );
         } else {
             println!(
-                "imported series {} sequence {}: {} artifact(s)",
+                "imported series {} sequence {}: {} artifact(s), signed by {}",
                 m.series,
                 m.sequence,
-                m.artifacts.len()
+                m.artifacts.len(),
+                signed_by(verified)
             );
         }
     }

@@ -1,4 +1,4 @@
-//! `ferry key`: signing keys.
+//! `ferry key generate|show`: signing keys.
 
 use super::*;
 
@@ -18,6 +18,38 @@ pub fn generate(args: KeyGenerate, g: &Globals) -> crate::error::Result<()> {
             secret.display()
         );
         println!("public key: {} (give it to importers)", public.display());
+    }
+    Ok(())
+}
+
+/// The arguments of `ferry key show`.
+pub struct KeyShow {
+    pub key: PathBuf,
+    pub json: bool,
+}
+
+/// Prints the key id and public key line of a `.pub` (or of a `.key`'s public half;
+/// nothing secret is printed).
+pub fn show(args: KeyShow, _: &Globals) -> crate::error::Result<()> {
+    let KeyShow { key, json } = args;
+
+    let (public, kind) = match PublicKey::load(&key) {
+        Ok(k) => (k, "public"),
+        Err(sign::KeyError::Malformed { .. }) => (SecretKey::load(&key)?.public(), "secret"),
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        let v = serde_json::json!({
+            "file": key.display().to_string(),
+            "kind": kind,
+            "keyId": public.id.to_string(),
+            "publicKey": public.key_line(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("key id     {}", public.id);
+        println!("public key {}", public.key_line());
+        println!("file       {} ({kind} key)", key.display());
     }
     Ok(())
 }

@@ -66,6 +66,13 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
     };
     match cli.command {
         Command::Key(KeyCommand::Generate { name }) => key::generate(key::KeyGenerate { name }, &g),
+        Command::Key(KeyCommand::Show(a)) => key::show(
+            key::KeyShow {
+                key: a.key,
+                json: a.json,
+            },
+            &g,
+        ),
         Command::Pull {
             spec,
             store,
@@ -119,6 +126,14 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
         Command::Bundle(BundleCommand::Inspect { bundle, json }) => {
             bundle::inspect(bundle::Inspect { bundle, json }, &g)
         }
+        Command::Bundle(BundleCommand::Sign(a)) => bundle::sign(
+            bundle::Sign {
+                bundle: a.bundle,
+                key: a.key,
+                json: a.json,
+            },
+            &g,
+        ),
         Command::Import {
             bundle,
             trust,

@@ -324,7 +324,8 @@ fn names_kind_and_record_must_agree() {
     let ctx = TestContext::new();
     let fx = super::python::py();
     let subject = format!("sha256:{}", "b".repeat(64));
-    let cases: [(&str, Box<dyn Fn(&mut Value)>, &str); 3] = [
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: [(&str, Edit, &str); 3] = [
         (
             "kind-conda",
             Box::new(|a| a["kind"] = "conda".into()),
