@@ -16,8 +16,29 @@ pub struct Artifact<R> {
     /// Where it was pulled from: the spec's reference, index, channel or hub.
     pub origin: String,
     pub artifact_type: Option<String>,
+    /// The spec entry's `labels` (e.g. `classification = "internal"`), for policies.
+    pub labels: Labels,
+    /// The licences the upstream declares for it, as found and, where they parse, as
+    /// SPDX expressions.
+    pub licenses: Vec<Licence>,
     /// What the ecosystem says of it: platforms, a release's files, a package record.
     pub record: R,
+}
+
+/// Labels from the spec: checked keys and values (see `names::check_label`).
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// One licence declaration of an artifact.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Licence {
+    /// As the upstream wrote it (trimmed): `MIT`, `Apache-2.0 OR MIT`, `BSD License`.
+    pub declared: String,
+    /// The declaration as a valid SPDX expression, when it is or maps to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spdx: Option<String>,
+    /// Where it was found: `License-Expression`, `classifier`, `about.json`, ...
+    pub source: String,
 }
 
 impl<R> Artifact<R> {
@@ -51,6 +72,8 @@ impl<R> Artifact<R> {
             size: self.size,
             origin: self.origin,
             artifact_type: self.artifact_type,
+            labels: self.labels,
+            licenses: self.licenses,
             record: f(self.record),
         }
     }
@@ -65,6 +88,8 @@ impl<R> Artifact<R> {
             size: self.size,
             origin: self.origin.clone(),
             artifact_type: self.artifact_type.clone(),
+            labels: self.labels.clone(),
+            licenses: self.licenses.clone(),
             record: (),
         }
     }

@@ -433,6 +433,46 @@ impl fmt::Display for RepoType {
     }
 }
 
+/// A label from a spec entry, as it goes into the manifest, policies and reports: a key
+/// of 1-64 lowercase letters, digits, `.`, `_`, `-` or `/` (starting with a letter or
+/// digit), a value of at most 256 printable characters.
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let key_ok = (1..=64).contains(&key.len())
+        && key.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && key.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '/')
+        });
+    if !key_ok {
+        return Err(format!(
+            "label key {key:?} must be 1-64 lowercase letters, digits, `.`, `_`, `-` or `/`"
+        ));
+    }
+    if value.chars().count() > 256 || value.chars().any(char::is_control) {
+        return Err(format!(
+            "label {key} = {value:?} must be at most 256 printable characters"
+        ));
+    }
+    Ok(())
+}
+
+/// A licence declaration from an upstream (or a bundle): bounded and printable.
+pub fn check_licence(l: &crate::artifact::Licence) -> Result<(), String> {
+    for (what, s) in [
+        ("declared", Some(&l.declared)),
+        ("spdx", l.spdx.as_ref()),
+        ("source", Some(&l.source)),
+    ] {
+        if let Some(s) = s
+            && (s.is_empty() || s.chars().count() > 1024 || s.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "licence {what} {s:?} must be 1-1024 printable characters"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A bundle series (a spec's `name`): 1-128 letters, digits, `.`, `_` or `-`.
 pub fn valid_series_name(name: &str) -> bool {
     !name.is_empty()

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::ecosystems::{self, Entry};
+use crate::artifact::Labels;
+use crate::ecosystems::{self, Labelled};
 use crate::exit::{Classify, ExitStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +68,7 @@ pub struct Spec {
     pub name: String,
     /// Every entry, grouped by ecosystem in the order of `ecosystems::SECTIONS`, in file
     /// order within each.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Labelled>,
 }
 
 /// A top-level value: `name`, or the entries of one section, each with its span.
@@ -198,11 +199,16 @@ impl Spec {
             };
             for (i, table) in tables.into_iter().enumerate() {
                 let line = line_of(table.span());
-                let entry = ecosystems::parse_entry(section, table.into_inner(), base)
-                    .expect("a section of the registry");
-                entries.push(
-                    entry.map_err(|e| invalid(line, format!("[[{section}]] #{}: {e}", i + 1)))?,
-                );
+                let at = |e: String| invalid(line, format!("[[{section}]] #{}: {e}", i + 1));
+                let mut table = table.into_inner();
+                let labels = match table.remove("labels") {
+                    Some(v) => parse_labels(v).map_err(at)?,
+                    None => Labels::new(),
+                };
+                let entry = ecosystems::parse_entry(section, table, base)
+                    .expect("a section of the registry")
+                    .map_err(at)?;
+                entries.push(Labelled { entry, labels });
             }
         }
         if let Some((key, v)) = top.into_iter().next() {
@@ -224,9 +230,28 @@ impl Spec {
     }
 }
 
+/// `labels = { classification = "internal", owner = "ml" }`: strings, checked keys.
+fn parse_labels(value: toml::Value) -> Result<Labels, String> {
+    let toml::Value::Table(table) = value else {
+        return Err(
+            "`labels` must be a table of strings, such as { classification = \"internal\" }".into(),
+        );
+    };
+    let mut labels = Labels::new();
+    for (k, v) in table {
+        let toml::Value::String(v) = v else {
+            return Err(format!("label `{k}` must be a string"));
+        };
+        crate::names::check_label(&k, &v)?;
+        labels.insert(k, v);
+    }
+    Ok(labels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ecosystems::Entry;
     use crate::ecosystems::image::ImageSource;
 
     fn parse(text: &str) -> Result<Spec, SpecError> {
@@ -255,7 +280,7 @@ ref = "oci:layout:app/web:1.0"
         let images: Vec<_> = spec
             .entries
             .iter()
-            .map(|e| match e {
+            .map(|e| match &e.entry {
                 Entry::Image(i) => i,
                 other => panic!("{other:?}"),
             })
@@ -301,7 +326,27 @@ ref = "oci:layout:app/web:1.0"
             "name = \"a\"\n[[python]]\nrequirements = [\"six==1.16.0\"]\npython-version = \"3.11\"\nplatforms = [\"manylinux_2_28_x86_64\"]",
         )
         .unwrap();
-        assert!(matches!(&ok.entries[..], [Entry::Python(p)] if p.requirements.len() == 1));
+        assert!(
+            matches!(&ok.entries[..], [Labelled { entry: Entry::Python(p), .. }] if p.requirements.len() == 1)
+        );
+        let labelled = parse(
+            "name = \"a\"\n[[image]]\nref = \"docker.io/a/b:1\"\nlabels = { classification = \"internal\" }\n",
+        )
+        .unwrap();
+        assert_eq!(labelled.entries[0].labels["classification"], "internal");
+        for bad in [
+            "{ Bad = \"x\" }",
+            "{ a = 1 }",
+            "\"x\"",
+            "{ a = \"x\\u0007\" }",
+        ] {
+            let text =
+                format!("name = \"a\"\n[[image]]\nref = \"docker.io/a/b:1\"\nlabels = {bad}\n");
+            assert!(
+                matches!(parse(&text), Err(SpecError::Invalid { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

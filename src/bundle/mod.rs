@@ -86,6 +86,8 @@ mod tests {
             size: bytes.len() as u64,
             origin: "unit test".into(),
             artifact_type: desc.artifact_type.clone(),
+            labels: Default::default(),
+            licenses: Vec::new(),
             record: Record::Image(ImageRecord {
                 platforms: Vec::new(),
                 subject: None,

@@ -115,6 +115,13 @@ pub enum Entry {
     Image(image::ImageSpec),
 }
 
+/// A spec entry and the labels every artifact it brings carries.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub entry: Entry,
+    pub labels: crate::artifact::Labels,
+}
+
 /// What the bundle manifest records of an artifact beyond the shared fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
@@ -185,22 +192,31 @@ impl Entry {
     }
 }
 
-/// Pulls every entry in order; an artifact two entries both carry is listed once.
+/// Pulls every entry in order and labels what each brings; an artifact two entries
+/// both carry is listed once, with the labels of both (the first entry's value wins).
 pub async fn pull_all(
-    entries: &[Entry],
+    entries: &[Labelled],
     cx: &PullContext<'_>,
 ) -> crate::error::Result<Vec<AnyArtifact>> {
     let mut artifacts: Vec<AnyArtifact> = Vec::new();
     let mut counts = std::collections::HashMap::new();
-    for entry in entries {
+    for Labelled { entry, labels } in entries {
         let n = counts.entry(entry.section()).or_insert(0);
         *n += 1;
-        for a in entry.pull(*n, cx).await? {
+        for mut a in entry.pull(*n, cx).await? {
             let known = artifacts
-                .iter()
-                .any(|b| b.digest == a.digest && b.repository == a.repository && b.tag == a.tag);
-            if !known {
-                artifacts.push(a);
+                .iter_mut()
+                .find(|b| b.digest == a.digest && b.repository == a.repository && b.tag == a.tag);
+            match known {
+                Some(b) => {
+                    for (k, v) in labels {
+                        b.labels.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+                None => {
+                    a.labels = labels.clone();
+                    artifacts.push(a);
+                }
             }
         }
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::image::ImageRecord;
 use super::{AnyArtifact, Record};
-use crate::artifact::Artifact;
+use crate::artifact::{Artifact, Labels, Licence};
 use crate::digest::Digest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +70,10 @@ struct Wire {
     source_digest: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    labels: Labels,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    licenses: Vec<Licence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     python: Option<super::python::record::PythonRelease>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +96,8 @@ impl Wire {
             subject: None,
             source_digest: None,
             artifact_type: a.artifact_type.clone(),
+            labels: a.labels.clone(),
+            licenses: a.licenses.clone(),
             python: None,
             model: None,
             conda: None,
@@ -114,6 +120,12 @@ impl Wire {
             Some(t) => format!("{}:{t}", self.repository),
             None => format!("{}@{}", self.repository, self.digest),
         };
+        for (k, v) in &self.labels {
+            crate::names::check_label(k, v).map_err(|e| format!("artifact {name}: {e}"))?;
+        }
+        for l in &self.licenses {
+            crate::names::check_licence(l).map_err(|e| format!("artifact {name}: {e}"))?;
+        }
         let stray = |field: &str| {
             format!(
                 "artifact {name}: a `{}` artifact cannot have `{field}`",
@@ -173,6 +185,8 @@ impl Wire {
             size: self.size,
             origin: self.origin,
             artifact_type: self.artifact_type,
+            labels: self.labels,
+            licenses: self.licenses,
             record,
         })
     }

@@ -168,6 +168,8 @@ pub async fn pull(
             size: bytes.len() as u64,
             origin: package.url.clone(),
             artifact_type: desc.artifact_type,
+            labels: Default::default(),
+            licenses: Vec::new(),
             record: package,
         });
     }

@@ -106,6 +106,8 @@ pub async fn pull_image(
         size: top_bytes.len() as u64,
         origin: origin.clone(),
         artifact_type: top.artifact_type.clone(),
+        labels: Default::default(),
+        licenses: Vec::new(),
         record: ImageRecord {
             platforms,
             subject: None,
@@ -324,6 +326,8 @@ async fn pull_referrers(
             size: bytes.len() as u64,
             origin: format!("{origin} ({reference})"),
             artifact_type: m.artifact_type.clone(),
+            labels: Default::default(),
+            licenses: Vec::new(),
             record: ImageRecord {
                 platforms: Vec::new(),
                 subject: Some(subject),

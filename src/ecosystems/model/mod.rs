@@ -228,6 +228,8 @@ pub async fn pull(
                 spec.revision
             ),
             artifact_type: desc.artifact_type.clone(),
+            labels: Default::default(),
+            licenses: Vec::new(),
             record: info.clone(),
         })
         .collect())

@@ -338,6 +338,8 @@ pub async fn pull(
                 size: bytes.len() as u64,
                 origin: public_url.clone(),
                 artifact_type: desc.artifact_type,
+                labels: Default::default(),
+                licenses: Vec::new(),
                 record: release,
             });
         }
