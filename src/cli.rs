@@ -68,7 +68,14 @@ pub enum Command {
         /// the target lost is written again. Older bundles are still refused.
         #[arg(long)]
         force: bool,
+        /// The site's own Rego policy over the verified manifest: a denial is exit 4
+        /// and the target unchanged.
+        #[arg(long, value_name = "FILE.rego")]
+        policy: Option<PathBuf>,
     },
+    /// Evaluate Rego policies without writing or importing anything.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Write what a store holds into the forms other tools read.
     #[command(subcommand)]
     Export(ExportCommand),
@@ -103,6 +110,28 @@ pub struct KeyShowArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// What a policy says of a spec (pulled into the store, as `bundle create` would)
+    /// or of a bundle: every denial and warning. Exit 4 when it denies.
+    Check(PolicyCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyCheckArgs {
+    /// A spec file (ferry.toml) or a bundle (OUT.ferry).
+    pub input: PathBuf,
+    #[arg(long, value_name = "FILE.rego")]
+    pub policy: PathBuf,
+    /// The store a spec is pulled into [default: the user's cache].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum BundleCommand {
     /// Pull what the spec names and write a signed bundle.
     Create {
@@ -119,8 +148,9 @@ pub enum BundleCommand {
         key: Option<PathBuf>,
         #[arg(long, value_name = "DIR")]
         store: Option<PathBuf>,
-        /// A policy file (not supported by this version yet).
-        #[arg(long, value_name = "FILE")]
+        /// A Rego policy (`package ferry`, `deny`/`warn` sets) evaluated over the bundle
+        /// manifest before anything is written: a denial is exit 4 and no bundle.
+        #[arg(long, value_name = "FILE.rego")]
         policy: Option<PathBuf>,
         /// The sequence number [default: one past the last, at least the time in seconds].
         #[arg(long)]

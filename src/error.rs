@@ -62,6 +62,8 @@ pub enum ErrorKind {
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
     #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
     Cosign(#[from] crate::bundle::cosign::CosignError),
     #[error(transparent)]
     TrustPolicy(#[from] crate::trust::policy::PolicyError),
@@ -120,6 +122,7 @@ impl Error {
             ErrorKind::Fetch(e) => of(e),
             ErrorKind::TrustPolicy(e) => of(e),
             ErrorKind::Cosign(e) => of(e),
+            ErrorKind::Policy(e) => of(e),
             ErrorKind::Context { source, .. } => source.classify(),
             ErrorKind::Io(_) | ErrorKind::Message(_) | ErrorKind::Other(_) => {
                 (ExitStatus::Error, None)

@@ -18,6 +18,7 @@ use crate::error::Context as _;
 use crate::bundle::reader::{self, Decision, Trust};
 use crate::bundle::{Verified, VerifyError};
 use crate::ecosystems::AnyArtifact as Artifact;
+use crate::policy::{Policy, Verdict};
 use crate::reporter::Reporter;
 use crate::sources::registry::RegistryOptions;
 use crate::store::Store;
@@ -39,6 +40,44 @@ pub struct ImportOptions<'a> {
     /// Import again even when this very bundle was the last one imported (missing
     /// content is written again); rollback protection still holds.
     pub force: bool,
+    /// The site's own Rego policy, evaluated on the verified manifest before anything
+    /// reaches the target.
+    pub policy: Option<&'a Policy>,
+}
+
+/// The site's policy over a verified manifest: a denial stops the import (exit 4)
+/// before any entry is read.
+fn gate(
+    v: &Verified,
+    options: &ImportOptions<'_>,
+    reporter: &dyn Reporter,
+) -> Result<Option<Verdict>, VerifyError> {
+    let Some(policy) = options.policy else {
+        return Ok(None);
+    };
+    let signers: Vec<serde_json::Value> = match &v.approval {
+        Some(a) => a
+            .signers
+            .iter()
+            .map(|s| serde_json::json!({"keyId": s.id.to_string(), "name": s.name, "role": s.role}))
+            .collect(),
+        None => v
+            .signers
+            .iter()
+            .map(|k| serde_json::json!({"keyId": k.to_string()}))
+            .collect(),
+    };
+    let mut input = serde_json::to_value(&v.manifest).expect("manifest serialises");
+    input["signers"] = signers.into();
+    let verdict = policy.evaluate(&input)?;
+    for w in &verdict.warn {
+        reporter.line(&format!("warning: policy {}: {w}", verdict.policy));
+    }
+    verdict.enforce(&format!(
+        "the import of series {} sequence {}",
+        v.manifest.series, v.manifest.sequence
+    ))?;
+    Ok(Some(verdict))
 }
 
 pub enum Outcome {
@@ -117,10 +156,12 @@ fn import_into_existing(
     let mut staging =
         Staging::new(&state_dir, STAGING, Some(store)).context("cannot create a staging area")?;
     let mut already = false;
+    let mut verdict = None;
     let verified = reader::read(
         bundle,
         &options.trust,
         &mut |v| {
+            verdict = gate(v, options, reporter)?;
             Ok(match state.check(v)? {
                 Freshness::AlreadyImported
                     if !options.force && targets::store::holds(store, &v.manifest.artifacts) =>
@@ -141,6 +182,7 @@ fn import_into_existing(
     state.record(
         &verified,
         &format!("store:{}", absolute(store.root()).display()),
+        verdict.as_ref(),
     )?;
     report_imported(&verified, reporter);
     Ok(Outcome::Imported(verified))
@@ -164,17 +206,25 @@ fn import_into_new(
     let mut staging =
         Staging::new(parent, &prefix, None).context("cannot create a staging area")?;
     let state = TargetState::load(&staging.layout.state_dir())?;
+    let mut verdict = None;
     let verified = reader::read(
         bundle,
         &options.trust,
-        &mut |v| state.check(v).map(|_| Decision::Continue),
+        &mut |v| {
+            verdict = gate(v, options, reporter)?;
+            state.check(v).map(|_| Decision::Continue)
+        },
         &mut staging,
     )?;
     check_artifacts(&verified.manifest.artifacts, &[&staging.layout])?;
     let built = staging.layout.clone();
     targets::store::commit(&built, &staging, &verified.manifest.artifacts)?;
     let mut state = TargetState::load(&built.state_dir())?;
-    state.record(&verified, &format!("store:{}", absolute(dir).display()))?;
+    state.record(
+        &verified,
+        &format!("store:{}", absolute(dir).display()),
+        verdict.as_ref(),
+    )?;
     staging.publish(dir)?;
     report_imported(&verified, reporter);
     Ok(Outcome::Imported(verified))
@@ -207,10 +257,12 @@ fn import_to_registry(
     let mut staging =
         Staging::new(&state_dir, STAGING, None).context("cannot create a staging area")?;
     let mut already = false;
+    let mut verdict = None;
     let verified = reader::read(
         bundle,
         &options.trust,
         &mut |v| {
+            verdict = gate(v, options, reporter)?;
             Ok(match state.check(v)? {
                 // The local record alone is not trusted: the registry must still hold
                 // every artifact under its digest and tag, or it is pushed again.
@@ -241,7 +293,11 @@ fn import_to_registry(
         &options.registry,
         reporter,
     ))?;
-    state.record(&verified, &format!("registry:{}", target.display()))?;
+    state.record(
+        &verified,
+        &format!("registry:{}", target.display()),
+        verdict.as_ref(),
+    )?;
     Ok(Outcome::Imported(verified))
 }
 

@@ -15,6 +15,7 @@ mod import;
 mod names;
 mod oci;
 mod plan;
+mod policy;
 mod reporter;
 mod respond;
 mod serve;

@@ -79,7 +79,12 @@ impl TargetState {
     }
 
     /// Records a completed import: the series' new highest sequence, and an audit line.
-    pub fn record(&mut self, v: &Verified, target: &str) -> crate::error::Result<()> {
+    pub fn record(
+        &mut self,
+        v: &Verified,
+        target: &str,
+        policy: Option<&crate::policy::Verdict>,
+    ) -> crate::error::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let now = now_rfc3339();
         self.series.insert(
@@ -108,6 +113,11 @@ impl TargetState {
                 .iter()
                 .map(|s| serde_json::json!({"name": s.name, "role": s.role, "keyId": s.id.to_string()}))
                 .collect();
+        }
+        if let Some(p) = policy {
+            line["policy"] = serde_json::json!({
+                "policy": p.policy, "digest": p.digest, "verdict": "allowed", "warnings": p.warn,
+            });
         }
         let mut log = OpenOptions::new()
             .create(true)

@@ -31,6 +31,7 @@ mod e2e {
     mod names;
     mod plan;
     mod podman;
+    mod policy;
     mod pull;
     mod python;
     mod referrers;

@@ -32,8 +32,36 @@ pub struct PolicyVerdict {
     /// The policy file's name, when one was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    /// `allowed`, or `not-evaluated` when no policy was given.
+    /// sha256 of the policy file, when one was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// `allowed`, or `not-evaluated` when no policy was given (a denied bundle is never
+    /// written).
     pub verdict: String,
+    /// What the policy's `warn` rules said.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl PolicyVerdict {
+    pub fn not_evaluated() -> PolicyVerdict {
+        PolicyVerdict {
+            policy: None,
+            digest: None,
+            verdict: "not-evaluated".into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The record of a policy that allowed.
+    pub fn allowed(v: &crate::policy::Verdict) -> PolicyVerdict {
+        PolicyVerdict {
+            policy: Some(v.policy.clone()),
+            digest: Some(v.digest),
+            verdict: "allowed".into(),
+            warnings: v.warn.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +129,14 @@ impl BundleManifest {
             .iter()
             .map(|e| (e.path.as_str(), e.size))
             .collect();
+        let printable = |s: &str| s.chars().count() <= 4096 && !s.chars().any(char::is_control);
+        let p = &self.policy;
+        if !matches!(p.verdict.as_str(), "allowed" | "not-evaluated")
+            || !p.policy.as_deref().is_none_or(printable)
+            || !p.warnings.iter().all(|w| printable(w))
+        {
+            return Err("the policy verdict is not one ferry writes".into());
+        }
         for a in &self.artifacts {
             match sizes.get(format!("blobs/sha256/{}", a.digest.hex()).as_str()) {
                 None => return Err(format!("artifact {} has no blob in the bundle", a.name())),

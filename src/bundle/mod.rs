@@ -103,10 +103,7 @@ mod tests {
                 series: "unit",
                 sequence: 7,
                 artifacts: &[artifact],
-                policy: PolicyVerdict {
-                    policy: None,
-                    verdict: "not-evaluated".into(),
-                },
+                gate: &|_| Ok(PolicyVerdict::not_evaluated()),
             },
             &key,
             &out,

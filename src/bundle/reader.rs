@@ -23,6 +23,9 @@ use crate::trust::policy::{Approval, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// The importing site's own policy denied the bundle.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     #[error("cannot open bundle {path}")]
     Open {
         path: PathBuf,
@@ -104,6 +107,7 @@ impl Classify for VerifyError {
         match self {
             VerifyError::Open { .. } | VerifyError::Stage { .. } => ExitStatus::Error,
             VerifyError::Cosign(e) => e.exit_status(),
+            VerifyError::Policy(e) => e.exit_status(),
             _ => ExitStatus::Verification,
         }
     }
@@ -112,6 +116,7 @@ impl Classify for VerifyError {
             VerifyError::Signature(e) => e.hint(),
             VerifyError::NotApproved(e) => e.hint(),
             VerifyError::Cosign(e) => e.hint(),
+            VerifyError::Policy(e) => e.hint(),
             VerifyError::Unsigned => Some("sign bundles with `ferry bundle create --key`; never import an unsigned one".into()),
             VerifyError::Rollback { .. } | VerifyError::SequenceReused { .. } => {
                 Some("import the newest bundle of the series; an older one may be a replay".into())

@@ -31,6 +31,8 @@ pub enum WriteError {
         "blob {digest} in the store does not match its digest (got {actual}); the store is corrupted"
     )]
     Corrupt { digest: Digest, actual: Digest },
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 impl crate::exit::Classify for WriteError {
@@ -39,6 +41,7 @@ impl crate::exit::Classify for WriteError {
             WriteError::Store(e) => e.exit_status(),
             WriteError::Corrupt { .. } => crate::exit::ExitStatus::Verification,
             WriteError::Io { .. } => crate::exit::ExitStatus::Error,
+            WriteError::Policy(e) => e.exit_status(),
         }
     }
     fn hint(&self) -> Option<String> {
@@ -48,6 +51,7 @@ impl crate::exit::Classify for WriteError {
                 digest.hex()
             )),
             WriteError::Store(e) => e.hint(),
+            WriteError::Policy(e) => e.hint(),
             _ => None,
         }
     }
@@ -65,28 +69,36 @@ pub struct BundleSpec<'a> {
     pub series: &'a str,
     pub sequence: u64,
     pub artifacts: &'a [Artifact],
-    pub policy: PolicyVerdict,
+    /// Decides the policy verdict from the manifest as it will be signed (its `policy`
+    /// still `not-evaluated`), before anything is written; an error stops the write.
+    pub gate: &'a dyn Fn(&BundleManifest) -> Result<PolicyVerdict, crate::policy::PolicyError>,
 }
 
 const OCI_LAYOUT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
 /// zstd level for blobs that are already compressed: they barely shrink, so go fast.
 const COMPRESSED_LEVEL: i32 = 1;
 
-/// Writes the bundle; returns its manifest and the sha256 of the manifest's bytes.
-pub fn write(
+/// What a bundle of `artifacts` will hold: its manifest (policy `not-evaluated`), the
+/// blobs in order and the layout's `index.json`. Reads the store, writes nothing.
+pub struct Layout {
+    pub manifest: BundleManifest,
+    blobs: Vec<Desc>,
+    index: Vec<u8>,
+    created: time::OffsetDateTime,
+}
+
+pub fn layout(
     store: &Store,
-    spec: BundleSpec<'_>,
-    key: &SecretKey,
-    out: &Path,
-    options: &WriteOptions,
-    reporter: &dyn Reporter,
-) -> Result<(BundleManifest, Digest), WriteError> {
+    series: &str,
+    sequence: u64,
+    artifacts: &[Artifact],
+) -> Result<Layout, WriteError> {
     let created = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("0 is a valid nanosecond");
     let mut blobs: Vec<Desc> = Vec::new();
     let mut layout_entries: Vec<Desc> = Vec::new();
-    for a in spec.artifacts {
+    for a in artifacts {
         let root = a.root();
         for (desc, _) in store.reachable(&root)? {
             if !blobs.iter().any(|b| b.digest == desc.digest) {
@@ -115,16 +127,40 @@ pub fn write(
     }));
     let manifest = BundleManifest {
         format: FORMAT.into(),
-        series: spec.series.into(),
-        sequence: spec.sequence,
+        series: series.into(),
+        sequence,
         created: created
             .format(&time::format_description::well_known::Rfc3339)
             .expect("formats"),
         tool: concat!("ferry ", env!("CARGO_PKG_VERSION")).into(),
-        policy: spec.policy,
-        artifacts: spec.artifacts.to_vec(),
+        policy: PolicyVerdict::not_evaluated(),
+        artifacts: artifacts.to_vec(),
         entries,
     };
+    Ok(Layout {
+        manifest,
+        blobs,
+        index,
+        created,
+    })
+}
+
+/// Writes the bundle; returns its manifest and the sha256 of the manifest's bytes.
+pub fn write(
+    store: &Store,
+    spec: BundleSpec<'_>,
+    key: &SecretKey,
+    out: &Path,
+    options: &WriteOptions,
+    reporter: &dyn Reporter,
+) -> Result<(BundleManifest, Digest), WriteError> {
+    let Layout {
+        mut manifest,
+        blobs,
+        index,
+        created,
+    } = layout(store, spec.series, spec.sequence, spec.artifacts)?;
+    manifest.policy = (spec.gate)(&manifest)?;
     manifest.validate().expect("ferry writes valid manifests");
     let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     manifest_bytes.push(b'\n');

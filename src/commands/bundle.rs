@@ -4,6 +4,7 @@ use super::*;
 use crate::bundle::reader::Peeked;
 use crate::bundle::signers::{Found, Status};
 use crate::bundle::{Verified, cosign};
+use crate::policy::Policy;
 use crate::trust::policy::TrustPolicy;
 
 /// The arguments of `ferry bundle create`.
@@ -40,16 +41,9 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
     let (Some(output), Some(key)) = (output, key) else {
         unreachable!("clap requires -o and --key without --dry-run")
     };
-    if policy.is_some() {
-        return Err(UsageError {
-            message: "--policy is not supported by this version of ferry yet".into(),
-            hint: Some(
-                "leave --policy out; the bundle records its verdict as `not-evaluated`".into(),
-            ),
-        }
-        .into());
-    }
     let key = SecretKey::load(&key)?;
+    // A policy that does not compile fails before anything is pulled.
+    let policy = policy.map(|p| Policy::load(&p)).transpose()?;
     let (spec_file, store, artifacts) = pull_spec(
         &spec,
         store,
@@ -70,9 +64,19 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
         series: &spec_file.name,
         sequence,
         artifacts: &artifacts,
-        policy: PolicyVerdict {
-            policy: None,
-            verdict: "not-evaluated".into(),
+        gate: &|manifest| {
+            let Some(policy) = &policy else {
+                return Ok(PolicyVerdict::not_evaluated());
+            };
+            let signers = serde_json::json!([{ "keyId": key.id.to_string() }]);
+            let verdict = policy.evaluate(&policy_input(manifest, signers))?;
+            show_warnings(&verdict, reporter.as_ref());
+            verdict.enforce(&format!(
+                "bundle {} (series {})",
+                output.display(),
+                manifest.series
+            ))?;
+            Ok(PolicyVerdict::allowed(&verdict))
         },
     };
     let (manifest, manifest_digest) = writer::write(

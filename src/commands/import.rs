@@ -12,6 +12,7 @@ pub struct Import {
     pub state_dir: Option<PathBuf>,
     pub json: bool,
     pub force: bool,
+    pub policy: Option<PathBuf>,
 }
 
 pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
@@ -23,11 +24,15 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         state_dir,
         json,
         force,
+        policy,
     } = args;
     let registry = g.registry.clone();
     let reporter = g.reporter.clone();
 
     let trust = LoadedTrust::load(&trust)?;
+    let policy = policy
+        .map(|p| crate::policy::Policy::load(&p))
+        .transpose()?;
     let target = match (to, store) {
         (Some(to), None) => Target::Registry(RegistryTarget::parse(&to)?),
         (None, Some(dir)) => Target::Store(dir),
@@ -39,6 +44,7 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         target,
         state_dir: state_dir.unwrap_or_else(default_state_dir),
         registry,
+        policy: policy.as_ref(),
     };
     let runtime = runtime()?;
     let outcome = crate::import::import(&bundle, &options, &runtime, reporter.as_ref())?;

@@ -6,6 +6,7 @@ mod bundle;
 mod export;
 mod import;
 mod key;
+mod policy;
 mod pull;
 mod serve;
 
@@ -18,7 +19,8 @@ use crate::bundle::manifest::PolicyVerdict;
 use crate::bundle::reader::{self, Trust};
 use crate::bundle::writer::{self, BundleSpec, WriteOptions};
 use crate::cli::{
-    BundleCommand, Cli, Command, ExportCommand, KeyCommand, PlanArgs, StoreArg, TrustArgs,
+    BundleCommand, Cli, Command, ExportCommand, KeyCommand, PlanArgs, PolicyCommand, StoreArg,
+    TrustArgs,
 };
 use crate::ecosystems::AnyArtifact;
 use crate::exit::{Classify, ExitStatus};
@@ -142,6 +144,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             state_dir,
             json,
             force,
+            policy,
         } => import::run(
             import::Import {
                 bundle,
@@ -151,9 +154,11 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
                 state_dir,
                 json,
                 force,
+                policy,
             },
             &g,
         ),
+        Command::Policy(PolicyCommand::Check(args)) => policy::check(args, &g),
         Command::Export(ExportCommand::Python {
             store,
             to,
@@ -316,6 +321,20 @@ fn summary_json(
         .into();
     v["verified"] = verified.into();
     v
+}
+
+/// What a Rego policy sees: the bundle manifest as it is signed, plus `signers`.
+fn policy_input(m: &BundleManifest, signers: serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::to_value(m).expect("manifest serialises");
+    v["signers"] = signers;
+    v
+}
+
+/// A policy's `warn` messages, as warnings.
+fn show_warnings(verdict: &crate::policy::Verdict, reporter: &dyn Reporter) {
+    for w in &verdict.warn {
+        reporter.line(&format!("warning: policy {}: {w}", verdict.policy));
+    }
 }
 
 fn human(bytes: u64) -> String {
