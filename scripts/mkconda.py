@@ -5,17 +5,20 @@ Usage:
   scripts/mkconda.py OUTDIR --name NAME --version VER [--build B] [--build-number N]
                      [--subdir linux-64|linux-aarch64|osx-arm64|noarch]
                      [--depends "dep >=1.0"]... [--format tar.bz2|conda]
-                     [--script PROGRAM] [--json]
+                     [--script PROGRAM] [--license TEXT] [--about-license TEXT]
+                     [--json]
   scripts/mkconda.py --index CHANNELDIR [--corrupt FILENAME]...
 
 The first form writes OUTDIR/SUBDIR/NAME-VER-B.tar.bz2 (default) or .conda. The
 package holds:
-  info/index.json   name, version, build, build_number, depends, subdir, license "MIT",
+  info/index.json   name, version, build, build_number, depends, subdir, license
+                    (--license, default "MIT"),
                     a fixed timestamp; platform and arch for a platform subdir,
                     noarch "generic" for noarch
   info/paths.json   paths_version 1; per file _path, path_type "hardlink", sha256,
                     size_in_bytes
   info/files        one path per line
+  info/about.json   with --about-license: {"license": TEXT}
   share/NAME/NAME.txt      "NAME VER" (so every package installs something)
   bin/PROGRAM       with --script: an executable shell script printing "PROGRAM NAME VER"
 A .conda file is a zip (entries stored, not deflated) of metadata.json
@@ -133,7 +136,7 @@ def build_package(args):
         "build": build,
         "build_number": args.build_number,
         "depends": list(args.depends),
-        "license": "MIT",
+        "license": args.license,
         "name": name,
         "platform": PLATFORMS[subdir][0],
         "subdir": subdir,
@@ -156,7 +159,11 @@ def build_package(args):
         ],
         "paths_version": 1,
     }
-    info = [
+    about = []
+    if args.about_license is not None:
+        text = json.dumps({"license": args.about_license}, sort_keys=True) + "\n"
+        about = [("info/about.json", text.encode(), 0o644)]
+    info = about + [
         ("info/files", "".join(f"{p}\n" for p, _, _ in payload).encode(), 0o644),
         ("info/index.json", (json.dumps(index, indent=2, sort_keys=True) + "\n").encode(), 0o644),
         ("info/paths.json", (json.dumps(paths, indent=2, sort_keys=True) + "\n").encode(), 0o644),
@@ -298,6 +305,8 @@ def main():
     parser.add_argument("--depends", action="append", default=[])
     parser.add_argument("--format", default="tar.bz2", choices=["tar.bz2", "conda"])
     parser.add_argument("--script")
+    parser.add_argument("--license", default="MIT")
+    parser.add_argument("--about-license")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.index:

@@ -12,7 +12,7 @@ Usage:
   scripts/mkimage.py LAYOUT_DIR --tag TAG [--platforms linux/amd64,linux/arm64/v8]
                      [--layers N] [--layer-size BYTES] [--seed STR]
                      [--shared-base BYTES] [--docker] [--index-always]
-                     [--skopeo-compat]
+                     [--skopeo-compat] [--label KEY=VALUE]... [--annotation KEY=VALUE]...
 
 Layer i (0-based) contains `layer<i>/` with `data.bin` (--layer-size bytes,
 derived from seed + platform + i) and `info.txt`. With --shared-base BYTES > 0,
@@ -24,6 +24,9 @@ seed/options under two tags yields the same digests.
 With --docker, the index.json entry carries the Docker media type (as
 containerd writes it). skopeo/containers-image ignore such entries (tag "not
 found"); add --skopeo-compat to label the entry with the OCI equivalent.
+
+--label sets config.Labels in every platform's config; --annotation sets annotations
+on the top-level manifest (or index). Without them the blobs are as before.
 
 Prints the digest of the top-level manifest (or index) on stdout.
 Python 3.11 stdlib only.
@@ -260,6 +263,8 @@ def finish_manifest(layout, args, plat, mt, jobs):
     if "variant" in plat:
         config["variant"] = plat["variant"]
     config["config"] = {"Cmd": ["/bin/sh"]}
+    if args.label:
+        config["config"]["Labels"] = dict(kv.split("=", 1) for kv in args.label)
     config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
     config["history"] = history
     cdigest, csize = layout.put_bytes(dumps(config))
@@ -294,7 +299,14 @@ def main(argv=None):
                          "OCI media type (containers/image, i.e. skopeo/podman, only "
                          "resolves tags whose index.json entry is an OCI manifest/index); "
                          "the blobs are unchanged")
+    ap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config label of every platform's config")
+    ap.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE",
+                    help="an annotation of the top-level manifest or index")
     args = ap.parse_args(argv)
+    for kv in args.label + args.annotation:
+        if "=" not in kv:
+            ap.error(f"{kv!r} is not KEY=VALUE")
 
     try:
         plats = [parse_platform(p) for p in args.platforms.split(",") if p.strip()]
@@ -318,11 +330,21 @@ def main(argv=None):
         descs = [(finish_manifest(layout, args, plat, mt, jobs), plat)
                  for plat, jobs in pending]
 
+    annotations = dict(kv.split("=", 1) for kv in args.annotation)
     if len(descs) == 1 and not args.index_always:
         top = descs[0][0]
+        if annotations:
+            path = layout.blob_path(top["digest"])
+            with open(path, "rb") as f:
+                manifest = json.load(f)
+            manifest["annotations"] = annotations
+            mdigest, msize = layout.put_bytes(dumps(manifest))
+            top = descriptor(mt["manifest"], mdigest, msize, args.docker)
     else:
         index = {"schemaVersion": 2, "mediaType": mt["index"],
                  "manifests": [dict(d, platform=plat) for d, plat in descs]}
+        if annotations:
+            index["annotations"] = annotations
         idigest, isize = layout.put_bytes(dumps(index))
         top = descriptor(mt["index"], idigest, isize, args.docker)
 

@@ -6,13 +6,14 @@ Usage:
                      [--requires "dep>=1; extra == 'x'"]... [--extra x]...
                      [--requires-python ">=3.8"] [--tag TAG]... [--module]
                      [--package IMPORT_NAME] [--import MODULE]... [--summary TEXT]
-                     [--sdist] [--json]
+                     [--header "Key: value"]... [--sdist] [--json]
 
 Writes, per --tag (default py3-none-any), OUTDIR/{dist}-{ver}-{tag}.whl where {dist}
 is NAME normalised for file names (runs of -_. become _, lower case). The wheel holds:
   {pkg}/__init__.py             (or {pkg}.py with --module): __version__ and hello()
   {dist}-{ver}.dist-info/METADATA   Metadata-Version 2.1, Name, Version, Summary,
-                                    Requires-Python, Provides-Extra, Requires-Dist
+                                    Requires-Python, Provides-Extra, Requires-Dist,
+                                    then each --header line as given
   {dist}-{ver}.dist-info/WHEEL      Wheel-Version 1.0, Generator, Root-Is-Purelib, Tag
   {dist}-{ver}.dist-info/RECORD     sha256 (urlsafe base64, unpadded) and size of each
 {pkg} is --package, default NAME with - and . turned into _. Each --import MODULE adds
@@ -67,6 +68,7 @@ def metadata_text(args, version_field="2.1"):
         lines.append(f"Provides-Extra: {extra}")
     for req in args.requires:
         lines.append(f"Requires-Dist: {req}")
+    lines.extend(args.header)
     return "\n".join(lines) + "\n\n"
 
 
@@ -185,6 +187,8 @@ def main():
     ap.add_argument("--package", default=None, help="the import name")
     ap.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
     ap.add_argument("--summary", default=None)
+    ap.add_argument("--header", action="append", default=[], metavar="LINE",
+                    help="a raw METADATA header line (License-Expression: MIT)")
     ap.add_argument("--sdist", action="store_true", help="write an sdist, no wheel")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

@@ -12,6 +12,7 @@ mod exit;
 mod export;
 mod fetch;
 mod import;
+mod licence;
 mod names;
 mod oci;
 mod plan;

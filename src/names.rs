@@ -433,6 +433,14 @@ impl fmt::Display for RepoType {
     }
 }
 
+/// A character that must not reach a terminal, a report or a policy message: controls,
+/// and the invisible ones that reorder or hide text (bidirectional overrides and
+/// isolates, zero-width spaces and joiners, the byte-order mark).
+pub fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// A label from a spec entry, as it goes into the manifest, policies and reports: a key
 /// of 1-64 lowercase letters, digits, `.`, `_`, `-` or `/` (starting with a letter or
 /// digit), a value of at most 256 printable characters.
@@ -447,7 +455,7 @@ pub fn check_label(key: &str, value: &str) -> Result<(), String> {
             "label key {key:?} must be 1-64 lowercase letters, digits, `.`, `_`, `-` or `/`"
         ));
     }
-    if value.chars().count() > 256 || value.chars().any(char::is_control) {
+    if value.chars().count() > 256 || value.chars().any(is_deceptive) {
         return Err(format!(
             "label {key} = {value:?} must be at most 256 printable characters"
         ));
@@ -463,7 +471,7 @@ pub fn check_licence(l: &crate::artifact::Licence) -> Result<(), String> {
         ("source", Some(&l.source)),
     ] {
         if let Some(s) = s
-            && (s.is_empty() || s.chars().count() > 1024 || s.chars().any(char::is_control))
+            && (s.is_empty() || s.chars().count() > 1024 || s.chars().any(is_deceptive))
         {
             return Err(format!(
                 "licence {what} {s:?} must be 1-1024 printable characters"
@@ -635,5 +643,21 @@ mod tests {
             "error sending request for url (https://h.example/a) and `http://x/`"
         );
         assert_eq!(redact_text("no urls here: a@b"), "no urls here: a@b");
+    }
+
+    #[test]
+    fn labels_and_licences_refuse_hidden_characters() {
+        assert!(check_label("classification", "internal").is_ok());
+        for bad in ["x\u{202E}y", "a\u{200B}", "\u{FEFF}b", "c\u{7}"] {
+            assert!(check_label("k", bad).is_err(), "{bad:?}");
+            let l = crate::artifact::Licence {
+                declared: bad.into(),
+                spdx: None,
+                source: "test".into(),
+            };
+            assert!(check_licence(&l).is_err(), "{bad:?}");
+        }
+        assert!(check_label("Bad", "x").is_err());
+        assert!(check_label("a/b.c_d-e", "é ü 漢字").is_ok());
     }
 }

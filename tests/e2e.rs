@@ -27,6 +27,7 @@ mod e2e {
     mod hostile;
     mod import;
     mod keys;
+    mod licences;
     mod models;
     mod names;
     mod plan;

@@ -129,7 +129,8 @@ impl BundleManifest {
             .iter()
             .map(|e| (e.path.as_str(), e.size))
             .collect();
-        let printable = |s: &str| s.chars().count() <= 4096 && !s.chars().any(char::is_control);
+        let printable =
+            |s: &str| s.chars().count() <= 4096 && !s.chars().any(crate::names::is_deceptive);
         let p = &self.policy;
         if !matches!(p.verdict.as_str(), "allowed" | "not-evaluated")
             || !p.policy.as_deref().is_none_or(printable)

@@ -262,15 +262,24 @@ pub fn check(a: &AnyArtifact, read: &ReadBlob) -> Result<(), String> {
     Ok(())
 }
 
-/// The lines `bundle inspect` prints below `a`.
+/// The lines `bundle inspect` prints below `a`: its ecosystem's, then one per licence
+/// declaration (`licence Apache 2.0 = Apache-2.0 (License)`).
 pub fn describe(a: &AnyArtifact) -> Vec<String> {
     let head = a.head();
-    match &a.record {
+    let mut lines = match &a.record {
         Record::Image(r) => image::Image::describe(&head, r),
         Record::Python(r) => python::Python::describe(&head, r),
         Record::Conda(r) => conda::Conda::describe(&head, r),
         Record::Model(r) => model::Model::describe(&head, r),
-    }
+    };
+    lines.extend(a.licenses.iter().map(|l| match &l.spdx {
+        Some(spdx) if *spdx != l.declared => {
+            format!("licence {} = {spdx} ({})", l.declared, l.source)
+        }
+        Some(_) => format!("licence {} ({})", l.declared, l.source),
+        None => format!("licence {} (not SPDX; {})", l.declared, l.source),
+    }));
+    lines
 }
 
 /// What `serve` indexes of a store, one catalog per ecosystem.

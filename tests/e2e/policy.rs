@@ -375,3 +375,59 @@ fn policy_hostile_policies_and_labels() {
         .assert_code(3)
         .assert_stderr_contains("label");
 }
+
+/// Under a trust policy the Rego input names each signer's role, so `hipaa.rego`'s
+/// two-approver rule is met by two `bundle sign` co-signatures, and what is left is
+/// what the bundle lacks (here: a declared licence for the demo image).
+#[test]
+fn policy_hipaa_counts_approvers_from_the_trust_policy() {
+    let ctx = TestContext::new();
+    for name in ["build", "alice", "bob"] {
+        ctx.generate_key(name);
+    }
+    let spec = demo_spec(&ctx, "{ classification = \"internal\" }");
+    let bundle = ctx.create_bundle(
+        &spec,
+        "app.ferry",
+        &ctx.path("build.key"),
+        &["--store", p(&ctx.path("src"))],
+    );
+    let trust = write(
+        &ctx,
+        "trust.toml",
+        "[keys.build]\nkey = \"build.pub\"\nrole = \"builder\"\n[keys.alice]\nkey = \"alice.pub\"\nrole = \"approver\"\n[keys.bob]\nkey = \"bob.pub\"\nrole = \"approver\"\n[[rule]]\nseries = \"*\"\nrequire = { builder = 1 }\n",
+    );
+    let import = |target: &str| {
+        ctx.ferry([
+            "import",
+            p(&bundle),
+            "--trust-policy",
+            p(&trust),
+            "--store",
+            p(&ctx.path(target)),
+            "--policy",
+            p(&shipped("hipaa.rego")),
+        ])
+    };
+    let out = import("one");
+    out.assert_code(4)
+        .assert_stderr_contains("0 approver signature(s)");
+    for approver in ["alice", "bob"] {
+        ctx.ferry([
+            "bundle",
+            "sign",
+            p(&bundle),
+            "--key",
+            p(&ctx.path(format!("{approver}.key"))),
+        ])
+        .assert_success();
+    }
+    let out = import("two");
+    out.assert_code(4)
+        .assert_stderr_contains("declares no licence");
+    assert!(
+        !out.stderr.contains("approver signature(s)"),
+        "two approvers did not count: {out:?}"
+    );
+    assert!(!ctx.path("two").exists());
+}

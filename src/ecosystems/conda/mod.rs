@@ -156,6 +156,7 @@ pub async fn pull(
     };
     let mut artifacts = Vec::new();
     for package in packages {
+        let licenses = licences(store, &package).finish(&package.file_name, reporter.as_ref());
         let (desc, bytes) = record::write(store, &package)?;
         let repository = package.repository();
         let tag = package.tag();
@@ -169,11 +170,81 @@ pub async fn pull(
             origin: package.url.clone(),
             artifact_type: desc.artifact_type,
             labels: Default::default(),
-            licenses: Vec::new(),
+            licenses,
             record: package,
         });
     }
     Ok(artifacts)
+}
+
+/// The most of `info/about.json` that is read.
+const ABOUT_LIMIT: u64 = 64 << 10;
+
+/// The licences of a package: its repodata record's `license`, and its
+/// `info/about.json` `license` (read from the package in the store, bounded).
+fn licences(store: &Store, package: &CondaPackage) -> crate::licence::Found {
+    let mut found = crate::licence::Found::new();
+    if let Some(l) = package.record.get("license").and_then(|v| v.as_str()) {
+        found.add(l, "repodata");
+    }
+    let about = tokio::task::block_in_place(|| about_json(store, package));
+    match about.as_ref().map(|a| a.get("license")) {
+        Ok(Some(serde_json::Value::String(l))) => found.add(l, "about.json"),
+        Ok(Some(serde_json::Value::Array(list))) => {
+            for l in list.iter().filter_map(|v| v.as_str()) {
+                found.add(l, "about.json");
+            }
+        }
+        // No about.json, or one that says nothing of a licence: the repodata's is all.
+        _ => {}
+    }
+    found
+}
+
+/// `info/about.json` of a package in the store: `Null` when there is none, or it is
+/// larger than [`ABOUT_LIMIT`] or not JSON.
+fn about_json(store: &Store, package: &CondaPackage) -> Result<serde_json::Value, String> {
+    let file = store
+        .open_blob(&package.digest())
+        .map_err(|e| e.to_string())?;
+    let wanted = std::path::Path::new("info/about.json");
+    let bytes = if package.file_name.ends_with(".conda") {
+        let mut info =
+            rattler_package_streaming::seek::stream_conda_info(file).map_err(|e| e.to_string())?;
+        entry_bytes(&mut info, wanted)?
+    } else {
+        entry_bytes(
+            &mut rattler_package_streaming::read::stream_tar_bz2(file),
+            wanted,
+        )?
+    };
+    Ok(bytes
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null))
+}
+
+/// The bytes of the entry at `wanted`, when it is at most [`ABOUT_LIMIT`] long.
+fn entry_bytes<R: std::io::Read>(
+    archive: &mut tar::Archive<R>,
+    wanted: &std::path::Path,
+) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read as _;
+    for entry in archive.entries().map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if entry.path().map_err(|e| e.to_string())? != wanted {
+            continue;
+        }
+        if entry.size() > ABOUT_LIMIT {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        entry
+            .take(ABOUT_LIMIT)
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        return Ok(Some(bytes));
+    }
+    Ok(None)
 }
 
 async fn solve_and_fetch(

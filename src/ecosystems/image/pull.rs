@@ -98,6 +98,7 @@ pub async fn pull_image(
         top.digest
     ));
 
+    let licenses = licences(store, &top_bytes)?.finish(&origin, reporter.as_ref());
     let mut artifacts = vec![Artifact {
         repository: repository.clone(),
         tag,
@@ -107,7 +108,7 @@ pub async fn pull_image(
         origin: origin.clone(),
         artifact_type: top.artifact_type.clone(),
         labels: Default::default(),
-        licenses: Vec::new(),
+        licenses,
         record: ImageRecord {
             platforms,
             subject: None,
@@ -265,6 +266,52 @@ async fn fetch_tree(
     platforms.sort();
     platforms.dedup();
     Ok(platforms)
+}
+
+/// Where an image declares its licences: an annotation of its manifests and index, and
+/// these labels of each platform's config (the OCI one first, then older ones).
+const LICENCE_ANNOTATION: &str = "org.opencontainers.image.licenses";
+const LICENCE_LABELS: &[&str] = &[LICENCE_ANNOTATION, "org.label-schema.license", "license"];
+/// Configs larger than this are not read for their labels.
+const CONFIG_LIMIT: u64 = 4 << 20;
+
+/// The licences the image at `top` (now in the store) declares.
+fn licences(store: &Store, top: &[u8]) -> crate::error::Result<crate::licence::Found> {
+    let mut found = crate::licence::Found::new();
+    let mut pending = vec![top.to_vec()];
+    while let Some(bytes) = pending.pop() {
+        let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+        if let Some(l) = value["annotations"][LICENCE_ANNOTATION].as_str() {
+            found.add(l, &format!("annotation {LICENCE_ANNOTATION}"));
+        }
+        let m = Manifest::parse(&bytes, None)?;
+        if m.is_index() {
+            for child in m
+                .children
+                .iter()
+                .filter(|c| oci::is_manifest_type(&c.media_type))
+            {
+                if store.has_blob(&child.digest, child.size) {
+                    pending.push(store.read_blob(&child.digest)?);
+                }
+            }
+            continue;
+        }
+        let Some(config) = m.children.first() else {
+            continue;
+        };
+        if config.size > CONFIG_LIMIT || !store.has_blob(&config.digest, config.size) {
+            continue;
+        }
+        let config: serde_json::Value =
+            serde_json::from_slice(&store.read_blob(&config.digest)?).unwrap_or_default();
+        for label in LICENCE_LABELS {
+            if let Some(l) = config["config"]["Labels"][label].as_str() {
+                found.add(l, &format!("label {label}"));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Brings what is attached to the subjects: cosign-style `sha256-<hex>.sig/.att/.sbom`

@@ -2,6 +2,7 @@
 //! fetch the files (LFS files checked against their sha256 oid, others against their
 //! git blob id, all while they stream), and keep the snapshot as a ModelPack artifact.
 
+mod card;
 pub mod export;
 pub mod hub;
 pub mod record;
@@ -194,6 +195,7 @@ pub async fn pull(
         endpoint: endpoint.clone(),
         files,
     };
+    let licenses = card_licences(store, &info)?.finish(repo, reporter.as_ref());
     let (desc, bytes) = record::write(store, &info)?;
     let repository = info.repository();
     let mut tags = vec![commit.to_string()];
@@ -229,10 +231,27 @@ pub async fn pull(
             ),
             artifact_type: desc.artifact_type.clone(),
             labels: Default::default(),
-            licenses: Vec::new(),
+            licenses: licenses.clone(),
             record: info.clone(),
         })
         .collect())
+}
+
+/// The licences the snapshot's `README.md` (its card) declares, when it carries one:
+/// read from the store, at most `card::LIMIT` bytes of it.
+fn card_licences(store: &Store, info: &ModelInfo) -> Result<crate::licence::Found, StoreError> {
+    use std::io::Read as _;
+    let Some(readme) = info.files.iter().find(|f| f.path.as_str() == "README.md") else {
+        return Ok(crate::licence::Found::new());
+    };
+    let path = store.blob_path(&readme.digest());
+    let mut bytes = Vec::new();
+    store
+        .open_blob(&readme.digest())?
+        .take(card::LIMIT as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| StoreError::from_io("cannot read", &path, e))?;
+    Ok(card::licences(&bytes))
 }
 
 /// A revision as an OCI tag: `refs/pr/1` becomes `refs-pr-1`.

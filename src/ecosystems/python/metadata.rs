@@ -17,28 +17,7 @@ pub struct CoreMetadata {
 /// dependency ferry cannot read is one it would silently leave behind.
 pub fn parse(text: &str) -> Result<CoreMetadata, String> {
     let mut meta = CoreMetadata::default();
-    let mut current: Option<(String, String)> = None;
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, v)) = current.as_mut() {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-            continue;
-        }
-        if let Some(done) = current.take() {
-            fields.push(done);
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            current = Some((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    fields.extend(current);
-    for (key, value) in fields {
+    for (key, value, _) in headers(text) {
         match key.as_str() {
             "requires-dist" => meta.requires_dist.push(
                 value
@@ -56,6 +35,65 @@ pub fn parse(text: &str) -> Result<CoreMetadata, String> {
         }
     }
     Ok(meta)
+}
+
+/// The licences core metadata declares: `License-Expression` (PEP 639) when there is
+/// one, else `License` (free text: tried as an SPDX expression only when it is a short
+/// single line), and every `License ::` classifier.
+pub fn licences(text: &str) -> crate::licence::Found {
+    let fields = headers(text);
+    let mut found = crate::licence::Found::new();
+    let expression = fields.iter().find(|(k, _, _)| k == "license-expression");
+    match expression {
+        Some((_, value, _)) => found.add(value, "License-Expression"),
+        None => {
+            for (_, value, folded) in fields.iter().filter(|(k, _, _)| k == "license") {
+                // setuptools wrote `UNKNOWN` when a project said nothing.
+                if value.eq_ignore_ascii_case("unknown") {
+                    continue;
+                }
+                if *folded {
+                    found.add_text(value, "License");
+                } else {
+                    found.add(value, "License");
+                }
+            }
+        }
+    }
+    for (_, value, _) in fields.iter().filter(|(k, _, _)| k == "classifier") {
+        if value.starts_with("License ::") {
+            found.add_classifier(value);
+        }
+    }
+    found
+}
+
+/// The headers of a METADATA file, up to the first empty line (the description): key
+/// in lower case, value with continuation lines unfolded, whether it was folded.
+fn headers(text: &str) -> Vec<(String, String, bool)> {
+    let mut current: Option<(String, String, bool)> = None;
+    let mut fields = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v, folded)) = current.as_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+                *folded = true;
+            }
+            continue;
+        }
+        if let Some(done) = current.take() {
+            fields.push(done);
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            current = Some((k.trim().to_ascii_lowercase(), v.trim().to_string(), false));
+        }
+    }
+    fields.extend(current);
+    fields
 }
 
 /// The `*.dist-info/METADATA` of a wheel file.
@@ -97,5 +135,57 @@ mod tests {
         .unwrap();
         assert_eq!(m.requires_dist.len(), 2);
         assert_eq!(m.requires_python.unwrap().to_string(), ">=3.8");
+    }
+
+    fn licences(text: &str) -> Vec<(String, Option<String>, String)> {
+        super::licences(text)
+            .finish("test", &crate::reporter::Quiet)
+            .into_iter()
+            .map(|l| (l.declared, l.spdx, l.source))
+            .collect()
+    }
+
+    #[test]
+    fn licence_expression_wins_over_license() {
+        let got = licences(
+            "Metadata-Version: 2.4\nName: a\nLicense-Expression: mit OR Apache-2.0\nLicense: BSD\nClassifier: License :: OSI Approved :: MIT License\nClassifier: Topic :: Utilities\n\nLicense: body\n",
+        );
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "mit OR Apache-2.0".into(),
+                    Some("MIT OR Apache-2.0".into()),
+                    "License-Expression".into()
+                ),
+                (
+                    "License :: OSI Approved :: MIT License".into(),
+                    Some("MIT".into()),
+                    "classifier".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn license_free_text() {
+        let got = licences("Name: a\nLicense: Apache 2.0\n");
+        assert_eq!(
+            got,
+            vec![(
+                "Apache 2.0".into(),
+                Some("Apache-2.0".into()),
+                "License".into()
+            )]
+        );
+        // A folded licence text is recorded unfolded, never as an expression.
+        let got = licences("Name: a\nLicense: MIT\n        Copyright (c) somebody\n");
+        assert_eq!(
+            got,
+            vec![("MIT Copyright (c) somebody".into(), None, "License".into())]
+        );
+        let got = licences("Name: a\nLicense: MIT\n        OR Apache-2.0\n");
+        assert_eq!(got[0].1, None);
+        assert!(licences("Name: a\nLicense: UNKNOWN\n").is_empty());
     }
 }

@@ -288,6 +288,7 @@ pub async fn pull(
                 index: public_url.clone(),
                 files: Vec::new(),
             };
+            let mut licences = crate::licence::Found::new();
             for f in files.values() {
                 let bytes = match metadata_cache.get(&f.filename) {
                     Some(b) => b.clone(),
@@ -308,6 +309,7 @@ pub async fn pull(
                 };
                 let digest = Digest::of(&bytes);
                 store.put_blob(&bytes, &digest, &format!("metadata of {}", f.filename))?;
+                licences.extend(metadata::licences(&String::from_utf8_lossy(&bytes)));
                 let sha = f.sha256.expect("checked above");
                 release.files.push(PythonFile {
                     filename: WheelFileName::new(f.filename.as_str())?,
@@ -339,7 +341,10 @@ pub async fn pull(
                 origin: public_url.clone(),
                 artifact_type: desc.artifact_type,
                 labels: Default::default(),
-                licenses: Vec::new(),
+                licenses: licences.finish(
+                    &format!("{} {}", release.project, release.version),
+                    reporter.as_ref(),
+                ),
                 record: release,
             });
         }
