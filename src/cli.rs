@@ -73,6 +73,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE.rego")]
         policy: Option<PathBuf>,
     },
+    /// Check or list an audit log: what was created, signed and imported, hash-chained.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Evaluate Rego policies without writing or importing anything.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -188,6 +191,36 @@ pub struct SignArgs {
     /// The approver's secret key.
     #[arg(long, value_name = "APPROVER.key")]
     pub key: PathBuf,
+    /// The audit log this approval is appended to [default:
+    /// $XDG_STATE_HOME/ferry/audit.jsonl].
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain of an audit log: exit 3 naming the first record that was
+    /// edited, removed, moved or cut.
+    Verify(AuditArgs),
+    /// List an audit log's records (checked first).
+    Show(AuditArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// The store whose log to read (`DIR/.ferry/audit.jsonl`).
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "log",
+        required_unless_present = "log"
+    )]
+    pub store: Option<PathBuf>,
+    /// An audit log file (a registry target's is in its state directory).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }

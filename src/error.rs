@@ -64,6 +64,8 @@ pub enum ErrorKind {
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
     #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
     Cosign(#[from] crate::bundle::cosign::CosignError),
     #[error(transparent)]
     TrustPolicy(#[from] crate::trust::policy::PolicyError),
@@ -123,6 +125,7 @@ impl Error {
             ErrorKind::TrustPolicy(e) => of(e),
             ErrorKind::Cosign(e) => of(e),
             ErrorKind::Policy(e) => of(e),
+            ErrorKind::Audit(e) => of(e),
             ErrorKind::Context { source, .. } => source.classify(),
             ErrorKind::Io(_) | ErrorKind::Message(_) | ErrorKind::Other(_) => {
                 (ExitStatus::Error, None)

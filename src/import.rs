@@ -230,13 +230,9 @@ fn import_into_new(
     Ok(Outcome::Imported(verified))
 }
 
-fn import_to_registry(
-    bundle: &Path,
-    target: &RegistryTarget,
-    options: &ImportOptions<'_>,
-    runtime: &tokio::runtime::Runtime,
-    reporter: &dyn Reporter,
-) -> crate::error::Result<Outcome> {
+/// Where the import state (series, import log, audit log, staging) of a registry
+/// target lives.
+pub fn registry_state_dir(state_dir: &Path, target: &RegistryTarget) -> PathBuf {
     let name: String = target
         .display()
         .chars()
@@ -248,7 +244,17 @@ fn import_to_registry(
             }
         })
         .collect();
-    let state_dir = options.state_dir.join("registries").join(name);
+    state_dir.join("registries").join(name)
+}
+
+fn import_to_registry(
+    bundle: &Path,
+    target: &RegistryTarget,
+    options: &ImportOptions<'_>,
+    runtime: &tokio::runtime::Runtime,
+    reporter: &dyn Reporter,
+) -> crate::error::Result<Outcome> {
+    let state_dir = registry_state_dir(&options.state_dir, target);
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
     let _lock = lock(&state_dir)?;

@@ -1,6 +1,7 @@
 //! ferry: carry software across an air gap in signed, verified bundles.
 
 mod artifact;
+mod audit;
 mod bundle;
 mod cli;
 mod commands;
@@ -32,6 +33,11 @@ use clap::Parser;
 use crate::exit::ExitStatus;
 
 fn main() -> std::process::ExitCode {
+    // Output piped into `head` ends quietly, as with other command-line tools.
+    // SAFETY: restoring a signal's default disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitStatus::Success.into(),

@@ -18,6 +18,7 @@ mod e2e {
 
     // Tests, one file per command or concern.
     mod approvals;
+    mod audit;
     mod auth;
     mod bundle;
     mod compat;

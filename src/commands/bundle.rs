@@ -79,7 +79,8 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
             Ok(PolicyVerdict::allowed(&verdict))
         },
     };
-    let (manifest, manifest_digest) = writer::write(
+    let log = store.state_dir().join(crate::audit::FILE);
+    let written = writer::write(
         &store,
         bundle_spec,
         &key,
@@ -87,7 +88,44 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
         &WriteOptions { level, threads },
         reporter.as_ref(),
     )
-    .with_context(|| format!("cannot create bundle {}", output.display()))?;
+    .with_context(|| format!("cannot create bundle {}", output.display()));
+    let (manifest, manifest_digest) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            audit(
+                &log,
+                serde_json::json!({
+                    "action": "bundle create",
+                    "outcome": if e.classify().0 == crate::exit::ExitStatus::PolicyDenied { "denied" } else { "failed" },
+                    "exit": e.classify().0 as u8,
+                    "error": error_text(&e),
+                    "bundle": absolute(&output),
+                    "series": spec_file.name,
+                    "sequence": sequence,
+                    "store": absolute(store.root()),
+                }),
+                reporter.as_ref(),
+            );
+            return Err(e);
+        }
+    };
+    audit(
+        &log,
+        serde_json::json!({
+            "action": "bundle create",
+            "outcome": "created",
+            "bundle": absolute(&output),
+            "manifest": manifest_digest,
+            "series": manifest.series,
+            "sequence": manifest.sequence,
+            "signers": [key.id.to_string()],
+            "policy": manifest.policy,
+            "artifacts": manifest.artifacts.len(),
+            "bytes": manifest.total_size(),
+            "store": absolute(store.root()),
+        }),
+        reporter.as_ref(),
+    );
     TargetState::record_created(&created, &spec_file.name, sequence, manifest_digest)?;
     if !g.quiet {
         let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
@@ -321,13 +359,19 @@ fn print_inspect(path: &Path, p: &Peeked) {
 pub struct Sign {
     pub bundle: PathBuf,
     pub key: PathBuf,
+    pub log: Option<PathBuf>,
     pub json: bool,
 }
 
 /// Co-signs the bundle's manifest bytes into `BUNDLE.<KEYID>.minisig` beside it. The
 /// bundle is read only as far as its signatures and never rewritten.
 pub fn sign(args: Sign, g: &Globals) -> crate::error::Result<()> {
-    let Sign { bundle, key, json } = args;
+    let Sign {
+        bundle,
+        key,
+        log,
+        json,
+    } = args;
 
     let key = SecretKey::load(&key)?;
     let head = reader::head(&bundle)?;
@@ -356,6 +400,20 @@ pub fn sign(args: Sign, g: &Globals) -> crate::error::Result<()> {
             Some(cosign::write(&bundle, key.id, &text)?)
         }
     };
+    audit(
+        &log.unwrap_or_else(|| default_state_dir().join(crate::audit::FILE)),
+        serde_json::json!({
+            "action": "bundle sign",
+            "outcome": if written.is_some() { "signed" } else { "already-signed" },
+            "bundle": absolute(&bundle),
+            "manifest": digest,
+            "series": manifest.series,
+            "sequence": manifest.sequence,
+            "signer": key.id.to_string(),
+            "file": written.as_ref().map(|p| absolute(p)),
+        }),
+        g.reporter.as_ref(),
+    );
     if json {
         let v = serde_json::json!({
             "bundle": bundle.display().to_string(),

@@ -38,16 +38,89 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         (None, Some(dir)) => Target::Store(dir),
         _ => unreachable!("clap requires exactly one of --to and --store"),
     };
+    let state_dir = state_dir.unwrap_or_else(default_state_dir);
+    // The target's audit log; a refused import into a store that does not exist is
+    // recorded in the importer's own state directory (the target is not created).
+    let (log, target_name) = match &target {
+        Target::Store(dir) => (
+            if dir.join("oci-layout").exists() {
+                dir.join(".ferry").join(crate::audit::FILE)
+            } else {
+                state_dir.join(crate::audit::FILE)
+            },
+            format!("store:{}", absolute(dir).display()),
+        ),
+        Target::Registry(r) => (
+            crate::import::registry_state_dir(&state_dir, r).join(crate::audit::FILE),
+            format!("registry:{}", r.display()),
+        ),
+    };
+    let store_dir = match &target {
+        Target::Store(dir) => Some(dir.clone()),
+        Target::Registry(_) => None,
+    };
     let options = ImportOptions {
         force,
         trust: trust.as_trust(),
         target,
-        state_dir: state_dir.unwrap_or_else(default_state_dir),
+        state_dir,
         registry,
         policy: policy.as_ref(),
     };
     let runtime = runtime()?;
-    let outcome = crate::import::import(&bundle, &options, &runtime, reporter.as_ref())?;
+    let outcome = match crate::import::import(&bundle, &options, &runtime, reporter.as_ref()) {
+        Ok(o) => o,
+        Err(e) => {
+            // What the bundle claims (not verified: that is what failed, or did not
+            // get that far), so an auditor can tell which bundle was refused.
+            let claimed = crate::bundle::reader::peek(&bundle).ok().map(|p| {
+                serde_json::json!({"series": p.manifest.series, "sequence": p.manifest.sequence})
+            });
+            audit(
+                &log,
+                serde_json::json!({
+                    "action": "import",
+                    "outcome": "refused",
+                    "exit": e.classify().0 as u8,
+                    "error": error_text(&e),
+                    "bundle": absolute(&bundle),
+                    "claimed": claimed,
+                    "target": target_name,
+                }),
+                reporter.as_ref(),
+            );
+            return Err(e);
+        }
+    };
+    let (v, already) = match &outcome {
+        Outcome::Imported(v) => (v, false),
+        Outcome::AlreadyImported(v) => (v, true),
+    };
+    // A new store exists now: its log is inside it.
+    let log = match &store_dir {
+        Some(dir) => dir.join(".ferry").join(crate::audit::FILE),
+        None => log,
+    };
+    audit(
+        &log,
+        serde_json::json!({
+            "action": "import",
+            "outcome": if already { "already-imported" } else { "imported" },
+            "bundle": absolute(&bundle),
+            "manifest": v.manifest_digest,
+            "series": v.manifest.series,
+            "sequence": v.manifest.sequence,
+            "created": v.manifest.created,
+            "signers": v.signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            "approvedBy": v.approval.as_ref().map(|a| a.signers.iter().map(|s| serde_json::json!({"name": s.name, "role": s.role, "keyId": s.id.to_string()})).collect::<Vec<_>>()),
+            "trustRule": v.approval.as_ref().map(|a| a.rule),
+            "policy": policy.as_ref().map(|p| p.name()),
+            "artifacts": v.manifest.artifacts.len(),
+            "bytes": v.manifest.total_size(),
+            "target": target_name,
+        }),
+        reporter.as_ref(),
+    );
     let (verified, already) = match &outcome {
         Outcome::Imported(v) => (v, false),
         Outcome::AlreadyImported(v) => (v, true),

@@ -2,6 +2,7 @@
 //! settings of the work (`ImportOptions`, `PullOptions`, ...), runs the work and prints.
 //! Helpers several commands share live here.
 
+mod audit;
 mod bundle;
 mod export;
 mod import;
@@ -19,8 +20,8 @@ use crate::bundle::manifest::PolicyVerdict;
 use crate::bundle::reader::{self, Trust};
 use crate::bundle::writer::{self, BundleSpec, WriteOptions};
 use crate::cli::{
-    BundleCommand, Cli, Command, ExportCommand, KeyCommand, PlanArgs, PolicyCommand, StoreArg,
-    TrustArgs,
+    AuditCommand, BundleCommand, Cli, Command, ExportCommand, KeyCommand, PlanArgs, PolicyCommand,
+    StoreArg, TrustArgs,
 };
 use crate::ecosystems::AnyArtifact;
 use crate::exit::{Classify, ExitStatus};
@@ -132,6 +133,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             bundle::Sign {
                 bundle: a.bundle,
                 key: a.key,
+                log: a.log,
                 json: a.json,
             },
             &g,
@@ -159,6 +161,8 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             &g,
         ),
         Command::Policy(PolicyCommand::Check(args)) => policy::check(args, &g),
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify(args, &g),
+        Command::Audit(AuditCommand::Show(args)) => audit::show(args, &g),
         Command::Export(ExportCommand::Python {
             store,
             to,
@@ -335,6 +339,30 @@ fn show_warnings(verdict: &crate::policy::Verdict, reporter: &dyn Reporter) {
     for w in &verdict.warn {
         reporter.line(&format!("warning: policy {}: {w}", verdict.policy));
     }
+}
+
+/// Appends to an audit log; a log that cannot be written is a warning, never the
+/// reason a finished command reports failure (its record is then missing: the warning
+/// says where).
+fn audit(log: &Path, record: serde_json::Value, reporter: &dyn Reporter) {
+    if let Err(e) = crate::audit::append(log, record) {
+        reporter.line(&format!(
+            "warning: {e}: {}",
+            std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        ));
+    }
+}
+
+/// An error as an audit record says it: the message and its causes, credentials cut.
+fn error_text(e: &crate::error::Error) -> String {
+    let text: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    crate::names::redact_text(&text.join(": "))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn human(bytes: u64) -> String {
