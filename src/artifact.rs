@@ -108,3 +108,25 @@ pub fn config_of<R>(a: &Artifact<R>, manifest: &[u8], read: &ReadBlob) -> Result
     let c = m.children.first().ok_or("the manifest has no config")?;
     read(&c.digest)
 }
+
+/// The record check of an ecosystem that keeps its record in the artifact's config
+/// (python releases, conda packages): for an artifact of `artifact_type`, the stored
+/// config, parsed by `parse` with every name checked, must equal the signed record.
+pub fn check_config<R: PartialEq>(
+    a: &Head,
+    own: Option<&R>,
+    read: &ReadBlob,
+    artifact_type: &str,
+    parse: fn(&[u8]) -> Result<R, String>,
+    what: &str,
+) -> Result<(), String> {
+    if a.artifact_type.as_deref() != Some(artifact_type) {
+        return Ok(());
+    }
+    let manifest = read(&a.digest)?;
+    let stored = parse(&config_of(a, &manifest, read)?)?;
+    if own.is_some_and(|r| *r != stored) {
+        return Err(format!("its stored {what} differs from the signed record"));
+    }
+    Ok(())
+}

@@ -392,15 +392,14 @@ impl crate::ecosystems::Ecosystem for Python {
         own: Option<&PythonRelease>,
         read: &crate::artifact::ReadBlob,
     ) -> Result<(), String> {
-        if a.artifact_type.as_deref() != Some(record::ARTIFACT_TYPE) {
-            return Ok(());
-        }
-        let manifest = read(&a.digest)?;
-        let stored = record::read(&crate::artifact::config_of(a, &manifest, read)?)?;
-        if own.is_some_and(|r| *r != stored) {
-            return Err("its stored release config differs from the signed record".into());
-        }
-        Ok(())
+        crate::artifact::check_config(
+            a,
+            own,
+            read,
+            record::ARTIFACT_TYPE,
+            record::read,
+            "release config",
+        )
     }
 
     fn describe(_: &crate::artifact::Head, release: &PythonRelease) -> Vec<String> {
