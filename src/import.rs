@@ -67,12 +67,8 @@ fn gate(
             .map(|k| serde_json::json!({"keyId": k.to_string()}))
             .collect(),
     };
-    let mut input = serde_json::to_value(&v.manifest).expect("manifest serialises");
-    input["signers"] = signers.into();
-    let verdict = policy.evaluate(&input)?;
-    for w in &verdict.warn {
-        reporter.line(&format!("warning: policy {}: {w}", verdict.policy));
-    }
+    let verdict = policy.evaluate(&crate::policy::input(&v.manifest, signers.into()))?;
+    verdict.show_warnings(reporter);
     verdict.enforce(&format!(
         "the import of series {} sequence {}",
         v.manifest.series, v.manifest.sequence
@@ -420,7 +416,7 @@ fn report_imported(verified: &Verified, reporter: &dyn Reporter) {
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 

@@ -94,7 +94,21 @@ pub struct Verdict {
     pub warn: Vec<String>,
 }
 
+/// What a policy sees: a bundle manifest as it is signed, plus `signers`.
+pub fn input(manifest: &impl Serialize, signers: serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::to_value(manifest).expect("a manifest serialises");
+    v["signers"] = signers;
+    v
+}
+
 impl Verdict {
+    /// The `warn` messages, as warnings.
+    pub fn show_warnings(&self, reporter: &dyn crate::reporter::Reporter) {
+        for w in &self.warn {
+            reporter.line(&format!("warning: policy {}: {w}", self.policy));
+        }
+    }
+
     pub fn allowed(&self) -> bool {
         self.deny.is_empty()
     }

@@ -69,8 +69,8 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
                 return Ok(PolicyVerdict::not_evaluated());
             };
             let signers = serde_json::json!([{ "keyId": key.id.to_string() }]);
-            let verdict = policy.evaluate(&policy_input(manifest, signers))?;
-            show_warnings(&verdict, reporter.as_ref());
+            let verdict = policy.evaluate(&crate::policy::input(manifest, signers))?;
+            verdict.show_warnings(reporter.as_ref());
             verdict.enforce(&format!(
                 "bundle {} (series {})",
                 output.display(),

@@ -121,10 +121,7 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         }),
         reporter.as_ref(),
     );
-    let (verified, already) = match &outcome {
-        Outcome::Imported(v) => (v, false),
-        Outcome::AlreadyImported(v) => (v, true),
-    };
+    let verified = v;
     warn_not_counted(verified, g);
     if json {
         let mut v = verified_json(verified, &trust);

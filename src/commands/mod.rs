@@ -25,7 +25,7 @@ use crate::cli::{
 };
 use crate::ecosystems::AnyArtifact;
 use crate::exit::{Classify, ExitStatus};
-use crate::import::{ImportOptions, Outcome, Target};
+use crate::import::{ImportOptions, Outcome, Target, absolute};
 use crate::reporter::{self, Reporter};
 use crate::sign::{self, PublicKey, SecretKey};
 use crate::sources::registry::RegistryOptions;
@@ -327,20 +327,6 @@ fn summary_json(
     v
 }
 
-/// What a Rego policy sees: the bundle manifest as it is signed, plus `signers`.
-fn policy_input(m: &BundleManifest, signers: serde_json::Value) -> serde_json::Value {
-    let mut v = serde_json::to_value(m).expect("manifest serialises");
-    v["signers"] = signers;
-    v
-}
-
-/// A policy's `warn` messages, as warnings.
-fn show_warnings(verdict: &crate::policy::Verdict, reporter: &dyn Reporter) {
-    for w in &verdict.warn {
-        reporter.line(&format!("warning: policy {}: {w}", verdict.policy));
-    }
-}
-
 /// Appends to an audit log; a log that cannot be written is a warning, never the
 /// reason a finished command reports failure (its record is then missing: the warning
 /// says where).
@@ -359,10 +345,6 @@ fn audit(log: &Path, record: serde_json::Value, reporter: &dyn Reporter) {
 fn error_text(e: &crate::error::Error) -> String {
     let text: Vec<String> = e.chain().map(|c| c.to_string()).collect();
     crate::names::redact_text(&text.join(": "))
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn human(bytes: u64) -> String {

@@ -24,7 +24,7 @@ pub fn check(args: PolicyCheckArgs, g: &Globals) -> crate::error::Result<()> {
             .iter()
             .map(|(_, id)| serde_json::json!({"keyId": id.to_string()}))
             .collect();
-        let input = policy_input(&peeked.manifest, signers.into());
+        let input = crate::policy::input(&peeked.manifest, signers.into());
         (
             policy.evaluate(&input)?,
             format!("bundle {}", args.input.display()),
@@ -42,7 +42,7 @@ pub fn check(args: PolicyCheckArgs, g: &Globals) -> crate::error::Result<()> {
         )?;
         // What `bundle create` would sign (sequence 0: a check reserves none).
         let layout = crate::bundle::writer::layout(&store, &spec.name, 0, &artifacts)?;
-        let input = policy_input(&layout.manifest, serde_json::json!([]));
+        let input = crate::policy::input(&layout.manifest, serde_json::json!([]));
         (
             policy.evaluate(&input)?,
             format!("spec {}", args.input.display()),
