@@ -22,8 +22,34 @@ pub struct BundleManifest {
     pub tool: String,
     pub policy: PolicyVerdict,
     pub artifacts: Vec<AnyArtifact>,
+    /// The SBOMs this bundle carries (absent in bundles written before ferry carried
+    /// them): an OCI artifact in the layout whose two layers are a CycloneDX and an SPDX
+    /// JSON document. Importers keep it under `ferry/sbom:<series>-<sequence>` (see
+    /// `crate::sbom::tag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<SbomRef>,
     /// Every tar entry after the signatures, in order.
     pub entries: Vec<Entry>,
+}
+
+/// Where a bundle's SBOMs are: the OCI manifest that holds them and each document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SbomRef {
+    /// The OCI image manifest (artifactType `application/vnd.dev.ferry.sbom.v1`).
+    pub digest: Digest,
+    pub size: u64,
+    /// CycloneDX 1.5 JSON (`application/vnd.cyclonedx+json`).
+    pub cyclonedx: Document,
+    /// SPDX 2.3 JSON (`application/spdx+json`).
+    pub spdx: Document,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Document {
+    pub digest: Digest,
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -135,6 +135,7 @@ pub fn layout(
         tool: concat!("ferry ", env!("CARGO_PKG_VERSION")).into(),
         policy: PolicyVerdict::not_evaluated(),
         artifacts: artifacts.to_vec(),
+        sbom: None,
         entries,
     };
     Ok(Layout {
