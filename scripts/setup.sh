@@ -5,7 +5,8 @@
 # default target/test-venv). Idempotent and silent when everything is already installed.
 set -euo pipefail
 
-packages=(docker-registry skopeo umoci podman runc minisign zstd curl apache2-utils)
+# chromium renders `ferry report`'s page headless in the report tests.
+packages=(docker-registry skopeo umoci podman runc minisign zstd curl apache2-utils chromium)
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -76,10 +77,14 @@ venv_ok() {
         "$venv/bin/uv" --version >/dev/null 2>&1 &&
         "$venv/bin/pypi-server" --help >/dev/null 2>&1 &&
         "$venv/bin/python" -c 'import huggingface_hub, safetensors, numpy' >/dev/null 2>&1 &&
-        "$venv/bin/python" -c 'import rattler' >/dev/null 2>&1
+        "$venv/bin/python" -c 'import rattler' >/dev/null 2>&1 &&
+        "$venv/bin/python" -c 'import cyclonedx.validation.json, jsonschema, spdx_tools' >/dev/null 2>&1
 }
 
-venv_packages=(uv pypiserver py-rattler huggingface_hub safetensors numpy)
+# The SBOM tests validate ferry's documents with the CycloneDX and SPDX projects' own
+# Python libraries (cyclonedx-python-lib with its JSON schema validation, spdx-tools).
+venv_packages=(uv pypiserver py-rattler huggingface_hub safetensors numpy
+    'cyclonedx-python-lib[json-validation]' spdx-tools)
 
 if ! venv_ok; then
     if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -111,7 +116,8 @@ if ! venv_ok; then
     fi
     if ! venv_ok; then
         echo "error: the test venv at $venv lacks a working uv, pypi-server," \
-            "rattler (py-rattler), huggingface_hub, safetensors or numpy" >&2
+            "rattler (py-rattler), huggingface_hub, safetensors, numpy, cyclonedx-python-lib" \
+            "or spdx-tools" >&2
         echo "hint: remove $venv and run scripts/setup.sh again" >&2
         exit 1
     fi
