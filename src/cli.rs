@@ -183,6 +183,29 @@ pub enum BundleCommand {
     /// Co-sign a bundle: write OUT.ferry.<KEYID>.minisig beside it (the bundle itself
     /// is not rewritten).
     Sign(SignArgs),
+    /// Print the SBOM a bundle carries (CycloneDX 1.5 or SPDX 2.3 JSON); for a bundle
+    /// that carries none, one derived from its manifest, marked as derived.
+    Sbom(SbomArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SbomArgs {
+    pub bundle: PathBuf,
+    #[arg(long, value_enum, default_value_t = SbomFormat::Cyclonedx)]
+    pub format: SbomFormat,
+    /// Write it to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: OptionalTrustArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SbomFormat {
+    /// CycloneDX 1.5 JSON.
+    Cyclonedx,
+    /// SPDX 2.3 JSON.
+    Spdx,
 }
 
 #[derive(Args, Debug)]
@@ -305,4 +328,31 @@ pub struct TrustArgs {
     /// a maximum age) instead of --trust and --threshold.
     #[arg(long, value_name = "TRUST.toml", conflicts_with_all = ["keys", "threshold"])]
     pub trust_policy: Option<PathBuf>,
+}
+
+/// Trust for commands that also work unverified (and then say so): `--trust` or
+/// `--trust-policy`, as verify and import take them, but optional.
+#[derive(Args, Debug)]
+pub struct OptionalTrustArgs {
+    /// A public key whose signature is accepted (repeat for several); without --trust
+    /// or --trust-policy nothing is verified.
+    #[arg(long = "trust", value_name = "NAME.pub")]
+    pub keys: Vec<PathBuf>,
+    /// How many distinct trusted keys must have signed.
+    #[arg(long, default_value_t = 1, requires = "keys")]
+    pub threshold: usize,
+    /// A trust policy (TOML) instead of --trust and --threshold.
+    #[arg(long, value_name = "TRUST.toml", conflicts_with_all = ["keys", "threshold"])]
+    pub trust_policy: Option<PathBuf>,
+}
+
+impl OptionalTrustArgs {
+    /// The trust asked for, if any.
+    pub fn given(self) -> Option<TrustArgs> {
+        (!self.keys.is_empty() || self.trust_policy.is_some()).then_some(TrustArgs {
+            keys: self.keys,
+            threshold: self.threshold,
+            trust_policy: self.trust_policy,
+        })
+    }
 }

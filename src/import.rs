@@ -160,7 +160,7 @@ fn import_into_existing(
             verdict = gate(v, options, reporter)?;
             Ok(match state.check(v)? {
                 Freshness::AlreadyImported
-                    if !options.force && targets::store::holds(store, &v.manifest.artifacts) =>
+                    if !options.force && targets::store::holds(store, &v.manifest.placements()) =>
                 {
                     already = true;
                     Decision::Stop
@@ -173,8 +173,8 @@ fn import_into_existing(
     if already {
         return Ok(Outcome::AlreadyImported(verified));
     }
-    check_artifacts(&verified.manifest.artifacts, &[&staging.layout, store])?;
-    targets::store::commit(store, &staging, &verified.manifest.artifacts)?;
+    check_artifacts(&verified.manifest, &[&staging.layout, store])?;
+    targets::store::commit(store, &staging, &verified.manifest.placements())?;
     state.record(
         &verified,
         &format!("store:{}", absolute(store.root()).display()),
@@ -212,9 +212,9 @@ fn import_into_new(
         },
         &mut staging,
     )?;
-    check_artifacts(&verified.manifest.artifacts, &[&staging.layout])?;
+    check_artifacts(&verified.manifest, &[&staging.layout])?;
     let built = staging.layout.clone();
-    targets::store::commit(&built, &staging, &verified.manifest.artifacts)?;
+    targets::store::commit(&built, &staging, &verified.manifest.placements())?;
     let mut state = TargetState::load(&built.state_dir())?;
     state.record(
         &verified,
@@ -272,7 +272,7 @@ fn import_to_registry(
                     if !options.force
                         && runtime.block_on(targets::registry::holds(
                             target,
-                            &v.manifest.artifacts,
+                            &v.manifest.placements(),
                             &options.registry,
                         )) =>
                 {
@@ -287,11 +287,11 @@ fn import_to_registry(
     if already {
         return Ok(Outcome::AlreadyImported(verified));
     }
-    check_artifacts(&verified.manifest.artifacts, &[&staging.layout])?;
+    check_artifacts(&verified.manifest, &[&staging.layout])?;
     runtime.block_on(targets::registry::push(
         target,
         &staging.layout,
-        &verified.manifest.artifacts,
+        &verified.manifest.placements(),
         &options.registry,
         reporter,
     ))?;
@@ -318,13 +318,13 @@ pub fn verify(bundle: &Path, trust: &Trust<'_>) -> crate::error::Result<Verified
         .filter_map(|e| Some((e.digest()?, e.size)))
         .collect();
     let mut seen = std::collections::HashSet::new();
-    for a in &verified.manifest.artifacts {
-        complete_in_bundle(&a.root(), &staging.layout, &listed, &mut seen, 0).map_err(
-            |reason| VerifyError::Incomplete {
-                artifact: a.name(),
+    for p in verified.manifest.placements() {
+        complete_in_bundle(&p.root, &staging.layout, &listed, &mut seen, 0).map_err(|reason| {
+            VerifyError::Incomplete {
+                artifact: format!("{}@{}", p.repository, p.root.digest),
                 reason,
-            },
-        )?;
+            }
+        })?;
     }
     for a in &verified.manifest.artifacts {
         check_record(a, &[&staging.layout]).map_err(|reason| VerifyError::BadRecord {
@@ -332,7 +332,34 @@ pub fn verify(bundle: &Path, trust: &Trust<'_>) -> crate::error::Result<Verified
             reason,
         })?;
     }
+    check_sbom(&verified.manifest, &[&staging.layout])?;
     Ok(verified)
+}
+
+/// The SBOM artifact, if the bundle carries one, is exactly the two documents the signed
+/// manifest names (the bundle reader already checked their bytes).
+fn check_sbom(
+    manifest: &crate::bundle::BundleManifest,
+    stores: &[&Store],
+) -> Result<(), VerifyError> {
+    let Some(sbom) = &manifest.sbom else {
+        return Ok(());
+    };
+    let refuse = |reason: String| VerifyError::BadRecord {
+        artifact: format!(
+            "{}:{}",
+            crate::sbom::REPOSITORY,
+            crate::sbom::tag(&manifest.series, manifest.sequence)
+        ),
+        reason,
+    };
+    let bytes = stores
+        .iter()
+        .find(|s| s.has_blob(&sbom.digest, sbom.size))
+        .ok_or_else(|| refuse(format!("its manifest {} is missing", sbom.digest)))?
+        .read_blob(&sbom.digest)
+        .map_err(|e| refuse(e.to_string()))?;
+    crate::sbom::check_oci_manifest(&bytes, sbom).map_err(refuse)
 }
 
 /// Whether everything `desc` reaches is carried, with the size its parent gives:
@@ -378,17 +405,21 @@ fn complete_in_bundle(
 /// What the bundle reader cannot see: every artifact complete across staging and the
 /// target, and the records that exports and `serve` read back (configs, annotations)
 /// naming nothing hostile and saying what the signed manifest says.
-fn check_artifacts(artifacts: &[Artifact], stores: &[&Store]) -> Result<(), VerifyError> {
+fn check_artifacts(
+    manifest: &crate::bundle::BundleManifest,
+    stores: &[&Store],
+) -> Result<(), VerifyError> {
+    check_sbom(manifest, stores)?;
     let mut seen = std::collections::HashSet::new();
-    for a in artifacts {
-        crate::store::reachable_into(stores, &a.root(), &mut seen, &mut |_, _| {}).map_err(
-            |e| VerifyError::Incomplete {
-                artifact: a.name(),
+    for p in manifest.placements() {
+        crate::store::reachable_into(stores, &p.root, &mut seen, &mut |_, _| {}).map_err(|e| {
+            VerifyError::Incomplete {
+                artifact: format!("{}@{}", p.repository, p.root.digest),
                 reason: e.to_string(),
-            },
-        )?;
+            }
+        })?;
     }
-    for a in artifacts {
+    for a in &manifest.artifacts {
         check_record(a, stores).map_err(|reason| VerifyError::BadRecord {
             artifact: a.name(),
             reason,

@@ -20,6 +20,7 @@ mod plan;
 mod policy;
 mod reporter;
 mod respond;
+mod sbom;
 mod serve;
 mod sign;
 mod sources;

@@ -44,6 +44,14 @@ pub enum ManifestError {
     BadReference { digest: Digest, reference: String },
 }
 
+/// Where an import puts one root manifest: its repository and tag on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub repository: String,
+    pub tag: Option<String>,
+    pub root: Desc,
+}
+
 /// A descriptor, reduced to what ferry needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desc {

@@ -38,6 +38,7 @@ mod e2e {
     mod python;
     mod referrers;
     mod resume;
+    mod sbom;
     mod serve;
     mod serve_hostile;
     mod state;

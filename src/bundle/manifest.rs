@@ -106,6 +106,34 @@ impl Entry {
 }
 
 impl BundleManifest {
+    /// What an import names in its target: every artifact, then the SBOM artifact.
+    pub fn placements(&self) -> Vec<crate::oci::Placement> {
+        let mut out: Vec<_> = self
+            .artifacts
+            .iter()
+            .map(|a| crate::oci::Placement {
+                repository: a.repository.clone(),
+                tag: a.tag.clone(),
+                root: a.root(),
+            })
+            .collect();
+        if let Some(s) = &self.sbom {
+            out.push(crate::oci::Placement {
+                repository: crate::sbom::REPOSITORY.into(),
+                tag: Some(crate::sbom::tag(&self.series, self.sequence)),
+                root: crate::oci::Desc {
+                    media_type: crate::oci::OCI_MANIFEST.into(),
+                    digest: s.digest,
+                    size: s.size,
+                    platform: None,
+                    artifact_type: Some(crate::sbom::ARTIFACT_TYPE.into()),
+                    annotations: Default::default(),
+                },
+            });
+        }
+        out
+    }
+
     pub fn total_size(&self) -> u64 {
         self.entries
             .iter()
@@ -163,6 +191,25 @@ impl BundleManifest {
             || !p.warnings.iter().all(|w| printable(w))
         {
             return Err("the policy verdict is not one ferry writes".into());
+        }
+        if let Some(s) = &self.sbom {
+            let parts = [
+                ("manifest", s.digest, s.size),
+                ("CycloneDX document", s.cyclonedx.digest, s.cyclonedx.size),
+                ("SPDX document", s.spdx.digest, s.spdx.size),
+            ];
+            for (what, digest, size) in parts {
+                if sizes.get(format!("blobs/sha256/{}", digest.hex()).as_str()) != Some(&size) {
+                    return Err(format!(
+                        "the SBOM's {what} {digest} ({size} bytes) is not a blob of the bundle"
+                    ));
+                }
+                if size > crate::sbom::MAX_DOCUMENT {
+                    return Err(format!(
+                        "the SBOM's {what} is {size} bytes, more than ferry writes"
+                    ));
+                }
+            }
         }
         for a in &self.artifacts {
             match sizes.get(format!("blobs/sha256/{}", a.digest.hex()).as_str()) {

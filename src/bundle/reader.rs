@@ -577,6 +577,73 @@ pub fn peek(path: &Path) -> Result<Peeked, VerifyError> {
     })
 }
 
+/// The bytes of the (small) entries `wanted`, read without checking any signature: each
+/// is checked against the sha256 that `peeked`'s unverified manifest gives it, and the
+/// read stops once all were found. For `bundle sbom` without trust; never act on it.
+pub fn peek_entries(
+    path: &Path,
+    manifest: &BundleManifest,
+    wanted: &[&str],
+    max_size: u64,
+) -> Result<Vec<Vec<u8>>, VerifyError> {
+    let (mut archive, budget) = open(path)?;
+    let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
+    read_manifest(&mut entries, &budget)?;
+    let (_, mut current) = read_signatures(&mut entries, &budget)?;
+    let headers = 3 * 512 * (manifest.entries.len() as u64 + 4) + 2048;
+    budget.set(manifest.total_size().saturating_add(headers));
+    let listed: HashMap<&str, &Entry> = manifest
+        .entries
+        .iter()
+        .map(|e| (e.path.as_str(), e))
+        .collect();
+    let mut found: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
+    let mut last = None;
+    while found.iter().any(Option::is_none) {
+        let mut e = match current.take() {
+            Some(e) => e,
+            None => match next_entry(&mut entries, last.clone(), &budget)? {
+                Some(e) => e,
+                None => break,
+            },
+        };
+        let p = entry_path(&e);
+        last = Some(p.clone());
+        let Some(i) = wanted.iter().position(|w| *w == p) else {
+            continue;
+        };
+        let Some(entry) = listed.get(p.as_str()) else {
+            return Err(VerifyError::Unlisted { path: p });
+        };
+        if !is_regular(&e) || e.size() != entry.size || entry.size > max_size {
+            return Err(VerifyError::SizeMismatch {
+                path: p,
+                expected: entry.size,
+                actual: e.size(),
+            });
+        }
+        let bytes = read_small(&mut e, &p, &budget)?;
+        let actual = Digest::of(&bytes);
+        if actual.hex() != entry.sha256 {
+            return Err(VerifyError::DigestMismatch {
+                path: p,
+                expected: entry.sha256.clone(),
+                actual,
+            });
+        }
+        found[i] = Some(bytes);
+    }
+    found
+        .into_iter()
+        .zip(wanted)
+        .map(|(f, w)| {
+            f.ok_or_else(|| VerifyError::Missing {
+                path: w.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// The start of a bundle, unverified: the manifest's bytes and the embedded signatures.
 pub struct Head {
     pub manifest: Vec<u8>,

@@ -82,9 +82,23 @@ const COMPRESSED_LEVEL: i32 = 1;
 /// blobs in order and the layout's `index.json`. Reads the store, writes nothing.
 pub struct Layout {
     pub manifest: BundleManifest,
-    blobs: Vec<Desc>,
+    blobs: Vec<Blob>,
     index: Vec<u8>,
     created: time::OffsetDateTime,
+}
+
+/// A blob of the layout: streamed from the store, or made by this write (the SBOMs).
+enum Blob {
+    Stored(Desc),
+    Made(Desc, Vec<u8>),
+}
+
+impl Blob {
+    fn desc(&self) -> &Desc {
+        match self {
+            Blob::Stored(d) | Blob::Made(d, _) => d,
+        }
+    }
 }
 
 pub fn layout(
@@ -96,16 +110,82 @@ pub fn layout(
     let created = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("0 is a valid nanosecond");
-    let mut blobs: Vec<Desc> = Vec::new();
+    let mut stored: Vec<Desc> = Vec::new();
     let mut layout_entries: Vec<Desc> = Vec::new();
     for a in artifacts {
         let root = a.root();
         for (desc, _) in store.reachable(&root)? {
-            if !blobs.iter().any(|b| b.digest == desc.digest) {
-                blobs.push(desc);
+            if !stored.iter().any(|b| b.digest == desc.digest) {
+                stored.push(desc);
             }
         }
         store::upsert_entry(&mut layout_entries, &a.repository, a.tag.as_deref(), &root);
+    }
+    let mut manifest = BundleManifest {
+        format: FORMAT.into(),
+        series: series.into(),
+        sequence,
+        created: created
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("formats"),
+        tool: concat!("ferry ", env!("CARGO_PKG_VERSION")).into(),
+        policy: PolicyVerdict::not_evaluated(),
+        artifacts: artifacts.to_vec(),
+        sbom: None,
+        entries: Vec::new(),
+    };
+
+    // The SBOMs come first (small, and found quickly by readers), then the store's blobs.
+    let children = |a: &Artifact| platform_manifests(store, a);
+    let docs = crate::sbom::build(&manifest, &children, crate::sbom::Provenance::Carried);
+    let sbom_manifest = crate::sbom::oci_manifest(&manifest, &docs);
+    let made = |media_type: &str, bytes: Vec<u8>| {
+        Blob::Made(
+            Desc {
+                media_type: media_type.into(),
+                digest: Digest::of(&bytes),
+                size: bytes.len() as u64,
+                platform: None,
+                artifact_type: None,
+                annotations: Default::default(),
+            },
+            bytes,
+        )
+    };
+    let document = |b: &Blob| crate::bundle::manifest::Document {
+        digest: b.desc().digest,
+        size: b.desc().size,
+    };
+    let sbom_blobs = [
+        made(crate::sbom::EMPTY_MEDIA_TYPE, crate::sbom::EMPTY.to_vec()),
+        made(crate::sbom::CYCLONEDX_MEDIA_TYPE, docs.cyclonedx),
+        made(crate::sbom::SPDX_MEDIA_TYPE, docs.spdx),
+        made(crate::oci::OCI_MANIFEST, sbom_manifest),
+    ];
+    let mut sbom_root = sbom_blobs[3].desc().clone();
+    sbom_root.artifact_type = Some(crate::sbom::ARTIFACT_TYPE.into());
+    manifest.sbom = Some(crate::bundle::manifest::SbomRef {
+        digest: sbom_root.digest,
+        size: sbom_root.size,
+        cyclonedx: document(&sbom_blobs[1]),
+        spdx: document(&sbom_blobs[2]),
+    });
+    store::upsert_entry(
+        &mut layout_entries,
+        crate::sbom::REPOSITORY,
+        Some(&crate::sbom::tag(series, sequence)),
+        &sbom_root,
+    );
+    let mut blobs: Vec<Blob> = Vec::new();
+    for b in sbom_blobs {
+        if !blobs.iter().any(|x| x.desc().digest == b.desc().digest) {
+            blobs.push(b);
+        }
+    }
+    for d in stored {
+        if !blobs.iter().any(|x| x.desc().digest == d.digest) {
+            blobs.push(Blob::Stored(d));
+        }
     }
     let index = store::index_json(&layout_entries);
     let mut entries = vec![
@@ -121,23 +201,11 @@ pub fn layout(
         },
     ];
     entries.extend(blobs.iter().map(|b| Entry {
-        path: format!("blobs/sha256/{}", b.digest.hex()),
-        size: b.size,
-        sha256: b.digest.hex(),
+        path: format!("blobs/sha256/{}", b.desc().digest.hex()),
+        size: b.desc().size,
+        sha256: b.desc().digest.hex(),
     }));
-    let manifest = BundleManifest {
-        format: FORMAT.into(),
-        series: series.into(),
-        sequence,
-        created: created
-            .format(&time::format_description::well_known::Rfc3339)
-            .expect("formats"),
-        tool: concat!("ferry ", env!("CARGO_PKG_VERSION")).into(),
-        policy: PolicyVerdict::not_evaluated(),
-        artifacts: artifacts.to_vec(),
-        sbom: None,
-        entries,
-    };
+    manifest.entries = entries;
     Ok(Layout {
         manifest,
         blobs,
@@ -196,6 +264,16 @@ pub fn write(
         append(&mut tar, "index.json", &index, mtime).map_err(io_err)?;
         let task = reporter.task("bundle", Some(manifest.total_size()));
         for b in &blobs {
+            let b = match b {
+                Blob::Made(desc, bytes) => {
+                    tar.get_mut().set_level(options.level).map_err(io_err)?;
+                    let path = format!("blobs/sha256/{}", desc.digest.hex());
+                    append(&mut tar, &path, bytes, mtime).map_err(io_err)?;
+                    task.advance(desc.size);
+                    continue;
+                }
+                Blob::Stored(desc) => desc,
+            };
             let mut file = store.open_blob(&b.digest)?;
             let level = if is_compressed(&mut file).map_err(io_err)? {
                 COMPRESSED_LEVEL
@@ -236,6 +314,19 @@ pub fn write(
         let _ = std::fs::remove_file(&partial);
     }
     result.map(|()| (manifest, manifest_digest))
+}
+
+/// The platform manifests of an image index in the store, for the SBOM.
+fn platform_manifests(store: &Store, a: &Artifact) -> Vec<Desc> {
+    if !crate::oci::is_index_type(&a.media_type) {
+        return Vec::new();
+    }
+    store
+        .read_blob(&a.digest)
+        .ok()
+        .and_then(|bytes| crate::oci::Manifest::parse(&bytes, Some(&a.media_type)).ok())
+        .map(|m| m.children)
+        .unwrap_or_default()
 }
 
 fn partial_path(out: &Path) -> PathBuf {

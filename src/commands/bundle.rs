@@ -1,4 +1,4 @@
-//! `ferry bundle create|verify|inspect|sign`.
+//! `ferry bundle create|verify|inspect|sign|sbom`.
 
 use super::*;
 use crate::bundle::reader::Peeked;
@@ -260,6 +260,75 @@ pub(super) fn warn_not_counted(v: &Verified, g: &Globals) {
             eprintln!("warning: {problem} (not counted)");
         }
     }
+}
+
+/// The arguments of `ferry bundle sbom`.
+pub struct Sbom {
+    pub bundle: PathBuf,
+    pub format: crate::sbom::Format,
+    pub output: Option<PathBuf>,
+    /// Verify first; without it the SBOM is read unverified (and the command says so).
+    pub trust: Option<TrustArgs>,
+}
+
+pub fn sbom(args: Sbom, g: &Globals) -> crate::error::Result<()> {
+    let Sbom {
+        bundle,
+        format,
+        output,
+        trust,
+    } = args;
+    let manifest = match &trust {
+        Some(t) => {
+            let trust = LoadedTrust::load(t)?;
+            crate::import::verify(&bundle, &trust.as_trust())?.manifest
+        }
+        None => {
+            let m = reader::peek(&bundle)?.manifest;
+            m.validate()
+                .map_err(crate::bundle::VerifyError::BadManifest)?;
+            if !g.quiet {
+                eprintln!(
+                    "warning: the bundle's signatures were not checked (pass --trust or --trust-policy to verify it first)"
+                );
+            }
+            m
+        }
+    };
+    let bytes = match &manifest.sbom {
+        Some(s) => {
+            // Checked against the manifest's digests (the verified one, with --trust).
+            let paths =
+                [s.cyclonedx.digest, s.spdx.digest].map(|d| format!("blobs/sha256/{}", d.hex()));
+            let wanted = match format {
+                crate::sbom::Format::CycloneDx => &paths[0],
+                crate::sbom::Format::Spdx => &paths[1],
+            };
+            reader::peek_entries(&bundle, &manifest, &[wanted], crate::sbom::MAX_DOCUMENT)?
+                .remove(0)
+        }
+        None => {
+            if !g.quiet {
+                eprintln!(
+                    "note: {} carries no SBOM (it was written before ferry carried them); this one is derived from its signed manifest and marked as derived",
+                    bundle.display()
+                );
+            }
+            let docs =
+                crate::sbom::build(&manifest, &|_| Vec::new(), crate::sbom::Provenance::Derived);
+            docs.get(format).to_vec()
+        }
+    };
+    match output {
+        Some(path) => crate::export::write_atomic(&path, &bytes)?,
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 /// The arguments of `ferry bundle inspect`.

@@ -129,6 +129,18 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
         Command::Bundle(BundleCommand::Inspect { bundle, json }) => {
             bundle::inspect(bundle::Inspect { bundle, json }, &g)
         }
+        Command::Bundle(BundleCommand::Sbom(a)) => bundle::sbom(
+            bundle::Sbom {
+                bundle: a.bundle,
+                format: match a.format {
+                    crate::cli::SbomFormat::Cyclonedx => crate::sbom::Format::CycloneDx,
+                    crate::cli::SbomFormat::Spdx => crate::sbom::Format::Spdx,
+                },
+                output: a.output,
+                trust: a.trust.given(),
+            },
+            &g,
+        ),
         Command::Bundle(BundleCommand::Sign(a)) => bundle::sign(
             bundle::Sign {
                 bundle: a.bundle,

@@ -10,9 +10,8 @@ use oci_client::Reference;
 use tokio_util::io::ReaderStream;
 
 use crate::digest::Digest;
-use crate::ecosystems::AnyArtifact as Artifact;
 use crate::exit::{Classify, ExitStatus};
-use crate::oci::Desc;
+use crate::oci::{Desc, Placement};
 use crate::reporter::Reporter;
 use crate::sources::registry::{RegistryOptions, client_for};
 use crate::store::{self, Store, StoreError};
@@ -119,14 +118,14 @@ struct Plan {
 fn plan(
     target: &RegistryTarget,
     staging: &Store,
-    artifacts: &[Artifact],
+    placements: &[Placement],
 ) -> Result<Plan, PushError> {
     let mut plan = Plan::default();
     let mut seen: HashSet<(String, Digest)> = HashSet::new();
     let mut first_repo: HashMap<Digest, String> = HashMap::new();
-    for a in artifacts {
-        let repo = target.repository(&a.repository);
-        for (desc, manifest) in store::reachable_in(&[staging], &a.root())? {
+    for p in placements {
+        let repo = target.repository(&p.repository);
+        for (desc, manifest) in store::reachable_in(&[staging], &p.root)? {
             if !seen.insert((repo.clone(), desc.digest)) {
                 continue;
             }
@@ -139,8 +138,8 @@ fn plan(
                 plan.uploads.push((repo.clone(), desc));
             }
         }
-        if let Some(tag) = &a.tag {
-            plan.tags.push((repo, tag.clone(), a.root()));
+        if let Some(tag) = &p.tag {
+            plan.tags.push((repo, tag.clone(), p.root.clone()));
         }
     }
     Ok(plan)
@@ -151,11 +150,11 @@ fn plan(
 pub async fn push(
     target: &RegistryTarget,
     staging: &Store,
-    artifacts: &[Artifact],
+    placements: &[Placement],
     options: &RegistryOptions,
     reporter: &dyn Reporter,
 ) -> Result<(), PushError> {
-    let plan = plan(target, staging, artifacts)?;
+    let plan = plan(target, staging, placements)?;
     let pusher = Pusher {
         client: client_for(std::slice::from_ref(&target.registry), options),
         target,
@@ -208,20 +207,20 @@ pub async fn push(
 /// runs and pushes what is missing.
 pub async fn holds(
     target: &RegistryTarget,
-    artifacts: &[Artifact],
+    placements: &[Placement],
     options: &RegistryOptions,
 ) -> bool {
     let client = client_for(std::slice::from_ref(&target.registry), options);
     let auth = crate::sources::auth::for_registry(&target.registry);
-    for a in artifacts {
-        let repo = target.repository(&a.repository);
-        let digest = a.digest.to_string();
+    for p in placements {
+        let repo = target.repository(&p.repository);
+        let digest = p.root.digest.to_string();
         let mut refs = vec![Reference::with_digest(
             target.registry.clone(),
             repo.clone(),
             digest.clone(),
         )];
-        if let Some(tag) = &a.tag {
+        if let Some(tag) = &p.tag {
             refs.push(Reference::with_tag(
                 target.registry.clone(),
                 repo.clone(),

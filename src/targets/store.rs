@@ -4,18 +4,18 @@
 use std::collections::HashSet;
 
 use crate::digest::Digest;
-use crate::ecosystems::AnyArtifact as Artifact;
+use crate::oci::Placement;
 use crate::store::{self, Store, StoreError};
 
 use super::Staging;
 
 /// Moves the staged blobs in and adds the entries (the caller checked that every
-/// artifact is complete across staging and target). Blobs land before any entry names
+/// placement is complete across staging and target). Blobs land before any entry names
 /// them, so a reader never sees a tag whose content is not all there.
 pub fn commit(
     target: &Store,
     staging: &Staging<'_>,
-    artifacts: &[Artifact],
+    placements: &[Placement],
 ) -> Result<(), StoreError> {
     let same = target.root() == staging.layout.root();
     for digest in staging.staged.iter().filter(|_| !same) {
@@ -30,16 +30,16 @@ pub fn commit(
         }
     }
     sync_dir(&target.root().join("blobs/sha256"));
-    let items: Vec<_> = artifacts
+    let items: Vec<_> = placements
         .iter()
-        .map(|a| (a.repository.as_str(), a.tag.as_deref(), a.root()))
+        .map(|p| (p.repository.as_str(), p.tag.as_deref(), p.root.clone()))
         .collect();
     target.update_entries(|entries| store::upsert_entries(entries, &items))
 }
 
 /// Whether the store already holds every artifact, complete: named as the bundle names
 /// it, and every blob it reaches present. Linear in artifacts and blobs.
-pub fn holds(target: &Store, artifacts: &[Artifact]) -> bool {
+pub fn holds(target: &Store, placements: &[Placement]) -> bool {
     let Ok(entries) = target.entries() else {
         return false;
     };
@@ -57,9 +57,9 @@ pub fn holds(target: &Store, artifacts: &[Artifact]) -> bool {
         named.insert((e.digest, repo.as_str(), None));
     }
     let mut seen = HashSet::new();
-    artifacts.iter().all(|a| {
-        named.contains(&(a.digest, a.repository.as_str(), a.tag.as_deref()))
-            && store::reachable_into(&[target], &a.root(), &mut seen, &mut |_, _| {}).is_ok()
+    placements.iter().all(|p| {
+        named.contains(&(p.root.digest, p.repository.as_str(), p.tag.as_deref()))
+            && store::reachable_into(&[target], &p.root, &mut seen, &mut |_, _| {}).is_ok()
     })
 }
 
