@@ -46,7 +46,9 @@ p { margin:6px 0; }
 .card .value { font-size:15px; overflow-wrap:anywhere; }
 .card.wide { grid-column:1 / -1; }
 table { border-collapse:collapse; width:100%; font-size:13.5px; table-layout:auto; }
-th, td { text-align:left; vertical-align:top; padding:6px 8px; border-bottom:1px solid var(--line); }
+table.fixed { table-layout:fixed; }
+td.time { white-space:nowrap; }
+th, td { text-align:left; vertical-align:top; padding:6px 8px; border-bottom:1px solid var(--line); overflow-wrap:anywhere; }
 th { background:#eef1f5; font-weight:600; white-space:nowrap; }
 tr.unproven td { background:#fff1f1; }
 tr.breakpoint td { background:var(--badbg); border-top:2px solid var(--bad); }
@@ -153,7 +155,8 @@ pub fn render(r: &Report) -> String {
         for g in &c.groups {
             let _ = write!(
                 o,
-                "<h3>{} <span class=\"count\">({})</span></h3>\n<div class=\"scroll\"><table>\n\
+                "<h3>{} <span class=\"count\">({})</span></h3>\n<div class=\"scroll\"><table class=\"fixed\">\n\
+<colgroup><col style=\"width:31%\"><col style=\"width:25%\"><col style=\"width:9%\"><col style=\"width:15%\"><col style=\"width:20%\"></colgroup>\n\
 <tr><th>Name</th><th>Digest</th><th>Size</th><th>Licences</th><th>Origin</th></tr>\n",
                 e(&g.ecosystem),
                 g.artifacts.len()
@@ -212,7 +215,8 @@ pub fn render(r: &Report) -> String {
         for g in &st.groups {
             let _ = write!(
                 o,
-                "<h3>{} <span class=\"count\">({})</span></h3>\n<div class=\"scroll\"><table>\n\
+                "<h3>{} <span class=\"count\">({})</span></h3>\n<div class=\"scroll\"><table class=\"fixed\">\n\
+<colgroup><col style=\"width:30%\"><col style=\"width:15%\"><col style=\"width:28%\"><col style=\"width:9%\"><col style=\"width:18%\"></colgroup>\n\
 <tr><th>Repository</th><th>Tag</th><th>Digest</th><th>Size</th><th>Type</th></tr>\n",
                 e(&g.ecosystem),
                 g.entries.len()
@@ -425,7 +429,7 @@ pub fn render(r: &Report) -> String {
                 };
                 let _ = writeln!(
                     o,
-                    "<tr{class}><td class=\"num\">{}<div class=\"sub\">seq {}</div></td><td class=\"sub\">{}</td><td>{}@{}</td><td>{action}{error}</td><td>{series}</td><td class=\"digest\"><code>{}</code></td><td class=\"sub\"><code>{}</code></td><td class=\"sub\">{}</td><td class=\"num\">{counts}</td></tr>",
+                    "<tr{class}><td class=\"num\">{}<div class=\"sub\">seq {}</div></td><td class=\"sub time\">{}</td><td>{}@{}</td><td>{action}{error}</td><td>{series}</td><td class=\"digest\"><code>{}</code></td><td class=\"sub\"><code>{}</code></td><td class=\"sub\">{}</td><td class=\"num\">{counts}</td></tr>",
                     rec.line,
                     e(&rec.seq),
                     e(&rec.time),
