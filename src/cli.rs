@@ -82,6 +82,10 @@ pub enum Command {
     /// Write what a store holds into the forms other tools read.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Write a report an auditor reads (DIR/report.html, report.json, report.md) of a
+    /// bundle, a store or an audit log. Exit 3, with the report written, when the bundle
+    /// does not verify against the trust given or the audit chain is broken.
+    Report(ReportArgs),
     /// Serve a store read-only to unmodified clients (OCI registry API, Python simple API).
     Serve {
         #[arg(long, value_name = "DIR")]
@@ -355,4 +359,30 @@ impl OptionalTrustArgs {
             trust_policy: self.trust_policy,
         })
     }
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["bundle", "store", "log"])))]
+pub struct ReportArgs {
+    /// A bundle (OUT.ferry): what it carries, its signatures, policy and SBOM.
+    pub bundle: Option<PathBuf>,
+    /// A store: what it holds now and its audit log (`DIR/.ferry/audit.jsonl`).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// An audit log: its history and hash chain.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// The directory to write report.html, report.json and report.md into.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// With a bundle: verify it against this public key (repeat for several); without
+    /// --trust or --trust-policy, signatures are listed but not checked.
+    #[arg(long = "trust", value_name = "NAME.pub", requires = "bundle")]
+    pub keys: Vec<PathBuf>,
+    /// How many distinct trusted keys must have signed.
+    #[arg(long, requires = "keys")]
+    pub threshold: Option<usize>,
+    /// With a bundle: verify it against a trust policy.
+    #[arg(long, value_name = "TRUST.toml", requires = "bundle", conflicts_with_all = ["keys", "threshold"])]
+    pub trust_policy: Option<PathBuf>,
 }

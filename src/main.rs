@@ -18,6 +18,7 @@ mod names;
 mod oci;
 mod plan;
 mod policy;
+mod report;
 mod reporter;
 mod respond;
 mod sbom;

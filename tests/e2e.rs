@@ -37,6 +37,7 @@ mod e2e {
     mod pull;
     mod python;
     mod referrers;
+    mod report;
     mod resume;
     mod sbom;
     mod serve;

@@ -9,6 +9,7 @@ mod import;
 mod key;
 mod policy;
 mod pull;
+mod report;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -197,6 +198,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
         Command::Export(ExportCommand::Hf { store, to }) => {
             export::hf(export::ExportHf { store, to }, &g)
         }
+        Command::Report(a) => report::run(report::Report::from_args(a), &g),
         Command::Serve {
             store,
             listen,
