@@ -76,9 +76,12 @@ fn gate(
     Ok(Some(verdict))
 }
 
-pub enum Outcome {
-    Imported(Verified),
-    AlreadyImported(Verified),
+/// What an import did: the verified bundle, whether this very bundle had been imported
+/// already (nothing was written), and the site policy's verdict when one was given.
+pub struct Outcome {
+    pub verified: Verified,
+    pub already: bool,
+    pub verdict: Option<Verdict>,
 }
 
 pub fn import(
@@ -171,17 +174,21 @@ fn import_into_existing(
         &mut staging,
     )?;
     if already {
-        return Ok(Outcome::AlreadyImported(verified));
+        return Ok(Outcome {
+            verified,
+            already: true,
+            verdict,
+        });
     }
     check_artifacts(&verified.manifest, &[&staging.layout, store])?;
     targets::store::commit(store, &staging, &verified.manifest.placements())?;
-    state.record(
-        &verified,
-        &format!("store:{}", absolute(store.root()).display()),
-        verdict.as_ref(),
-    )?;
+    state.record(&verified)?;
     report_imported(&verified, reporter);
-    Ok(Outcome::Imported(verified))
+    Ok(Outcome {
+        verified,
+        already: false,
+        verdict,
+    })
 }
 
 /// Builds the store in a hidden sibling of `dir` and renames it into place. The caller
@@ -216,14 +223,14 @@ fn import_into_new(
     let built = staging.layout.clone();
     targets::store::commit(&built, &staging, &verified.manifest.placements())?;
     let mut state = TargetState::load(&built.state_dir())?;
-    state.record(
-        &verified,
-        &format!("store:{}", absolute(dir).display()),
-        verdict.as_ref(),
-    )?;
+    state.record(&verified)?;
     staging.publish(dir)?;
     report_imported(&verified, reporter);
-    Ok(Outcome::Imported(verified))
+    Ok(Outcome {
+        verified,
+        already: false,
+        verdict,
+    })
 }
 
 /// Where the import state (series, import log, audit log, staging) of a registry
@@ -285,7 +292,11 @@ fn import_to_registry(
         &mut staging,
     )?;
     if already {
-        return Ok(Outcome::AlreadyImported(verified));
+        return Ok(Outcome {
+            verified,
+            already: true,
+            verdict,
+        });
     }
     check_artifacts(&verified.manifest, &[&staging.layout])?;
     runtime.block_on(targets::registry::push(
@@ -295,12 +306,12 @@ fn import_to_registry(
         &options.registry,
         reporter,
     ))?;
-    state.record(
-        &verified,
-        &format!("registry:{}", target.display()),
-        verdict.as_ref(),
-    )?;
-    Ok(Outcome::Imported(verified))
+    state.record(&verified)?;
+    Ok(Outcome {
+        verified,
+        already: false,
+        verdict,
+    })
 }
 
 /// `bundle verify`: the signature and every entry, as an import checks them, and the

@@ -4,8 +4,7 @@
 pub mod policy;
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +23,7 @@ pub struct SeriesRecord {
     pub imported: String,
 }
 
-/// The per-target state directory: `series.json` and `imports.jsonl`.
+/// The per-target state directory: `series.json` (and the audit log, see `audit`).
 pub struct TargetState {
     dir: PathBuf,
     series: BTreeMap<String, SeriesRecord>,
@@ -78,54 +77,19 @@ impl TargetState {
         }
     }
 
-    /// Records a completed import: the series' new highest sequence, and an audit line.
-    pub fn record(
-        &mut self,
-        v: &Verified,
-        target: &str,
-        policy: Option<&crate::policy::Verdict>,
-    ) -> crate::error::Result<()> {
+    /// Records a completed import: the series' new highest sequence. (What was imported,
+    /// by whom and under which policy goes to the target's audit log.)
+    pub fn record(&mut self, v: &Verified) -> crate::error::Result<()> {
         fs::create_dir_all(&self.dir)?;
-        let now = now_rfc3339();
         self.series.insert(
             v.manifest.series.clone(),
             SeriesRecord {
                 highest: v.manifest.sequence,
                 manifest: Some(v.manifest_digest),
-                imported: now.clone(),
+                imported: now_rfc3339(),
             },
         );
-        self.save()?;
-        let mut line = serde_json::json!({
-            "time": now,
-            "target": target,
-            "series": v.manifest.series,
-            "sequence": v.manifest.sequence,
-            "created": v.manifest.created,
-            "manifest": v.manifest_digest,
-            "signers": v.signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-            "artifacts": v.manifest.artifacts.iter().map(|a| serde_json::json!({"name": a.name(), "digest": a.digest, "origin": a.origin})).collect::<Vec<_>>(),
-        });
-        if let Some(a) = &v.approval {
-            line["trustRule"] = a.rule.into();
-            line["approvedBy"] = a
-                .signers
-                .iter()
-                .map(|s| serde_json::json!({"name": s.name, "role": s.role, "keyId": s.id.to_string()}))
-                .collect();
-        }
-        if let Some(p) = policy {
-            line["policy"] = serde_json::json!({
-                "policy": p.policy, "digest": p.digest, "verdict": "allowed", "warnings": p.warn,
-            });
-        }
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("imports.jsonl"))?;
-        writeln!(log, "{line}")?;
-        log.sync_all()?;
-        Ok(())
+        self.save()
     }
 
     /// Takes the sequence for the next bundle of `series` written from the state in

@@ -92,10 +92,7 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
             return Err(e);
         }
     };
-    let (v, already) = match &outcome {
-        Outcome::Imported(v) => (v, false),
-        Outcome::AlreadyImported(v) => (v, true),
-    };
+    let (v, already) = (&outcome.verified, outcome.already);
     // A new store exists now: its log is inside it.
     let log = match &store_dir {
         Some(dir) => dir.join(".ferry").join(crate::audit::FILE),
@@ -114,7 +111,15 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
             "signers": v.signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
             "approvedBy": v.approval.as_ref().map(|a| a.signers.iter().map(|s| serde_json::json!({"name": s.name, "role": s.role, "keyId": s.id.to_string()})).collect::<Vec<_>>()),
             "trustRule": v.approval.as_ref().map(|a| a.rule),
-            "policy": policy.as_ref().map(|p| p.name()),
+            "policy": {
+                "bundle": v.manifest.policy,
+                "site": outcome.verdict.as_ref().map(|p| serde_json::json!({
+                    "policy": p.policy,
+                    "digest": p.digest,
+                    "verdict": "allowed",
+                    "warnings": p.warn,
+                })),
+            },
             "artifacts": v.manifest.artifacts.len(),
             "bytes": v.manifest.total_size(),
             "target": target_name,

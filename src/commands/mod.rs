@@ -26,7 +26,7 @@ use crate::cli::{
 };
 use crate::ecosystems::AnyArtifact;
 use crate::exit::{Classify, ExitStatus};
-use crate::import::{ImportOptions, Outcome, Target, absolute};
+use crate::import::{ImportOptions, Target, absolute};
 use crate::reporter::{self, Reporter};
 use crate::sign::{self, PublicKey, SecretKey};
 use crate::sources::registry::RegistryOptions;

@@ -149,16 +149,30 @@ fn record(line_no: usize, line: &[u8], proven: bool) -> Record {
         Value::Null => text(&v["signer"]),
         other => text(other),
     };
-    let policy = match &v["policy"] {
-        Value::Object(p) => {
-            let name = p.get("policy").map(text).unwrap_or_default();
-            let verdict = p.get("verdict").map(text).unwrap_or_default();
-            if name.is_empty() {
-                verdict
-            } else {
-                format!("{name}: {verdict}")
-            }
+    // A verdict (`{policy, verdict}`, as create records it), or an import's pair of the
+    // bundle's own verdict and the site's.
+    let verdict = |p: &serde_json::Map<String, Value>| {
+        let name = p.get("policy").map(text).unwrap_or_default();
+        let verdict = p.get("verdict").map(text).unwrap_or_default();
+        if name.is_empty() {
+            verdict
+        } else {
+            format!("{name}: {verdict}")
         }
+    };
+    let policy = match &v["policy"] {
+        Value::Object(p) if p.contains_key("bundle") || p.contains_key("site") => {
+            let part = |k: &str| match p.get(k) {
+                Some(Value::Object(o)) => Some(format!("{k} {}", verdict(o))),
+                _ => None,
+            };
+            [part("bundle"), part("site")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+        Value::Object(p) => verdict(p),
         other => text(other),
     };
     Record {

@@ -498,7 +498,7 @@ fn approvals_import_under_a_trust_policy() {
     let newer = make_bundle(&w.ctx, "newer.ferry");
     let state = |name: &str| std::fs::read(store.join(".ferry").join(name)).unwrap();
     let before = snapshot_tree(&store, &[".ferry"]);
-    let (series, log) = (state("series.json"), state("imports.jsonl"));
+    let (series, log) = (state("series.json"), state("audit.jsonl"));
     import(&newer)
         .assert_code(3)
         .assert_stderr_contains("approver needs 1, has 0");
@@ -512,11 +512,14 @@ fn approvals_import_under_a_trust_policy() {
         state("series.json"),
         "a refused import changed the series record"
     );
-    assert_eq!(
-        log,
-        state("imports.jsonl"),
-        "a refused import was logged as imported"
+    // The audit log gained one record, of the refusal.
+    let after = state("audit.jsonl");
+    assert!(
+        after.starts_with(&log),
+        "a refused import rewrote the audit log"
     );
+    let added: serde_json::Value = serde_json::from_slice(&after[log.len()..]).unwrap();
+    assert_eq!(added["outcome"], "refused", "{added:#}");
     w.sign(&newer, "bob");
     let out = w.ctx.ferry([
         "import",
@@ -531,7 +534,7 @@ fn approvals_import_under_a_trust_policy() {
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["trustPolicy"]["approvedBy"].as_array().unwrap().len(), 2);
     // The audit log says who approved each import, by name and role.
-    let log = String::from_utf8(state("imports.jsonl")).unwrap();
+    let log = String::from_utf8(state("audit.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     assert_eq!(last["trustRule"], 1);
     let names: Vec<&str> = last["approvedBy"]

@@ -178,10 +178,9 @@ fn policy_import_is_the_sites_own_gate() {
         p(&target),
     ])
     .assert_success();
-    // The content, and the state that records imports (locks may come and go).
-    let state_of = |t: &Path| {
-        ["series.json", "imports.jsonl"].map(|f| std::fs::read(t.join(".ferry").join(f)).ok())
-    };
+    // The content, and the state that records imports (locks may come and go; the
+    // audit log gains a record of the refusal).
+    let state_of = |t: &Path| std::fs::read(t.join(".ferry/series.json")).ok();
     let before = snapshot_tree(&target, &[".ferry"]);
     let state_before = state_of(&target);
     let deny_all = write(
@@ -201,6 +200,10 @@ fn policy_import_is_the_sites_own_gate() {
     ])
     .assert_code(4)
     .assert_stderr_contains("nothing crosses today");
+    let log = std::fs::read_to_string(target.join(".ferry/audit.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["outcome"], "refused", "{last:#}");
+    assert_eq!(last["exit"], 4, "{last:#}");
     let after = snapshot_tree(&target, &[".ferry"]);
     assert_eq!(
         state_of(&target),
@@ -232,15 +235,18 @@ fn policy_import_is_the_sites_own_gate() {
     ])
     .assert_success()
     .assert_stderr_contains("warning: policy classified.rego: app/web has no owner label");
-    let log = std::fs::read_to_string(target.join(".ferry/imports.jsonl"))
-        .or_else(|_| std::fs::read_to_string(target.join(".ferry/state/imports.jsonl")))
-        .unwrap_or_else(|_| {
-            let found = snapshot_tree(&target, &[]);
-            panic!("no import log in {found:?}")
-        });
+    let log = std::fs::read_to_string(target.join(".ferry/audit.jsonl")).unwrap_or_else(|_| {
+        let found = snapshot_tree(&target, &[]);
+        panic!("no audit log in {found:?}")
+    });
     let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
-    assert_eq!(last["policy"]["policy"], "classified.rego");
-    assert_eq!(last["policy"]["verdict"], "allowed");
+    assert_eq!(last["policy"]["site"]["policy"], "classified.rego");
+    assert_eq!(last["policy"]["site"]["verdict"], "allowed");
+    assert_eq!(
+        last["policy"]["site"]["warnings"][0],
+        "app/web has no owner label"
+    );
+    assert!(last["policy"]["bundle"]["verdict"].is_string(), "{last:#}");
 }
 
 #[test]
