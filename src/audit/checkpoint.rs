@@ -87,10 +87,10 @@ pub enum CheckpointError {
 impl Classify for CheckpointError {
     fn exit_status(&self) -> ExitStatus {
         match self {
+            CheckpointError::Read { .. } | CheckpointError::Write { .. } => ExitStatus::Error,
+            // An empty log where records were expected may be one cut to nothing.
             CheckpointError::EmptyLog { .. }
-            | CheckpointError::Read { .. }
-            | CheckpointError::Write { .. } => ExitStatus::Error,
-            CheckpointError::Missing { .. }
+            | CheckpointError::Missing { .. }
             | CheckpointError::Unsigned { .. }
             | CheckpointError::Signature { .. }
             | CheckpointError::Malformed { .. }
