@@ -229,10 +229,15 @@ pub struct SignArgs {
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Check the hash chain of an audit log: exit 3 naming the first record that was
-    /// edited, removed, moved or cut.
-    Verify(AuditArgs),
+    /// edited, removed, moved or cut; with --trust, also that the log still holds what
+    /// its signed checkpoint covers.
+    Verify(AuditVerifyArgs),
     /// List an audit log's records (checked first).
     Show(AuditArgs),
+    /// Sign a checkpoint of an audit log (LOG.checkpoint and LOG.checkpoint.minisig):
+    /// its record count and the hash of its last record, so that deleting records up
+    /// to it is detected. Keep a copy elsewhere.
+    Checkpoint(AuditCheckpointArgs),
 }
 
 #[derive(Args, Debug)]
@@ -250,6 +255,29 @@ pub struct AuditArgs {
     pub log: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditVerifyArgs {
+    #[command(flatten)]
+    pub log: AuditArgs,
+    /// A site key whose checkpoint is accepted (repeat for several); with it, a
+    /// checkpoint must exist, verify and match the log.
+    #[arg(long = "trust", value_name = "SITE.pub")]
+    pub trust: Vec<PathBuf>,
+    /// The checkpoint to check the log against, e.g. a copy kept elsewhere (its
+    /// signature FILE.minisig beside it) [default: LOG.checkpoint].
+    #[arg(long, value_name = "FILE", requires = "trust")]
+    pub checkpoint: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditCheckpointArgs {
+    #[command(flatten)]
+    pub log: AuditArgs,
+    /// The site's secret key that signs checkpoints.
+    #[arg(long, value_name = "SITE.key")]
+    pub key: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

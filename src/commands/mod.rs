@@ -21,8 +21,8 @@ use crate::bundle::manifest::PolicyVerdict;
 use crate::bundle::reader::{self, Trust};
 use crate::bundle::writer::{self, BundleSpec, WriteOptions};
 use crate::cli::{
-    AuditCommand, BundleCommand, Cli, Command, ExportCommand, KeyCommand, PlanArgs, PolicyCommand,
-    StoreArg, TrustArgs,
+    BundleCommand, Cli, Command, ExportCommand, KeyCommand, PlanArgs, PolicyCommand, StoreArg,
+    TrustArgs,
 };
 use crate::ecosystems::AnyArtifact;
 use crate::exit::{Classify, ExitStatus};
@@ -174,8 +174,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             &g,
         ),
         Command::Policy(PolicyCommand::Check(args)) => policy::check(args, &g),
-        Command::Audit(AuditCommand::Verify(args)) => audit::verify(args, &g),
-        Command::Audit(AuditCommand::Show(args)) => audit::show(args, &g),
+        Command::Audit(command) => audit::run(command, &g),
         Command::Export(ExportCommand::Python {
             store,
             to,
