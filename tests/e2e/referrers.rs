@@ -126,6 +126,33 @@ fn referrers_are_carried_pushed_and_served() {
     assert_eq!(sbom_artifact["subject"], multi.digest.as_str());
     assert_eq!(sbom_artifact["artifactType"], SBOM);
 
+    // The bundle's own SBOM keeps the attached one and links it from the image.
+    let cdx = ctx
+        .ferry(["bundle", "sbom", p(&bundle), "--trust", p(&public)])
+        .assert_success()
+        .stdout
+        .clone();
+    let cdx: serde_json::Value = serde_json::from_str(&cdx).unwrap();
+    let image = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["hashes"][0]["content"] == &multi.digest["sha256:".len()..])
+        .unwrap_or_else(|| panic!("no component for the image: {cdx:#}"));
+    let links: Vec<&str> = image["externalReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["type"] == "bom")
+        .filter_map(|r| r["url"].as_str())
+        .collect();
+    assert!(
+        links
+            .iter()
+            .any(|u| u.contains(&artifact_digest["sha256:".len()..])),
+        "the attached SBOM is not linked from the image: {image:#}"
+    );
+
     // Served: the referrers API of `ferry serve` lists it, and filters by artifactType.
     let store = ctx.path("srv");
     ctx.ferry([
