@@ -973,3 +973,166 @@ fn spdx_packages(
         spdx_packages(part, packages, relationships, refs);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::Artifact;
+    use crate::bundle::manifest::PolicyVerdict;
+    use crate::ecosystems::image::ImageRecord;
+
+    fn image(repo: &str, tag: &str, digest: Digest, artifact_type: Option<&str>) -> AnyArtifact {
+        Artifact {
+            repository: repo.into(),
+            tag: Some(tag.into()),
+            digest,
+            media_type: crate::oci::OCI_MANIFEST.into(),
+            size: 10,
+            origin: format!("registry.example.org/{repo}:{tag}"),
+            artifact_type: artifact_type.map(String::from),
+            labels: Default::default(),
+            licenses: Vec::new(),
+            record: Record::Image(ImageRecord {
+                platforms: Vec::new(),
+                subject: None,
+                source_digest: None,
+            }),
+        }
+    }
+
+    fn manifest(artifacts: Vec<AnyArtifact>) -> BundleManifest {
+        BundleManifest {
+            format: crate::bundle::FORMAT.into(),
+            series: "unit".into(),
+            sequence: 3,
+            created: "2026-12-01T00:00:00Z".into(),
+            tool: "ferry test".into(),
+            policy: PolicyVerdict::not_evaluated(),
+            artifacts,
+            sbom: None,
+            entries: Vec::new(),
+        }
+    }
+
+    fn lic(declared: &str, spdx: Option<&str>) -> Licence {
+        Licence {
+            declared: declared.into(),
+            spdx: spdx.map(String::from),
+            source: "test".into(),
+        }
+    }
+
+    #[test]
+    fn tags_are_valid_for_every_series() {
+        assert_eq!(tag("demo", 7), "demo-7");
+        for series in ["-leading", ".dot", &"x".repeat(128)] {
+            let t = tag(series, 12);
+            assert!(crate::oci::valid_tag(&t), "{t}");
+            assert!(t.ends_with("-12"));
+        }
+        assert_ne!(tag("-a", 1), tag(".a", 1));
+    }
+
+    #[test]
+    fn a_cosign_sbom_tag_is_linked_from_the_image_it_names() {
+        let img = Digest::of(b"image");
+        let sbom = image(
+            "app/web",
+            &format!("sha256-{}.sbom", img.hex()),
+            Digest::of(b"sbom"),
+            None,
+        );
+        let m = manifest(vec![image("app/web", "1.0", img, None), sbom]);
+        let docs = build(&m, &|_| Vec::new(), Provenance::Carried);
+        let cdx: serde_json::Value = serde_json::from_slice(&docs.cyclonedx).unwrap();
+        let refs = &cdx["components"][0]["externalReferences"];
+        assert_eq!(refs[0]["type"], "bom", "{cdx:#}");
+        assert!(refs[0]["url"].as_str().unwrap().starts_with("pkg:oci/web@"));
+        let spdx: serde_json::Value = serde_json::from_slice(&docs.spdx).unwrap();
+        assert!(
+            spdx["relationships"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["relationshipType"] == "OTHER"),
+            "{spdx:#}"
+        );
+    }
+
+    #[test]
+    fn licences_are_ids_an_expression_or_names() {
+        let one = cyclonedx_licences(&[lic("MIT OR Apache-2.0", Some("MIT OR Apache-2.0"))]);
+        assert!(
+            matches!(one.unwrap().0.as_slice(), [LicenseChoice::Expression(_)]),
+            "a compound SPDX expression is written as one"
+        );
+        let many = cyclonedx_licences(&[
+            lic("MIT", Some("MIT")),
+            lic("MIT License", Some("MIT")),
+            lic("BSD License", None),
+        ])
+        .unwrap();
+        assert_eq!(many.0.len(), 2, "the same licence twice counts once");
+
+        let mut refs = LicenceRefs::default();
+        assert_eq!(refs.declared(&[]), "NOASSERTION");
+        assert_eq!(
+            refs.declared(&[lic("MIT", Some("MIT")), lic("BSD License", None)]),
+            "(MIT) AND (LicenseRef-ferry-1)"
+        );
+        assert_eq!(
+            refs.declared(&[lic("BSD License", None)]),
+            "LicenseRef-ferry-1"
+        );
+        assert_eq!(refs.infos.len(), 1);
+    }
+
+    #[test]
+    fn the_sbom_artifact_must_hold_exactly_its_documents() {
+        let m = manifest(vec![image("a/b", "1", Digest::of(b"x"), None)]);
+        let docs = build(&m, &|_| Vec::new(), Provenance::Carried);
+        let bytes = oci_manifest(&m, &docs);
+        let sref = crate::bundle::manifest::SbomRef {
+            digest: Digest::of(&bytes),
+            size: bytes.len() as u64,
+            cyclonedx: crate::bundle::manifest::Document {
+                digest: Digest::of(&docs.cyclonedx),
+                size: docs.cyclonedx.len() as u64,
+            },
+            spdx: crate::bundle::manifest::Document {
+                digest: Digest::of(&docs.spdx),
+                size: docs.spdx.len() as u64,
+            },
+        };
+        check_oci_manifest(&bytes, &sref).unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let config = v["config"].clone();
+        v["layers"].as_array_mut().unwrap().push(config);
+        assert!(check_oci_manifest(&serde_json::to_vec(&v).unwrap(), &sref).is_err());
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["subject"] = v["config"].clone();
+        assert!(check_oci_manifest(&serde_json::to_vec(&v).unwrap(), &sref).is_err());
+        let mut other = sref.clone();
+        other.spdx.size += 1;
+        assert!(check_oci_manifest(&bytes, &other).is_err());
+    }
+
+    #[test]
+    fn only_named_hosts_are_spdx_download_locations() {
+        assert!(named_host("https://files.example.org/a.whl"));
+        assert!(!named_host("http://127.0.0.1:8080/simple/six/"));
+        assert!(!named_host("http://localhost/x"));
+        assert!(!named_host("not a url"));
+    }
+
+    #[test]
+    fn the_same_bundle_gets_the_same_documents() {
+        let m = manifest(vec![image("a/b", "1", Digest::of(b"x"), None)]);
+        let a = build(&m, &|_| Vec::new(), Provenance::Carried);
+        let b = build(&m, &|_| Vec::new(), Provenance::Carried);
+        assert_eq!(a.cyclonedx, b.cyclonedx);
+        assert_eq!(a.spdx, b.spdx);
+        let derived = build(&m, &|_| Vec::new(), Provenance::Derived);
+        assert!(String::from_utf8_lossy(&derived.cyclonedx).contains("derived-from-manifest"));
+    }
+}
