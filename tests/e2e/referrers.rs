@@ -137,7 +137,7 @@ fn referrers_are_carried_pushed_and_served() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["hashes"][0]["content"] == &multi.digest["sha256:".len()..])
+        .find(|c| c["hashes"][0]["content"] == multi.digest["sha256:".len()..])
         .unwrap_or_else(|| panic!("no component for the image: {cdx:#}"));
     let links: Vec<&str> = image["externalReferences"]
         .as_array()
