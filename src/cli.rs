@@ -72,6 +72,13 @@ pub enum Command {
         /// and the target unchanged.
         #[arg(long, value_name = "FILE.rego")]
         policy: Option<PathBuf>,
+        /// Write a receipt of what the target holds afterwards (JSON): the base an
+        /// incremental bundle is made against (`bundle create --since HAVE.json`).
+        #[arg(long, value_name = "HAVE.json")]
+        receipt: Option<PathBuf>,
+        /// Sign the receipt with this (site) key: HAVE.json.minisig beside it.
+        #[arg(long, value_name = "SITE.key", requires = "receipt")]
+        receipt_key: Option<PathBuf>,
     },
     /// Check or list an audit log: what was created, signed and imported, hash-chained.
     #[command(subcommand)]
@@ -159,6 +166,11 @@ pub enum BundleCommand {
         /// manifest before anything is written: a denial is exit 4 and no bundle.
         #[arg(long, value_name = "FILE.rego")]
         policy: Option<PathBuf>,
+        /// Make an incremental bundle: leave out every blob that BASE (an earlier bundle of
+        /// the series, its ferry-manifest.json, or a receipt `ferry import --receipt`
+        /// wrote) says the other side holds. Manifests and configs are always carried.
+        #[arg(long, value_name = "BASE")]
+        since: Option<PathBuf>,
         /// The sequence number [default: one past the last, at least the time in seconds].
         #[arg(long)]
         sequence: Option<u64>,

@@ -68,6 +68,8 @@ pub enum ErrorKind {
     #[error(transparent)]
     Cosign(#[from] crate::bundle::cosign::CosignError),
     #[error(transparent)]
+    Base(#[from] crate::bundle::base::BaseError),
+    #[error(transparent)]
     TrustPolicy(#[from] crate::trust::policy::PolicyError),
     /// What ferry was doing when the error below happened.
     #[error("{message}")]
@@ -124,6 +126,7 @@ impl Error {
             ErrorKind::Fetch(e) => of(e),
             ErrorKind::TrustPolicy(e) => of(e),
             ErrorKind::Cosign(e) => of(e),
+            ErrorKind::Base(e) => of(e),
             ErrorKind::Policy(e) => of(e),
             ErrorKind::Audit(e) => of(e),
             ErrorKind::Context { source, .. } => source.classify(),

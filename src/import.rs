@@ -82,6 +82,34 @@ pub struct Outcome {
     pub verified: Verified,
     pub already: bool,
     pub verdict: Option<Verdict>,
+    /// What the target holds afterwards, for a receipt: every blob of a store; for a
+    /// registry, every blob the bundle's artifacts reach (what it carried and what it
+    /// left out and the registry was checked to hold).
+    pub held: Vec<crate::digest::Digest>,
+}
+
+/// Every blob a store holds.
+fn store_blobs(store: &Store) -> Vec<crate::digest::Digest> {
+    let Ok(dir) = std::fs::read_dir(store.root().join("blobs/sha256")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = dir
+        .filter_map(|e| {
+            crate::digest::Digest::from_hex(&e.ok()?.file_name().to_string_lossy()).ok()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The blobs a bundle carries.
+fn carried(v: &Verified) -> Vec<crate::digest::Digest> {
+    v.manifest
+        .entries
+        .iter()
+        .filter(|e| e.path.starts_with("blobs/sha256/"))
+        .filter_map(|e| e.digest())
+        .collect()
 }
 
 pub fn import(
@@ -175,16 +203,21 @@ fn import_into_existing(
     )?;
     if already {
         return Ok(Outcome {
+            held: store_blobs(store),
             verified,
             already: true,
             verdict,
         });
     }
-    check_artifacts(&verified.manifest, &[&staging.layout, store])?;
+    // (Staging skips what the store holds: the walk reads manifests from both.)
+    let missing = left_out(&verified.manifest, &[&staging.layout, store])?;
+    refuse_missing(&verified.manifest, missing)?;
+    check_artifacts(&verified.manifest, &[&staging.layout, store], false)?;
     targets::store::commit(store, &staging, &verified.manifest.placements())?;
     state.record(&verified)?;
     report_imported(&verified, reporter);
     Ok(Outcome {
+        held: store_blobs(store),
         verified,
         already: false,
         verdict,
@@ -219,7 +252,11 @@ fn import_into_new(
         },
         &mut staging,
     )?;
-    check_artifacts(&verified.manifest, &[&staging.layout])?;
+    refuse_missing(
+        &verified.manifest,
+        left_out(&verified.manifest, &[&staging.layout])?,
+    )?;
+    check_artifacts(&verified.manifest, &[&staging.layout], false)?;
     let built = staging.layout.clone();
     targets::store::commit(&built, &staging, &verified.manifest.placements())?;
     let mut state = TargetState::load(&built.state_dir())?;
@@ -227,6 +264,7 @@ fn import_into_new(
     staging.publish(dir)?;
     report_imported(&verified, reporter);
     Ok(Outcome {
+        held: store_blobs(&Store::open(dir)?),
         verified,
         already: false,
         verdict,
@@ -293,21 +331,38 @@ fn import_to_registry(
     )?;
     if already {
         return Ok(Outcome {
+            held: carried(&verified),
             verified,
             already: true,
             verdict,
         });
     }
-    check_artifacts(&verified.manifest, &[&staging.layout])?;
+    let left_out = left_out(&verified.manifest, &[&staging.layout])?;
+    let incremental = !left_out.is_empty();
+    if incremental {
+        let missing = runtime.block_on(targets::registry::missing(
+            target,
+            &left_out,
+            &options.registry,
+        ));
+        refuse_missing(&verified.manifest, missing)?;
+    }
+    check_artifacts(&verified.manifest, &[&staging.layout], incremental)?;
     runtime.block_on(targets::registry::push(
         target,
         &staging.layout,
         &verified.manifest.placements(),
+        incremental,
         &options.registry,
         reporter,
     ))?;
     state.record(&verified)?;
+    let mut held = carried(&verified);
+    held.extend(left_out.iter().map(|(_, d)| d.digest));
+    held.sort();
+    held.dedup();
     Ok(Outcome {
+        held,
         verified,
         already: false,
         verdict,
@@ -330,12 +385,13 @@ pub fn verify(bundle: &Path, trust: &Trust<'_>) -> crate::error::Result<Verified
         .collect();
     let mut seen = std::collections::HashSet::new();
     for p in verified.manifest.placements() {
-        complete_in_bundle(&p.root, &staging.layout, &listed, &mut seen, 0).map_err(|reason| {
-            VerifyError::Incomplete {
+        let incremental = verified.manifest.base.is_some();
+        complete_in_bundle(&p.root, &staging.layout, &listed, &mut seen, incremental, 0).map_err(
+            |reason| VerifyError::Incomplete {
                 artifact: format!("{}@{}", p.repository, p.root.digest),
                 reason,
-            }
-        })?;
+            },
+        )?;
     }
     for a in &verified.manifest.artifacts {
         check_record(a, &[&staging.layout]).map_err(|reason| VerifyError::BadRecord {
@@ -381,6 +437,7 @@ fn complete_in_bundle(
     small: &Store,
     listed: &std::collections::HashMap<crate::digest::Digest, u64>,
     seen: &mut std::collections::HashSet<(crate::digest::Digest, u64)>,
+    incremental: bool,
     depth: usize,
 ) -> Result<(), String> {
     if depth > crate::store::MAX_DEPTH {
@@ -398,6 +455,8 @@ fn complete_in_bundle(
                 desc.digest, desc.size
             ));
         }
+        // Left out of an incremental bundle: the target must hold it (import checks).
+        None if incremental && !crate::oci::is_manifest_type(&desc.media_type) => return Ok(()),
         None => return Err(format!("{} is not in the bundle", desc.digest)),
     }
     // Each blob once (with the size it was checked at): shared children cost nothing.
@@ -408,7 +467,7 @@ fn complete_in_bundle(
     let manifest =
         crate::oci::Manifest::parse(&bytes, Some(&desc.media_type)).map_err(|e| e.to_string())?;
     for child in &manifest.children {
-        complete_in_bundle(child, small, listed, seen, depth + 1)?;
+        complete_in_bundle(child, small, listed, seen, incremental, depth + 1)?;
     }
     Ok(())
 }
@@ -419,16 +478,17 @@ fn complete_in_bundle(
 fn check_artifacts(
     manifest: &crate::bundle::BundleManifest,
     stores: &[&Store],
+    held_by_target: bool,
 ) -> Result<(), VerifyError> {
     check_sbom(manifest, stores)?;
     let mut seen = std::collections::HashSet::new();
     for p in manifest.placements() {
-        crate::store::reachable_into(stores, &p.root, &mut seen, &mut |_, _| {}).map_err(|e| {
-            VerifyError::Incomplete {
+        let elsewhere = |_: &crate::oci::Desc| held_by_target;
+        crate::store::reachable_with(stores, &p.root, &mut seen, &elsewhere, &mut |_, _| {})
+            .map_err(|e| VerifyError::Incomplete {
                 artifact: format!("{}@{}", p.repository, p.root.digest),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
     }
     for a in &manifest.artifacts {
         check_record(a, stores).map_err(|reason| VerifyError::BadRecord {
@@ -437,6 +497,67 @@ fn check_artifacts(
         })?;
     }
     Ok(())
+}
+
+/// The blobs an incremental bundle leaves out that none of `stores` holds: each blob
+/// (not a manifest) that its artifacts reach, with the repository that needs it. Every
+/// manifest must be in `stores`. Empty for a bundle that is not incremental.
+fn left_out(
+    manifest: &crate::bundle::BundleManifest,
+    stores: &[&Store],
+) -> Result<Vec<(String, crate::oci::Desc)>, VerifyError> {
+    let mut out = Vec::new();
+    if manifest.base.is_none() {
+        return Ok(out);
+    }
+    let mut listed = std::collections::HashSet::new();
+    for p in manifest.placements() {
+        let mut each = |d: crate::oci::Desc, m: Option<crate::oci::Manifest>| {
+            if m.is_none()
+                && !stores.iter().any(|s| s.has_blob(&d.digest, d.size))
+                && listed.insert((p.repository.clone(), d.digest))
+            {
+                out.push((p.repository.clone(), d));
+            }
+        };
+        crate::store::reachable_with(
+            stores,
+            &p.root,
+            &mut std::collections::HashSet::new(),
+            &|_| true,
+            &mut each,
+        )
+        .map_err(|e| VerifyError::Incomplete {
+            artifact: format!("{}@{}", p.repository, p.root.digest),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(out)
+}
+
+/// Refuses an incremental bundle whose left-out blobs the target lacks, naming them.
+fn refuse_missing(
+    manifest: &crate::bundle::BundleManifest,
+    missing: impl IntoIterator<Item = (String, crate::oci::Desc)>,
+) -> Result<(), VerifyError> {
+    let mut digests: Vec<crate::digest::Digest> =
+        missing.into_iter().map(|(_, d)| d.digest).collect();
+    digests.sort();
+    digests.dedup();
+    if digests.is_empty() {
+        return Ok(());
+    }
+    let base = manifest
+        .base
+        .as_ref()
+        .map(|b| format!("{} {} of sequence {}", b.kind, b.digest, b.sequence))
+        .unwrap_or_default();
+    Err(VerifyError::NotInTarget {
+        series: manifest.series.clone(),
+        sequence: manifest.sequence,
+        base,
+        missing: digests,
+    })
 }
 
 /// Checks an artifact's stored records against its signed one (see

@@ -1010,6 +1010,7 @@ mod tests {
             policy: PolicyVerdict::not_evaluated(),
             artifacts,
             sbom: None,
+            base: None,
             entries: Vec::new(),
         }
     }

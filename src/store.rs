@@ -431,7 +431,14 @@ pub fn reachable_in(
 ) -> Result<Vec<(Desc, Option<oci::Manifest>)>, StoreError> {
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    visit(stores, root, &mut seen, &mut |d, m| out.push((d, m)), 0)?;
+    visit(
+        stores,
+        root,
+        &mut seen,
+        &mut |d, m| out.push((d, m)),
+        &|_| false,
+        0,
+    )?;
     Ok(out)
 }
 
@@ -444,7 +451,20 @@ pub fn reachable_into(
     seen: &mut std::collections::HashSet<Digest>,
     each: &mut dyn FnMut(Desc, Option<oci::Manifest>),
 ) -> Result<(), StoreError> {
-    visit(stores, root, seen, each, 0)
+    visit(stores, root, seen, each, &|_| false, 0)
+}
+
+/// Like `reachable_into`, but a blob that is not a manifest and is in none of `stores`
+/// is handed to `each` too when `elsewhere` says it is held elsewhere (an incremental
+/// bundle's blobs that its target already holds). A missing manifest is still an error.
+pub fn reachable_with(
+    stores: &[&Store],
+    root: &Desc,
+    seen: &mut std::collections::HashSet<Digest>,
+    elsewhere: &dyn Fn(&Desc) -> bool,
+    each: &mut dyn FnMut(Desc, Option<oci::Manifest>),
+) -> Result<(), StoreError> {
+    visit(stores, root, seen, each, elsewhere, 0)
 }
 
 /// How deep manifests may nest (an index of indexes of manifests is 3): a chain deeper
@@ -456,6 +476,7 @@ fn visit(
     desc: &Desc,
     seen: &mut std::collections::HashSet<Digest>,
     out: &mut dyn FnMut(Desc, Option<oci::Manifest>),
+    elsewhere: &dyn Fn(&Desc) -> bool,
     depth: usize,
 ) -> Result<(), StoreError> {
     if depth > MAX_DEPTH {
@@ -467,6 +488,10 @@ fn visit(
         return Ok(());
     }
     let Some(store) = stores.iter().find(|s| s.has_blob(&desc.digest, desc.size)) else {
+        if !oci::is_manifest_type(&desc.media_type) && elsewhere(desc) {
+            out(desc.clone(), None);
+            return Ok(());
+        }
         return Err(StoreError::Io {
             action: "missing or wrong-sized blob",
             path: stores[0].blob_path(&desc.digest),
@@ -485,7 +510,7 @@ fn visit(
             source: io::Error::new(io::ErrorKind::InvalidData, e),
         })?;
     for child in &manifest.children {
-        visit(stores, child, seen, out, depth + 1)?;
+        visit(stores, child, seen, out, elsewhere, depth + 1)?;
     }
     out(desc.clone(), Some(manifest));
     Ok(())

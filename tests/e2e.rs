@@ -27,6 +27,7 @@ mod e2e {
     mod fetch;
     mod hostile;
     mod import;
+    mod increments;
     mod keys;
     mod licences;
     mod models;

@@ -28,8 +28,26 @@ pub struct BundleManifest {
     /// `crate::sbom::tag`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbom: Option<SbomRef>,
+    /// For an incremental bundle (`--since`): what it was made against. The blobs it
+    /// leaves out must already be in the target (import checks that first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRef>,
     /// Every tar entry after the signatures, in order.
     pub entries: Vec<Entry>,
+}
+
+/// The base of an incremental bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BaseRef {
+    /// `bundle`, `manifest` or `receipt`.
+    pub kind: String,
+    /// sha256 of the base's manifest bytes (a bundle or manifest) or of the receipt.
+    pub digest: Digest,
+    pub series: String,
+    pub sequence: u64,
+    /// How many blobs this bundle leaves out because the base has them.
+    pub omitted: u64,
 }
 
 /// Where a bundle's SBOMs are: the OCI manifest that holds them and each document.
@@ -191,6 +209,12 @@ impl BundleManifest {
             || !p.warnings.iter().all(|w| printable(w))
         {
             return Err("the policy verdict is not one ferry writes".into());
+        }
+        if let Some(b) = &self.base
+            && (!matches!(b.kind.as_str(), "bundle" | "manifest" | "receipt")
+                || b.series != self.series)
+        {
+            return Err("the base is not one ferry writes".into());
         }
         if let Some(s) = &self.sbom {
             let parts = [

@@ -1,6 +1,7 @@
 //! The bundle: a zstd-compressed tar. First the signed bundle manifest and its
 //! signature(s), then an OCI image layout of everything carried.
 
+pub mod base;
 pub mod cosign;
 pub mod manifest;
 pub mod reader;
@@ -104,6 +105,7 @@ mod tests {
                 sequence: 7,
                 artifacts: &[artifact],
                 gate: &|_| Ok(PolicyVerdict::not_evaluated()),
+                base: None,
             },
             &key,
             &out,

@@ -94,6 +94,18 @@ pub enum VerifyError {
     BadRecord { artifact: String, reason: String },
     #[error("artifact {artifact} is incomplete: {reason}")]
     Incomplete { artifact: String, reason: String },
+    #[error(
+        "this incremental bundle (series {series} sequence {sequence}) leaves out {} blob(s) that the target does not hold: {}",
+        missing.len(),
+        list_digests(missing)
+    )]
+    NotInTarget {
+        series: String,
+        sequence: u64,
+        /// What the bundle was made against: `bundle|manifest|receipt sha256:... (sequence N)`.
+        base: String,
+        missing: Vec<Digest>,
+    },
     #[error("cannot stage entry `{path}`")]
     Stage {
         path: String,
@@ -122,11 +134,23 @@ impl Classify for VerifyError {
                 Some("import the newest bundle of the series; an older one may be a replay".into())
             }
             VerifyError::Open { .. } | VerifyError::Stage { .. } => None,
+            VerifyError::NotInTarget { base, .. } => Some(format!(
+                "import its base ({base}) into this target first, or make the bundle again with `--since` the receipt of what this target holds (`ferry import --receipt`); nothing was written"
+            )),
             VerifyError::BadManifest(_) | VerifyError::BadRecord { .. } | VerifyError::Incomplete { .. } => Some(
                 "a trusted key signed a bundle that ferry never writes (unsafe names, absent or absurd content): treat that key as compromised and do not use this bundle".into(),
             ),
             _ => Some("the bundle was altered or damaged in transit: fetch it again from its source and do not use this copy".into()),
         }
+    }
+}
+
+/// The first few digests of a list, and how many more.
+fn list_digests(d: &[Digest]) -> String {
+    let shown: Vec<String> = d.iter().take(5).map(|d| d.to_string()).collect();
+    match d.len() {
+        n if n > 5 => format!("{} and {} more", shown.join(", "), n - 5),
+        _ => shown.join(", "),
     }
 }
 

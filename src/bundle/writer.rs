@@ -8,7 +8,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::bundle::manifest::{BundleManifest, Entry, PolicyVerdict};
+use crate::bundle::base::Base;
+use crate::bundle::manifest::{BaseRef, BundleManifest, Entry, PolicyVerdict};
 use crate::bundle::{FORMAT, MANIFEST_NAME, SIGNATURE_NAME};
 use crate::digest::{Digest, HashingReader};
 use crate::ecosystems::AnyArtifact as Artifact;
@@ -72,6 +73,8 @@ pub struct BundleSpec<'a> {
     /// Decides the policy verdict from the manifest as it will be signed (its `policy`
     /// still `not-evaluated`), before anything is written; an error stops the write.
     pub gate: &'a dyn Fn(&BundleManifest) -> Result<PolicyVerdict, crate::policy::PolicyError>,
+    /// For an incremental bundle: the blobs to leave out.
+    pub base: Option<&'a Base>,
 }
 
 const OCI_LAYOUT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
@@ -106,20 +109,41 @@ pub fn layout(
     series: &str,
     sequence: u64,
     artifacts: &[Artifact],
+    base: Option<&Base>,
 ) -> Result<Layout, WriteError> {
     let created = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("0 is a valid nanosecond");
     let mut stored: Vec<Desc> = Vec::new();
     let mut layout_entries: Vec<Desc> = Vec::new();
+    // Manifests and configs are carried even when the base has them (see `base`).
+    let mut always: std::collections::HashSet<Digest> = std::collections::HashSet::new();
+    let mut omitted: std::collections::HashSet<Digest> = std::collections::HashSet::new();
     for a in artifacts {
         let root = a.root();
-        for (desc, _) in store.reachable(&root)? {
+        for (desc, manifest) in store.reachable(&root)? {
+            if let Some(m) = &manifest {
+                always.insert(desc.digest);
+                if !m.is_index()
+                    && let Some(config) = m.children.first()
+                {
+                    always.insert(config.digest);
+                }
+            }
             if !stored.iter().any(|b| b.digest == desc.digest) {
                 stored.push(desc);
             }
         }
         store::upsert_entry(&mut layout_entries, &a.repository, a.tag.as_deref(), &root);
+    }
+    if let Some(base) = base {
+        stored.retain(|d| {
+            let leave_out = base.blobs.contains(&d.digest) && !always.contains(&d.digest);
+            if leave_out {
+                omitted.insert(d.digest);
+            }
+            !leave_out
+        });
     }
     let mut manifest = BundleManifest {
         format: FORMAT.into(),
@@ -132,6 +156,10 @@ pub fn layout(
         policy: PolicyVerdict::not_evaluated(),
         artifacts: artifacts.to_vec(),
         sbom: None,
+        base: base.map(|b| BaseRef {
+            omitted: omitted.len() as u64,
+            ..b.reference.clone()
+        }),
         entries: Vec::new(),
     };
 
@@ -228,7 +256,7 @@ pub fn write(
         blobs,
         index,
         created,
-    } = layout(store, spec.series, spec.sequence, spec.artifacts)?;
+    } = layout(store, spec.series, spec.sequence, spec.artifacts, spec.base)?;
     manifest.policy = (spec.gate)(&manifest)?;
     manifest.validate().expect("ferry writes valid manifests");
     let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");

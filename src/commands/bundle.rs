@@ -14,6 +14,7 @@ pub struct Create {
     pub key: Option<PathBuf>,
     pub store: Option<PathBuf>,
     pub policy: Option<PathBuf>,
+    pub since: Option<PathBuf>,
     pub sequence: Option<u64>,
     pub level: i32,
     pub jobs: usize,
@@ -27,6 +28,7 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
         key,
         store,
         policy,
+        since,
         sequence,
         level,
         jobs,
@@ -44,6 +46,10 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
     let key = SecretKey::load(&key)?;
     // A policy that does not compile fails before anything is pulled.
     let policy = policy.map(|p| Policy::load(&p)).transpose()?;
+    let base = since
+        .as_ref()
+        .map(|p| crate::bundle::base::load(p))
+        .transpose()?;
     let (spec_file, store, artifacts) = pull_spec(
         &spec,
         store,
@@ -54,6 +60,9 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
         },
         &reporter,
     )?;
+    if let (Some(base), Some(path)) = (&base, &since) {
+        base.check_series(path, &spec_file.name)?;
+    }
     let created = store.state_dir().join("created");
     let sequence = match sequence {
         Some(s) => s,
@@ -78,6 +87,7 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
             ))?;
             Ok(PolicyVerdict::allowed(&verdict))
         },
+        base: base.as_ref(),
     };
     let log = store.state_dir().join(crate::audit::FILE);
     let written = writer::write(

@@ -13,6 +13,8 @@ pub struct Import {
     pub json: bool,
     pub force: bool,
     pub policy: Option<PathBuf>,
+    pub receipt: Option<PathBuf>,
+    pub receipt_key: Option<PathBuf>,
 }
 
 pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
@@ -25,6 +27,8 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         json,
         force,
         policy,
+        receipt,
+        receipt_key,
     } = args;
     let registry = g.registry.clone();
     let reporter = g.reporter.clone();
@@ -33,6 +37,8 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
     let policy = policy
         .map(|p| crate::policy::Policy::load(&p))
         .transpose()?;
+    // A key that cannot be used fails before anything is imported.
+    let receipt_key = receipt_key.map(|k| SecretKey::load(&k)).transpose()?;
     let target = match (to, store) {
         (Some(to), None) => Target::Registry(RegistryTarget::parse(&to)?),
         (None, Some(dir)) => Target::Store(dir),
@@ -126,6 +132,9 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         }),
         reporter.as_ref(),
     );
+    if let Some(path) = &receipt {
+        write_receipt(path, receipt_key.as_ref(), &outcome, &target_name, g)?;
+    }
     let verified = v;
     warn_not_counted(verified, g);
     if json {
@@ -148,6 +157,51 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
                 signed_by(verified)
             );
         }
+    }
+    Ok(())
+}
+
+/// `--receipt`: what the target holds now, for `bundle create --since`; signed with the
+/// site key when one is given (`HAVE.json.minisig`, which `minisign -V` checks).
+fn write_receipt(
+    path: &Path,
+    key: Option<&SecretKey>,
+    outcome: &crate::import::Outcome,
+    target: &str,
+    g: &Globals,
+) -> crate::error::Result<()> {
+    let v = &outcome.verified;
+    let receipt = crate::bundle::base::Receipt {
+        format: crate::bundle::base::RECEIPT_FORMAT.into(),
+        target: target.into(),
+        time: crate::trust::now_rfc3339(),
+        series: v.manifest.series.clone(),
+        sequence: v.manifest.sequence,
+        manifest: v.manifest_digest,
+        blobs: outcome.held.clone(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&receipt)?;
+    bytes.push(b'\n');
+    crate::export::write_atomic(path, &bytes)?;
+    if let Some(key) = key {
+        let comment = format!(
+            "ferry receipt series={} sequence={} blobs={} sha256={}",
+            receipt.series,
+            receipt.sequence,
+            receipt.blobs.len(),
+            crate::digest::Digest::of(&bytes).hex()
+        );
+        let mut sig = path.as_os_str().to_owned();
+        sig.push(".minisig");
+        crate::export::write_atomic(Path::new(&sig), key.sign(&bytes, &comment).as_bytes())?;
+    }
+    if !g.quiet {
+        eprintln!(
+            "wrote receipt {} ({} blob(s){})",
+            path.display(),
+            receipt.blobs.len(),
+            if key.is_some() { ", signed" } else { "" }
+        );
     }
     Ok(())
 }

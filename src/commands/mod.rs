@@ -97,6 +97,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             key,
             store,
             policy,
+            since,
             sequence,
             level,
             jobs,
@@ -108,6 +109,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
                 key,
                 store,
                 policy,
+                since,
                 sequence,
                 level,
                 jobs,
@@ -160,6 +162,8 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             json,
             force,
             policy,
+            receipt,
+            receipt_key,
         } => import::run(
             import::Import {
                 bundle,
@@ -170,6 +174,8 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
                 json,
                 force,
                 policy,
+                receipt,
+                receipt_key,
             },
             &g,
         ),

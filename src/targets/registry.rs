@@ -119,14 +119,28 @@ fn plan(
     target: &RegistryTarget,
     staging: &Store,
     placements: &[Placement],
+    incremental: bool,
 ) -> Result<Plan, PushError> {
     let mut plan = Plan::default();
     let mut seen: HashSet<(String, Digest)> = HashSet::new();
     let mut first_repo: HashMap<Digest, String> = HashMap::new();
     for p in placements {
         let repo = target.repository(&p.repository);
-        for (desc, manifest) in store::reachable_in(&[staging], &p.root)? {
+        let mut reached = Vec::new();
+        // An incremental bundle's blobs that staging lacks were checked to be in the
+        // target's repository already (see `missing`): nothing to send.
+        store::reachable_with(
+            &[staging],
+            &p.root,
+            &mut HashSet::new(),
+            &|_| incremental,
+            &mut |d, m| reached.push((d, m)),
+        )?;
+        for (desc, manifest) in reached {
             if !seen.insert((repo.clone(), desc.digest)) {
+                continue;
+            }
+            if manifest.is_none() && !staging.has_blob(&desc.digest, desc.size) {
                 continue;
             }
             if manifest.is_some() {
@@ -151,10 +165,11 @@ pub async fn push(
     target: &RegistryTarget,
     staging: &Store,
     placements: &[Placement],
+    incremental: bool,
     options: &RegistryOptions,
     reporter: &dyn Reporter,
 ) -> Result<(), PushError> {
-    let plan = plan(target, staging, placements)?;
+    let plan = plan(target, staging, placements, incremental)?;
     let pusher = Pusher {
         client: client_for(std::slice::from_ref(&target.registry), options),
         target,
@@ -200,6 +215,33 @@ pub async fn push(
         reporter.line(&format!("pushed {at_tag} {}", desc.digest));
     }
     Ok(())
+}
+
+/// Which of `blobs` (repository on the target, blob) the registry does not hold, or
+/// cannot say it holds (an error counts as missing).
+pub async fn missing(
+    target: &RegistryTarget,
+    blobs: &[(String, Desc)],
+    options: &RegistryOptions,
+) -> Vec<(String, Desc)> {
+    let client = client_for(std::slice::from_ref(&target.registry), options);
+    let auth = crate::sources::auth::for_registry(&target.registry);
+    client.store_auth_if_needed(&target.registry, &auth).await;
+    let mut out = Vec::new();
+    for (repo, desc) in blobs {
+        let at = Reference::with_digest(
+            target.registry.clone(),
+            target.repository(repo),
+            desc.digest.to_string(),
+        );
+        if !matches!(
+            client.blob_exists(&at, &desc.digest.to_string()).await,
+            Ok(true)
+        ) {
+            out.push((repo.clone(), desc.clone()));
+        }
+    }
+    out
 }
 
 /// Whether the registry still holds every artifact: each manifest under its digest and
