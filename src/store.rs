@@ -109,14 +109,15 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => true,
             Err(e) => return Err(io_err("cannot read", root)(e)),
         };
-        if empty {
+        if empty || interrupted_creation(root) {
             return Store::create_in(root);
         }
         Store::open(root)
     }
 
     /// Makes an empty layout in `root`, a directory nobody else uses yet (a fresh
-    /// temporary one, say).
+    /// temporary one, say). `oci-layout` is written last: a directory without it is not
+    /// a store yet.
     pub fn create_in(root: &Path) -> Result<Store, StoreError> {
         fs::create_dir_all(root.join("blobs/sha256")).map_err(io_err("cannot create", root))?;
         let store = Store {
@@ -126,7 +127,41 @@ impl Store {
         store.write_atomic(&root.join("oci-layout"), LAYOUT.as_bytes())?;
         Ok(store)
     }
+}
 
+/// Whether `root` holds only what a `create_in` killed before it wrote `oci-layout`
+/// leaves (an empty `blobs/sha256`, perhaps `index.json` and a temporary file): the
+/// creation is finished rather than the directory refused as "not a store".
+fn interrupted_creation(root: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(root) else {
+        return false;
+    };
+    entries.into_iter().all(|e| {
+        let Ok(e) = e else { return false };
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let Ok(kind) = e.file_type() else {
+            return false;
+        };
+        match name.as_ref() {
+            "index.json" => kind.is_file(),
+            "blobs" => {
+                kind.is_dir()
+                    && fs::read_dir(e.path()).is_ok_and(|inner| {
+                        inner.into_iter().all(|i| {
+                            i.is_ok_and(|i| {
+                                i.file_name() == "sha256"
+                                    && fs::read_dir(i.path()).is_ok_and(|mut d| d.next().is_none())
+                            })
+                        })
+                    })
+            }
+            n => n.starts_with(".tmp") && kind.is_file(),
+        }
+    })
+}
+
+impl Store {
     /// The store at `root` to read from, as it is: an existing store, or (when `root`
     /// does not exist) an empty one that is not created. For dry runs.
     pub fn at(root: &Path) -> Result<Store, StoreError> {
@@ -769,6 +804,34 @@ impl BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_creation_killed_before_oci_layout_is_finished_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s");
+        fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+        fs::write(
+            root.join("index.json"),
+            b"{\"schemaVersion\":2,\"manifests\":[]}",
+        )
+        .unwrap();
+        fs::write(root.join(".tmpAbC123"), b"{").unwrap();
+        let store = Store::open_or_create(&root).unwrap();
+        assert!(store.root().join("oci-layout").is_file());
+
+        // Anything else in it, and it is not ferry's to take over.
+        let other = dir.path().join("o");
+        fs::create_dir_all(other.join("blobs/sha256")).unwrap();
+        fs::write(other.join("notes.txt"), b"mine").unwrap();
+        assert!(matches!(
+            Store::open_or_create(&other),
+            Err(StoreError::NotAStore { .. })
+        ));
+        let blob = dir.path().join("b");
+        fs::create_dir_all(blob.join("blobs/sha256")).unwrap();
+        fs::write(blob.join("blobs/sha256").join("a".repeat(64)), b"x").unwrap();
+        assert!(Store::open_or_create(&blob).is_err());
+    }
 
     #[test]
     fn blobs_are_checked_before_they_land() {

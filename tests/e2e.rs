@@ -29,6 +29,7 @@ mod e2e {
     mod import;
     mod increments;
     mod keys;
+    mod kill;
     mod licences;
     mod models;
     mod names;

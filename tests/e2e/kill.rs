@@ -1,0 +1,285 @@
+//! kill -9 at random points: `pull`, `bundle create`, `import --store` and `import --to`
+//! are each killed at 10 points spread over their run (a fixed seed, so a failure
+//! reproduces), then run again. Every re-run succeeds, and the target is consistent
+//! after every kill: every blob in a store matches its name, every tag of a store or a
+//! registry resolves to content that is all there, and no bundle appears under its
+//! final name half written.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::context::{TestContext, p, sha256_hex};
+use super::http::{self, MANIFEST_ACCEPT};
+
+const KILLS: u32 = 10;
+
+/// A small deterministic generator (xorshift): the kill points of a run.
+struct Points(u64);
+
+impl Points {
+    fn next_fraction(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % 10_000) as f64 / 10_000.0
+    }
+}
+
+fn is_manifest(media_type: &str) -> bool {
+    media_type.contains("manifest") || media_type.contains("image.index")
+}
+
+/// Every blob matches its name, and everything `index.json` names is all there.
+fn assert_store_consistent(store: &Path, when: &str) {
+    if !store.join("oci-layout").exists() {
+        assert!(
+            !store.exists() || std::fs::read_dir(store).unwrap().next().is_none(),
+            "{when}: {} exists but is not a store",
+            store.display()
+        );
+        return;
+    }
+    let blobs = store.join("blobs/sha256");
+    for e in std::fs::read_dir(&blobs).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let bytes = std::fs::read(e.path()).unwrap();
+        assert_eq!(
+            sha256_hex(&bytes),
+            name,
+            "{when}: blob {name} does not match its name"
+        );
+    }
+    let index: Value = serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap())
+        .unwrap_or_else(|e| panic!("{when}: index.json does not parse: {e}"));
+    fn walk(blobs: &Path, desc: &Value, when: &str) {
+        let hex = &desc["digest"].as_str().unwrap()["sha256:".len()..];
+        let path = blobs.join(hex);
+        assert!(path.is_file(), "{when}: {hex} is named but missing");
+        if !is_manifest(desc["mediaType"].as_str().unwrap_or("")) {
+            return;
+        }
+        let m: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        for child in m["manifests"].as_array().into_iter().flatten() {
+            walk(blobs, child, when);
+        }
+        if m["config"].is_object() {
+            walk(blobs, &m["config"], when);
+        }
+        for layer in m["layers"].as_array().into_iter().flatten() {
+            walk(blobs, layer, when);
+        }
+    }
+    for entry in index["manifests"].as_array().unwrap() {
+        walk(&blobs, entry, when);
+    }
+}
+
+/// Every tag under `prefix` in the registry resolves to content that is all there.
+fn assert_registry_consistent(host: &str, prefix: &str, when: &str) {
+    let catalog = http::get(host, "/v2/_catalog?n=1000").json();
+    fn walk(host: &str, repo: &str, reference: &str, media_type: Option<&str>, when: &str) {
+        if media_type.is_some_and(|t| !is_manifest(t)) {
+            let r = http::request(
+                host,
+                "HEAD",
+                &format!("/v2/{repo}/blobs/{reference}"),
+                &[],
+                b"",
+            )
+            .unwrap();
+            assert_eq!(r.status, 200, "{when}: {repo} lacks blob {reference}");
+            return;
+        }
+        let r = http::request(
+            host,
+            "GET",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Accept", MANIFEST_ACCEPT)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{when}: {repo}:{reference} does not resolve");
+        let m = r.json();
+        for child in m["manifests"].as_array().into_iter().flatten() {
+            walk(
+                host,
+                repo,
+                child["digest"].as_str().unwrap(),
+                child["mediaType"].as_str(),
+                when,
+            );
+        }
+        for d in std::iter::once(&m["config"]).chain(m["layers"].as_array().into_iter().flatten()) {
+            if let Some(digest) = d["digest"].as_str() {
+                walk(
+                    host,
+                    repo,
+                    digest,
+                    Some(d["mediaType"].as_str().unwrap_or("x")),
+                    when,
+                );
+            }
+        }
+    }
+    for repo in catalog["repositories"].as_array().into_iter().flatten() {
+        let repo = repo.as_str().unwrap();
+        if !repo.starts_with(&format!("{prefix}/")) {
+            continue;
+        }
+        let tags = http::get(host, &format!("/v2/{repo}/tags/list")).json();
+        for tag in tags["tags"].as_array().into_iter().flatten() {
+            walk(host, repo, tag.as_str().unwrap(), None, when);
+        }
+    }
+}
+
+/// Runs `args` once to learn how long it takes, then `KILLS` times killed at a point in
+/// that span, checking `consistent` after each kill, then to the end.
+fn kill_and_rerun(
+    ctx: &TestContext,
+    what: &str,
+    args: &[&str],
+    seed: u64,
+    reset: &dyn Fn(),
+    consistent: &dyn Fn(&str),
+) {
+    let started = Instant::now();
+    ctx.ferry(args).assert_success();
+    let span = started.elapsed().max(Duration::from_millis(20));
+    reset();
+    let mut points = Points(seed);
+    let mut interrupted = 0;
+    for i in 0..KILLS {
+        let at = span.mul_f64(points.next_fraction());
+        let mut child = ctx
+            .ferry_command()
+            .args(args)
+            .arg("--quiet")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        consistent(&format!("{what}: after kill {} at {at:?}", i + 1));
+    }
+    // Most kill points fall inside the run: the test must have cut runs short.
+    assert!(
+        interrupted >= KILLS / 3,
+        "{what}: only {interrupted} of {KILLS} kills hit a running process"
+    );
+    ctx.ferry(args).assert_success();
+    consistent(&format!("{what}: after the final run"));
+}
+
+#[test]
+fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
+    let ctx = TestContext::new();
+    let fx = super::fixtures::fixtures();
+    let spec = ctx.write_spec("ferry.toml", &super::fixtures::standard_spec(ctx.host()));
+    let (key, public) = ctx.generate_key("team");
+
+    // pull, into a store that each kill leaves as it is.
+    let store = ctx.path("store");
+    kill_and_rerun(
+        &ctx,
+        "pull",
+        &["pull", p(&spec), "--store", p(&store)],
+        0x9e37_79b9_7f4a_7c15,
+        &|| {
+            let _ = std::fs::remove_dir_all(&store);
+        },
+        &|when| assert_store_consistent(&store, when),
+    );
+
+    // bundle create: no bundle under its name unless it is whole.
+    let out = ctx.path("killed.ferry");
+    let create = [
+        "bundle",
+        "create",
+        p(&spec),
+        "-o",
+        p(&out),
+        "--key",
+        p(&key),
+        "--store",
+        p(&store),
+    ];
+    kill_and_rerun(
+        &ctx,
+        "bundle create",
+        &create,
+        0x2545_f491_4f6c_dd1d,
+        &|| {
+            let _ = std::fs::remove_file(&out);
+        },
+        &|when| {
+            if out.exists() {
+                ctx.ferry(["bundle", "verify", p(&out), "--trust", p(&public)])
+                    .assert_success();
+            }
+            assert_store_consistent(&store, when);
+            let _ = std::fs::remove_file(&out);
+        },
+    );
+
+    // import into a store: new each time (so kills hit the build of a new store too).
+    let target = ctx.path("target");
+    let bundle = fx.bundle.clone();
+    kill_and_rerun(
+        &ctx,
+        "import --store",
+        &[
+            "import",
+            p(&bundle),
+            "--trust",
+            p(&fx.public),
+            "--store",
+            p(&target),
+        ],
+        0xd1b5_4a32_d192_ed03,
+        &|| {
+            let _ = std::fs::remove_dir_all(&target);
+        },
+        &|when| assert_store_consistent(&target, when),
+    );
+    assert!(
+        std::fs::read_dir(ctx.dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("ferry-new")),
+        "a killed import left a half-built store beside the target"
+    );
+
+    // import into a registry, under a prefix of its own.
+    let prefix = "killed";
+    let to = format!("{}/{prefix}", ctx.host());
+    let state = ctx.path("state");
+    kill_and_rerun(
+        &ctx,
+        "import --to",
+        &[
+            "import",
+            p(&bundle),
+            "--trust",
+            p(&fx.public),
+            "--to",
+            &to,
+            "--state-dir",
+            p(&state),
+            "--force",
+        ],
+        0x94d0_49bb_1331_11eb,
+        &|| {},
+        &|when| assert_registry_consistent(ctx.host(), prefix, when),
+    );
+}
