@@ -212,4 +212,48 @@ fn increments_carry_only_what_is_new_and_imports_check_the_rest() {
         tags.status, 200,
         "a refused import tagged something: {tags:?}"
     );
+
+    // Forged but validly signed: an increment that leaves out a manifest (a platform
+    // manifest of e2e/multi) is refused even where the base is, nothing tagged.
+    let mut forged = Bundle::read(&b2);
+    let mut manifest = forged.manifest();
+    let multi = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["repository"] == "e2e/multi")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()["sha256:".len()..]
+        .to_string();
+    let index: Value = serde_json::from_slice(forged.blob(&multi)).unwrap();
+    let child = index["manifests"][0]["digest"].as_str().unwrap()["sha256:".len()..].to_string();
+    let path = format!("blobs/sha256/{child}");
+    forged.entries.retain(|e| e.path != path);
+    manifest["entries"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["path"] != path.as_str());
+    forged.set_manifest(&manifest);
+    forged.resign(&key);
+    let forged_path = ctx.path("forged.ferry");
+    forged.write(&forged_path);
+    let to_forged = format!("{host}/inc-forged");
+    ctx.ferry(["import", p(&b1), "--trust", p(&public), "--to", &to_forged])
+        .assert_success();
+    ctx.ferry([
+        "import",
+        p(&forged_path),
+        "--trust",
+        p(&public),
+        "--to",
+        &to_forged,
+    ])
+    .assert_code(3)
+    .assert_stderr_contains("incomplete");
+    let tags = super::http::get(host, "/v2/inc-forged/e2e/docker/tags/list");
+    assert_ne!(
+        tags.status, 200,
+        "a refused import tagged something: {tags:?}"
+    );
 }
