@@ -173,15 +173,8 @@ impl Hub {
             url: crate::names::redact_url(url.as_str()),
             reason,
         };
-        let info: serde_json::Value = response.json().await.map_err(|e| bad(e.to_string()))?;
-        let sha = info
-            .get("sha")
-            .and_then(|s| s.as_str())
-            .ok_or_else(|| bad("no `sha`".into()))?;
-        if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad(format!("`sha` {sha} is not a commit id")));
-        }
-        Ok(sha.to_ascii_lowercase())
+        let body = response.bytes().await.map_err(|e| bad(e.to_string()))?;
+        commit_of(&body).map_err(bad)
     }
 
     /// Every file of the commit, following `Link: <...>; rel="next"` pages.
@@ -193,24 +186,13 @@ impl Hub {
         let mut files = Vec::new();
         while let Some(url) = next.take() {
             let response = self.send(self.get(url.clone()), &url, repo, commit).await?;
-            next = response
-                .headers()
-                .get_all(header::LINK)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .find(|part| part.contains("rel=\"next\""))
-                .and_then(|part| {
-                    part.split_once('<')
-                        .and_then(|(_, r)| r.split_once('>'))
-                        .map(|(u, _)| u.to_string())
-                })
-                .and_then(|u| url.join(&u).ok());
-            let page: Vec<TreeEntry> = response.json().await.map_err(|e| HubError::BadAnswer {
+            next = next_page(&url, response.headers().get_all(header::LINK));
+            let bad = |reason: String| HubError::BadAnswer {
                 url: crate::names::redact_url(url.as_str()),
-                reason: e.to_string(),
-            })?;
-            files.extend(page.into_iter().filter(|e| e.kind == "file"));
+                reason,
+            };
+            let body = response.bytes().await.map_err(|e| bad(e.to_string()))?;
+            files.extend(tree_files(&body).map_err(bad)?);
         }
         Ok(files)
     }
@@ -235,6 +217,40 @@ impl Hub {
         }
         Ok(response)
     }
+}
+
+/// The commit id in the hub's answer to `api/<kind>/<repo>/revision/<revision>`.
+pub fn commit_of(body: &[u8]) -> Result<String, String> {
+    let info: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let sha = info
+        .get("sha")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| "no `sha`".to_string())?;
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`sha` {sha} is not a commit id"));
+    }
+    Ok(sha.to_ascii_lowercase())
+}
+
+/// The files of one page of the hub's answer to `api/<kind>/<repo>/tree/<commit>`.
+pub fn tree_files(body: &[u8]) -> Result<Vec<TreeEntry>, String> {
+    let page: Vec<TreeEntry> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(page.into_iter().filter(|e| e.kind == "file").collect())
+}
+
+/// The page after `url`, from its `Link: <...>; rel="next"` headers.
+pub fn next_page(url: &Url, links: header::GetAll<'_, header::HeaderValue>) -> Option<Url> {
+    links
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find(|part| part.contains("rel=\"next\""))
+        .and_then(|part| {
+            part.split_once('<')
+                .and_then(|(_, r)| r.split_once('>'))
+                .map(|(u, _)| u.to_string())
+        })
+        .and_then(|u| url.join(&u).ok())
 }
 
 /// Percent-encodes a path segment or revision (`refs/pr/1` becomes `refs%2Fpr%2F1`).

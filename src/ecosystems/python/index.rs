@@ -158,21 +158,28 @@ impl IndexClient {
             url: crate::names::redact_url(url.as_str()),
             reason,
         };
-        let files = if content_type.starts_with(JSON_TYPE) {
-            let page: JsonPage = serde_json::from_str(&body).map_err(|e| bad(e.to_string()))?;
-            page.files
-                .into_iter()
-                .filter_map(|f| from_json(&page_url, f))
-                .collect()
-        } else {
-            parse_html(&page_url, &body)
-        };
+        let files = parse_page(&page_url, &content_type, &body).map_err(bad)?;
         let files = std::sync::Arc::new(files);
         self.pages
             .lock()
             .expect("page cache")
             .insert(name.clone(), files.clone());
         Ok(files)
+    }
+}
+
+/// The files a project page at `page` lists: PEP 691 JSON when `content_type` says so,
+/// PEP 503 HTML otherwise. Files whose names or URLs do not parse are left out.
+pub fn parse_page(page: &Url, content_type: &str, body: &str) -> Result<Vec<IndexFile>, String> {
+    if content_type.starts_with(JSON_TYPE) {
+        let json: JsonPage = serde_json::from_str(body).map_err(|e| e.to_string())?;
+        Ok(json
+            .files
+            .into_iter()
+            .filter_map(|f| from_json(page, f))
+            .collect())
+    } else {
+        Ok(parse_html(page, body))
     }
 }
 
