@@ -265,3 +265,45 @@ fn encode(s: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers() {
+        let sha = "0123456789ABCDEF0123456789abcdef01234567";
+        let info = format!(r#"{{"id": "org/m", "sha": "{sha}"}}"#);
+        assert_eq!(
+            commit_of(info.as_bytes()).unwrap(),
+            sha.to_ascii_lowercase()
+        );
+        assert!(commit_of(br#"{"sha": "main"}"#).is_err());
+        assert!(commit_of(br#"{"sha": 1}"#).is_err());
+        assert!(commit_of(b"[]").is_err());
+
+        let tree = br#"[{"type": "directory", "oid": "a", "size": 0, "path": "d"},
+            {"type": "file", "oid": "b", "size": 3, "path": "d/x.json",
+             "lfs": {"oid": "c", "size": 3, "pointerSize": 120}}]"#;
+        let files = tree_files(tree).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].path, "d/x.json");
+        assert!(tree_files(br#"[{"type": "file"}]"#).is_err());
+
+        let url = Url::parse("https://hub.example/api/models/org/m/tree/c").unwrap();
+        let mut headers = header::HeaderMap::new();
+        for v in [
+            r#"<https://hub.example/x>; rel="prev""#,
+            r#"</api/models/org/m/tree/c?cursor=2>; rel="next""#,
+        ] {
+            headers.append(header::LINK, v.parse().unwrap());
+        }
+        assert_eq!(
+            next_page(&url, headers.get_all(header::LINK))
+                .unwrap()
+                .as_str(),
+            "https://hub.example/api/models/org/m/tree/c?cursor=2"
+        );
+        assert!(next_page(&url, header::HeaderMap::new().get_all(header::LINK)).is_none());
+    }
+}
