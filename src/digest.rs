@@ -90,6 +90,9 @@ impl Hasher {
     pub fn len(&self) -> u64 {
         self.len
     }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
     pub fn finish(self) -> (Digest, u64) {
         (Digest(self.inner.finalize().into()), self.len)
     }
@@ -134,6 +137,9 @@ impl<W: Write> HashingWriter<W> {
     }
     pub fn len(&self) -> u64 {
         self.hasher.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.hasher.is_empty()
     }
     pub fn finish(self) -> (W, Digest, u64) {
         let (digest, len) = self.hasher.finish();

@@ -312,7 +312,7 @@ async fn fetch_once(
         _ => store.scratch_writer(),
     }
     .map_err(|e| plain(e.into()))?;
-    if want.size.is_some_and(|s| writer.len() >= s) && writer.len() > 0 {
+    if want.size.is_some_and(|s| writer.len() >= s) && !writer.is_empty() {
         writer.restart().map_err(|e| plain(e.into()))?;
     }
     let offset = writer.len();
@@ -324,7 +324,7 @@ async fn fetch_once(
         // The server ignored the Range: take the whole body.
         writer.restart().map_err(|e| plain(e.into()))?;
     }
-    let resumed = writer.len() > 0;
+    let resumed = !writer.is_empty();
     let task = reporter.task(file, want.size);
     task.advance(writer.len());
     let mut md5 = <md5::Md5 as md5::Digest>::new();

@@ -1,38 +1,9 @@
 //! ferry: carry software across an air gap in signed, verified bundles.
 
-mod artifact;
-mod audit;
-mod bundle;
-mod cli;
-mod commands;
-mod digest;
-mod ecosystems;
-mod error;
-mod escape;
-mod exit;
-mod export;
-mod fetch;
-mod import;
-mod licence;
-mod names;
-mod oci;
-mod plan;
-mod policy;
-mod report;
-mod reporter;
-mod respond;
-mod sbom;
-mod serve;
-mod sign;
-mod sources;
-mod spec;
-mod store;
-mod targets;
-mod trust;
-
 use clap::Parser;
 
-use crate::exit::ExitStatus;
+use ferry::exit::ExitStatus;
+use ferry::{cli, commands, error, names};
 
 fn main() -> std::process::ExitCode {
     // Output piped into `head` ends quietly, as with other command-line tools.

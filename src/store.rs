@@ -730,6 +730,9 @@ impl BlobWriter {
     pub fn len(&self) -> u64 {
         self.inner.as_ref().map_or(0, HashingWriter::len)
     }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 
     /// Drops what was written (or resumed) and starts the blob again from zero, keeping
     /// the lock: a writer made anew here would wait on the lock this one holds.

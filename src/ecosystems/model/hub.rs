@@ -173,15 +173,8 @@ impl Hub {
             url: crate::names::redact_url(url.as_str()),
             reason,
         };
-        let info: serde_json::Value = response.json().await.map_err(|e| bad(e.to_string()))?;
-        let sha = info
-            .get("sha")
-            .and_then(|s| s.as_str())
-            .ok_or_else(|| bad("no `sha`".into()))?;
-        if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad(format!("`sha` {sha} is not a commit id")));
-        }
-        Ok(sha.to_ascii_lowercase())
+        let body = response.bytes().await.map_err(|e| bad(e.to_string()))?;
+        commit_of(&body).map_err(bad)
     }
 
     /// Every file of the commit, following `Link: <...>; rel="next"` pages.
@@ -193,24 +186,13 @@ impl Hub {
         let mut files = Vec::new();
         while let Some(url) = next.take() {
             let response = self.send(self.get(url.clone()), &url, repo, commit).await?;
-            next = response
-                .headers()
-                .get_all(header::LINK)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .find(|part| part.contains("rel=\"next\""))
-                .and_then(|part| {
-                    part.split_once('<')
-                        .and_then(|(_, r)| r.split_once('>'))
-                        .map(|(u, _)| u.to_string())
-                })
-                .and_then(|u| url.join(&u).ok());
-            let page: Vec<TreeEntry> = response.json().await.map_err(|e| HubError::BadAnswer {
+            next = next_page(&url, response.headers().get_all(header::LINK));
+            let bad = |reason: String| HubError::BadAnswer {
                 url: crate::names::redact_url(url.as_str()),
-                reason: e.to_string(),
-            })?;
-            files.extend(page.into_iter().filter(|e| e.kind == "file"));
+                reason,
+            };
+            let body = response.bytes().await.map_err(|e| bad(e.to_string()))?;
+            files.extend(tree_files(&body).map_err(bad)?);
         }
         Ok(files)
     }
@@ -237,6 +219,40 @@ impl Hub {
     }
 }
 
+/// The commit id in the hub's answer to `api/<kind>/<repo>/revision/<revision>`.
+pub fn commit_of(body: &[u8]) -> Result<String, String> {
+    let info: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let sha = info
+        .get("sha")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| "no `sha`".to_string())?;
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`sha` {sha} is not a commit id"));
+    }
+    Ok(sha.to_ascii_lowercase())
+}
+
+/// The files of one page of the hub's answer to `api/<kind>/<repo>/tree/<commit>`.
+pub fn tree_files(body: &[u8]) -> Result<Vec<TreeEntry>, String> {
+    let page: Vec<TreeEntry> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(page.into_iter().filter(|e| e.kind == "file").collect())
+}
+
+/// The page after `url`, from its `Link: <...>; rel="next"` headers.
+pub fn next_page(url: &Url, links: header::GetAll<'_, header::HeaderValue>) -> Option<Url> {
+    links
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find(|part| part.contains("rel=\"next\""))
+        .and_then(|part| {
+            part.split_once('<')
+                .and_then(|(_, r)| r.split_once('>'))
+                .map(|(u, _)| u.to_string())
+        })
+        .and_then(|u| url.join(&u).ok())
+}
+
 /// Percent-encodes a path segment or revision (`refs/pr/1` becomes `refs%2Fpr%2F1`).
 fn encode(s: &str) -> String {
     s.bytes()
@@ -248,4 +264,46 @@ fn encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers() {
+        let sha = "0123456789ABCDEF0123456789abcdef01234567";
+        let info = format!(r#"{{"id": "org/m", "sha": "{sha}"}}"#);
+        assert_eq!(
+            commit_of(info.as_bytes()).unwrap(),
+            sha.to_ascii_lowercase()
+        );
+        assert!(commit_of(br#"{"sha": "main"}"#).is_err());
+        assert!(commit_of(br#"{"sha": 1}"#).is_err());
+        assert!(commit_of(b"[]").is_err());
+
+        let tree = br#"[{"type": "directory", "oid": "a", "size": 0, "path": "d"},
+            {"type": "file", "oid": "b", "size": 3, "path": "d/x.json",
+             "lfs": {"oid": "c", "size": 3, "pointerSize": 120}}]"#;
+        let files = tree_files(tree).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].path, "d/x.json");
+        assert!(tree_files(br#"[{"type": "file"}]"#).is_err());
+
+        let url = Url::parse("https://hub.example/api/models/org/m/tree/c").unwrap();
+        let mut headers = header::HeaderMap::new();
+        for v in [
+            r#"<https://hub.example/x>; rel="prev""#,
+            r#"</api/models/org/m/tree/c?cursor=2>; rel="next""#,
+        ] {
+            headers.append(header::LINK, v.parse().unwrap());
+        }
+        assert_eq!(
+            next_page(&url, headers.get_all(header::LINK))
+                .unwrap()
+                .as_str(),
+            "https://hub.example/api/models/org/m/tree/c?cursor=2"
+        );
+        assert!(next_page(&url, header::HeaderMap::new().get_all(header::LINK)).is_none());
+    }
 }
