@@ -53,10 +53,8 @@ pub fn parse(text: &str) -> Result<(Vec<Requirement>, Pins), String> {
                 requirement_text.push(word);
             }
         }
-        let requirement: Requirement = requirement_text
-            .join(" ")
-            .parse()
-            .map_err(|e| format!("line {}: {e}", i + 1))?;
+        let requirement =
+            requirement(&requirement_text.join(" ")).map_err(|e| format!("line {}: {e}", i + 1))?;
         if !pins.is_empty() {
             hashes
                 .entry(requirement.name.clone())
@@ -137,6 +135,23 @@ pub async fn select_pinned(
     Ok(out)
 }
 
+/// Parses one PEP 508 requirement. A name that ends in `-`, `.` or `_` is refused here:
+/// pep508_rs 0.9.2 panics on it when another character follows (`python-`ateutil`,
+/// found by the `spec` fuzz target) instead of returning its error.
+pub fn requirement(text: &str) -> Result<Requirement, String> {
+    let name_end = text
+        .trim_start()
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+        .unwrap_or(text.trim_start().len());
+    let name = &text.trim_start()[..name_end];
+    if name.ends_with(['-', '.', '_']) {
+        return Err(format!(
+            "`{name}` is not a package name: a name ends in a letter or digit"
+        ));
+    }
+    text.parse::<Requirement>().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -155,5 +170,17 @@ mod tests {
                 .unwrap();
         assert_eq!(reqs.len(), 2);
         assert!(hashes.is_empty());
+    }
+
+    /// Found by the `spec` fuzz target: pep508_rs panicked on these.
+    #[test]
+    fn a_name_ending_in_punctuation_is_an_error_not_a_panic() {
+        use super::{parse, requirement};
+        for text in ["python-`ateutil>=2.8", "six.!", "six_ ==1", "a-"] {
+            assert!(requirement(text).is_err(), "{text}");
+        }
+        assert!(requirement("python-dateutil>=2.8").is_ok());
+        assert!(requirement("  six ==1.16; python_version >= '3.8'").is_ok());
+        assert!(parse("six-`x\n").is_err());
     }
 }

@@ -32,8 +32,7 @@ pub fn parse(entry: toml::Table, base: &Path) -> Result<PythonSpec, String> {
     let mut requirements = Vec::new();
     for r in &raw.requirements {
         requirements.push(
-            r.parse::<pep508_rs::Requirement>()
-                .map_err(|e| format!("requirement `{r}`: {e}"))?,
+            super::requirements::requirement(r).map_err(|e| format!("requirement `{r}`: {e}"))?,
         );
     }
     let mut hashes = Default::default();

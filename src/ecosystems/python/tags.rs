@@ -107,7 +107,7 @@ impl Target {
                     .map_err(|_| format!("python-version `{python}` is not like 3.11"))
             })
             .collect::<Result<_, _>>()?;
-        if parts.len() < 2 || parts.len() > 3 || parts[0] != 3 {
+        if parts.len() < 2 || parts.len() > 3 || parts[0] != 3 || parts[1] > MAX_VERSION.into() {
             return Err(format!(
                 "python-version `{python}` is not like 3.11 or 3.11.4"
             ));
@@ -165,6 +165,11 @@ fn py_tags(major: u64, minor: u64) -> Vec<String> {
     out
 }
 
+/// The largest Python minor, glibc or musl minor, or macOS version a target may name:
+/// every lower one is a compatible tag, so `manylinux_2_2833333_x86_64` would make
+/// millions of them (found by the `spec` fuzz target: it ran out of memory).
+const MAX_VERSION: u32 = 99;
+
 /// Every platform tag a wheel may carry and still run on `platform`.
 fn expand_platform(platform: &str) -> Option<Vec<String>> {
     let legacy = |p: &str| match p {
@@ -177,8 +182,14 @@ fn expand_platform(platform: &str) -> Option<Vec<String>> {
     if let Some(rest) = platform.strip_prefix("manylinux_") {
         let mut it = rest.splitn(3, '_');
         let (glibc_major, glibc_minor, arch) = (
-            it.next()?.parse::<u32>().ok()?,
-            it.next()?.parse::<u32>().ok()?,
+            it.next()?
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v <= MAX_VERSION)?,
+            it.next()?
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v <= MAX_VERSION)?,
             it.next()?,
         );
         if glibc_major != 2 {
@@ -202,8 +213,14 @@ fn expand_platform(platform: &str) -> Option<Vec<String>> {
     if let Some(rest) = platform.strip_prefix("musllinux_") {
         let mut it = rest.splitn(3, '_');
         let (major, minor, arch) = (
-            it.next()?.parse::<u32>().ok()?,
-            it.next()?.parse::<u32>().ok()?,
+            it.next()?
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v <= MAX_VERSION)?,
+            it.next()?
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v <= MAX_VERSION)?,
             it.next()?,
         );
         return Some(
@@ -217,8 +234,14 @@ fn expand_platform(platform: &str) -> Option<Vec<String>> {
     if let Some(rest) = platform.strip_prefix("macosx_") {
         let mut it = rest.splitn(3, '_');
         let (major, minor, arch) = (
-            it.next()?.parse::<u32>().ok()?,
-            it.next()?.parse::<u32>().ok()?,
+            it.next()?
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v <= MAX_VERSION)?,
+            it.next()?
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v <= MAX_VERSION)?,
             it.next()?,
         );
         let formats: &[&str] = match arch {
@@ -337,5 +360,20 @@ mod tests {
                 .parse()
                 .unwrap();
         assert!(req.evaluate_markers(&env, &[]));
+    }
+
+    /// Found by the `spec` fuzz target: absurd versions made millions of tags.
+    #[test]
+    fn absurd_versions_are_refused_not_expanded() {
+        for p in [
+            "manylinux_2_2833333_x86_64",
+            "musllinux_1_4000000000_x86_64",
+            "macosx_4000000000_0_arm64",
+            "macosx_10_4000000000_x86_64",
+        ] {
+            assert!(super::Target::new("3.11", p).is_err(), "{p}");
+        }
+        assert!(super::Target::new("3.4000000000", "manylinux_2_28_x86_64").is_err());
+        assert!(super::Target::new("3.13", "manylinux_2_99_x86_64").is_ok());
     }
 }
