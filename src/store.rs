@@ -109,10 +109,44 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => true,
             Err(e) => return Err(io_err("cannot read", root)(e)),
         };
-        if empty || interrupted_creation(root) {
+        if empty {
+            return Store::create_beside(root, parent);
+        }
+        if interrupted_creation(root) {
             return Store::create_in(root);
         }
         Store::open(root)
+    }
+
+    /// Makes the layout in a sibling of `root` and renames it into place (over `root`
+    /// when that is an empty directory), so a process killed at any point leaves either
+    /// no store or a whole one. The caller holds the lock on `parent`, so a sibling left
+    /// by a killed creation is nobody's and is removed first.
+    fn create_beside(root: &Path, parent: &Path) -> Result<Store, StoreError> {
+        // A symlink to an empty directory stays a symlink: create behind it.
+        let root = match fs::symlink_metadata(root) {
+            Ok(m) if m.file_type().is_symlink() => {
+                fs::canonicalize(root).map_err(io_err("cannot resolve", root))?
+            }
+            _ => root.to_path_buf(),
+        };
+        let parent = root.parent().unwrap_or(parent);
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "store".into());
+        let staging = parent.join(format!(".{name}.ferry-creating"));
+        match fs::remove_dir_all(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("cannot remove", &staging)(e)),
+        }
+        Store::create_in(&staging)?;
+        fs::rename(&staging, &root).map_err(io_err("cannot create", &root))?;
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("cannot sync", parent))?;
+        Ok(Store { root })
     }
 
     /// Makes an empty layout in `root`, a directory nobody else uses yet (a fresh
@@ -129,8 +163,8 @@ impl Store {
     }
 }
 
-/// Whether `root` holds only what a `create_in` killed before it wrote `oci-layout`
-/// leaves (an empty `blobs/sha256`, perhaps `index.json` and a temporary file): the
+/// Whether `root` holds only what a `create_in` in place (as ferry before atomic
+/// creation did it) killed before it wrote `oci-layout` leaves (an empty `blobs/sha256`, perhaps `index.json` and a temporary file): the
 /// creation is finished rather than the directory refused as "not a store".
 fn interrupted_creation(root: &Path) -> bool {
     let Ok(entries) = fs::read_dir(root) else {
@@ -807,6 +841,37 @@ impl BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a creation killed mid-way leaves beside the store: removed, not kept.
+        let staging = dir.path().join(".s.ferry-creating");
+        fs::create_dir_all(staging.join("blobs/sha256")).unwrap();
+        fs::write(staging.join("junk"), b"x").unwrap();
+        let store = Store::open_or_create(&dir.path().join("s")).unwrap();
+        assert!(store.root().join("oci-layout").is_file());
+        assert!(!staging.exists());
+
+        // An empty directory is filled; a symlink to one stays a symlink.
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        Store::open_or_create(&empty).unwrap();
+        assert!(empty.join("oci-layout").is_file());
+        let real = dir.path().join("real");
+        fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let store = Store::open_or_create(&link).unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(real.join("oci-layout").is_file());
+        assert!(Store::open(store.root()).is_ok());
+    }
 
     #[test]
     fn a_creation_killed_before_oci_layout_is_finished_not_refused() {
