@@ -44,9 +44,14 @@ pub enum Command {
     Bundle(BundleCommand),
     /// Verify a bundle, then put its contents into a registry or a store.
     Import {
+        /// The bundle, or any volume of a split one (or its name without the suffix).
         bundle: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
+        /// A folder holding volumes of a split bundle (one per mounted medium;
+        /// repeatable). Volumes are also looked for beside BUNDLE.
+        #[arg(long = "volumes", value_name = "DIR")]
+        volumes: Vec<PathBuf>,
         /// A registry: HOST[:PORT][/PREFIX].
         #[arg(
             long,
@@ -171,6 +176,10 @@ pub enum BundleCommand {
         /// wrote) says the other side holds. Manifests and configs are always carried.
         #[arg(long, value_name = "BASE")]
         since: Option<PathBuf>,
+        /// Write volumes OUT.ferry.001, .002, ... of at most SIZE each (4GiB, 25GB,
+        /// 4.7GB) and their signed index OUT.ferry.volumes.json, in one pass.
+        #[arg(long, value_name = "SIZE", value_parser = crate::bundle::volumes::parse_size)]
+        split: Option<u64>,
         /// The sequence number [default: one past the last, at least the time in seconds].
         #[arg(long)]
         sequence: Option<u64>,
@@ -184,9 +193,14 @@ pub enum BundleCommand {
     },
     /// Check a bundle's signature and every digest; writes nothing.
     Verify {
+        /// The bundle, or any volume of a split one (or its name without the suffix).
         bundle: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
+        /// A folder holding volumes of a split bundle (one per mounted medium;
+        /// repeatable). Volumes are also looked for beside BUNDLE.
+        #[arg(long = "volumes", value_name = "DIR")]
+        volumes: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },

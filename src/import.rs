@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Context as _;
 
-use crate::bundle::reader::{self, Decision, Trust};
+use crate::bundle::reader::{self, Decision, Input, Trust};
 use crate::bundle::{Verified, VerifyError};
 use crate::ecosystems::AnyArtifact as Artifact;
 use crate::policy::{Policy, Verdict};
@@ -113,7 +113,7 @@ fn carried(v: &Verified) -> Vec<crate::digest::Digest> {
 }
 
 pub fn import(
-    bundle: &Path,
+    bundle: &Input,
     options: &ImportOptions<'_>,
     runtime: &tokio::runtime::Runtime,
     reporter: &dyn Reporter,
@@ -128,7 +128,7 @@ pub fn import(
 const STAGING: &str = "staging-";
 
 fn import_to_store(
-    bundle: &Path,
+    bundle: &Input,
     dir: &Path,
     options: &ImportOptions<'_>,
     reporter: &dyn Reporter,
@@ -171,7 +171,7 @@ fn import_to_store(
 }
 
 fn import_into_existing(
-    bundle: &Path,
+    bundle: &Input,
     store: &Store,
     options: &ImportOptions<'_>,
     reporter: &dyn Reporter,
@@ -227,7 +227,7 @@ fn import_into_existing(
 /// Builds the store in a hidden sibling of `dir` and renames it into place. The caller
 /// holds the lock on `parent`.
 fn import_into_new(
-    bundle: &Path,
+    bundle: &Input,
     dir: &Path,
     parent: &Path,
     options: &ImportOptions<'_>,
@@ -289,7 +289,7 @@ pub fn registry_state_dir(state_dir: &Path, target: &RegistryTarget) -> PathBuf 
 }
 
 fn import_to_registry(
-    bundle: &Path,
+    bundle: &Input,
     target: &RegistryTarget,
     options: &ImportOptions<'_>,
     runtime: &tokio::runtime::Runtime,
@@ -372,7 +372,7 @@ fn import_to_registry(
 /// `bundle verify`: the signature and every entry, as an import checks them, and the
 /// records that an import reads back (kept from the bundle's small blobs in a temporary
 /// directory). Nothing else is written.
-pub fn verify(bundle: &Path, trust: &Trust<'_>) -> crate::error::Result<Verified> {
+pub fn verify(bundle: &Input, trust: &Trust<'_>) -> crate::error::Result<Verified> {
     let mut staging = Staging::new(&std::env::temp_dir(), "ferry-verify-", None)
         .context("cannot create a temporary directory")?;
     staging.max_size = 16 << 20;

@@ -45,4 +45,5 @@ mod e2e {
     mod serve;
     mod serve_hostile;
     mod state;
+    mod volumes;
 }

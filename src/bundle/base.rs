@@ -118,7 +118,8 @@ pub fn load(path: &Path) -> Result<Base, BaseError> {
             && magic == [0x28, 0xb5, 0x2f, 0xfd]
     };
     let (kind, bytes) = if is_zstd {
-        let head = super::reader::head(path).map_err(|e| invalid(e.to_string()))?;
+        let head = super::reader::head(&super::reader::Input::from(path))
+            .map_err(|e| invalid(e.to_string()))?;
         ("bundle", head.manifest)
     } else {
         use std::io::Read;

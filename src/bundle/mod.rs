@@ -6,6 +6,7 @@ pub mod cosign;
 pub mod manifest;
 pub mod reader;
 pub mod signers;
+pub mod volumes;
 pub mod writer;
 
 pub use manifest::{BundleManifest, Entry};
@@ -112,6 +113,7 @@ mod tests {
             &WriteOptions {
                 level: 3,
                 threads: 1,
+                split: None,
             },
             &crate::reporter::Quiet,
         )
@@ -122,7 +124,7 @@ mod tests {
     fn read(path: &Path, key: &PublicKey) -> Result<Collect, VerifyError> {
         let mut sink = Collect(Vec::new());
         reader::read(
-            path,
+            &reader::Input::from(path),
             &Trust::Keys {
                 keys: std::slice::from_ref(key),
                 threshold: 1,

@@ -15,6 +15,7 @@ use super::cosign::{self, CosignError, Detached};
 use super::manifest::{BundleManifest, Entry, safe_path};
 pub use super::signers::Trust;
 use super::signers::{self, Found, Status};
+use super::volumes::{self, VolumeStream};
 use super::{MANIFEST_NAME, MAX_MANIFEST_SIZE, MAX_SIGNATURE_SIZE, is_signature_name};
 use crate::digest::{Digest, Hasher};
 use crate::exit::{Classify, ExitStatus};
@@ -106,6 +107,8 @@ pub enum VerifyError {
         base: String,
         missing: Vec<Digest>,
     },
+    #[error(transparent)]
+    Volume(#[from] super::volumes::VolumeError),
     #[error("cannot stage entry `{path}`")]
     Stage {
         path: String,
@@ -120,6 +123,7 @@ impl Classify for VerifyError {
             VerifyError::Open { .. } | VerifyError::Stage { .. } => ExitStatus::Error,
             VerifyError::Cosign(e) => e.exit_status(),
             VerifyError::Policy(e) => e.exit_status(),
+            VerifyError::Volume(e) => e.exit_status(),
             _ => ExitStatus::Verification,
         }
     }
@@ -129,6 +133,7 @@ impl Classify for VerifyError {
             VerifyError::NotApproved(e) => e.hint(),
             VerifyError::Cosign(e) => e.hint(),
             VerifyError::Policy(e) => e.hint(),
+            VerifyError::Volume(e) => e.hint(),
             VerifyError::Unsigned => Some("sign bundles with `ferry bundle create --key`; never import an unsigned one".into()),
             VerifyError::Rollback { .. } | VerifyError::SequenceReused { .. } => {
                 Some("import the newest bundle of the series; an older one may be a replay".into())
@@ -184,17 +189,41 @@ pub trait EntrySink {
 
 /// Reads, checks and hands over a bundle. `decide` sees the verified manifest before
 /// any entry is read; `sink` gets each entry as it streams.
+/// A split bundle's volumes must all be there, and its index signed by a trusted key,
+/// before anything is read.
 pub fn read(
-    path: &Path,
+    input: &Input,
     trust: &Trust<'_>,
     decide: &mut dyn FnMut(&Verified) -> Result<Decision, VerifyError>,
     sink: &mut dyn EntrySink,
 ) -> Result<Verified, VerifyError> {
-    let (mut archive, budget) = open(path)?;
+    let opened = open(input, true)?;
+    if let Some(v) = &opened.volumes {
+        v.with_set(|set| set.check_signature(trust))?;
+    }
+    let volumes = opened.volumes.clone();
+    read_opened(opened, trust, decide, sink).map_err(|e| name_the_volume(e, volumes.as_ref()))
+}
+
+fn read_opened(
+    opened: Opened,
+    trust: &Trust<'_>,
+    decide: &mut dyn FnMut(&Verified) -> Result<Decision, VerifyError>,
+    sink: &mut dyn EntrySink,
+) -> Result<Verified, VerifyError> {
+    let Opened {
+        mut archive,
+        budget,
+        volumes,
+        bundle,
+    } = opened;
     let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
 
     // 1. The manifest, bounded, kept as bytes until its signature checks.
     let manifest_bytes = read_manifest(&mut entries, &budget)?;
+    if let Some(v) = &volumes {
+        v.with_set(|set| set.check_manifest(&Digest::of(&manifest_bytes)))?;
+    }
 
     // 2. Signatures (embedded, then beside the bundle), then the manifest itself.
     let (embedded, pending) = read_signatures(&mut entries, &budget)?;
@@ -202,7 +231,7 @@ pub fn read(
     if embedded.is_empty() {
         return Err(VerifyError::Unsigned);
     }
-    let found = signers::check(&manifest_bytes, embedded, cosign::find(path)?, trust)?;
+    let found = signers::check(&manifest_bytes, embedded, cosign::find(&bundle)?, trust)?;
     let signers = match trust {
         Trust::Keys { keys, threshold } => signers::meet_threshold(&found, keys, *threshold)?,
         Trust::Policy(policy) => {
@@ -334,7 +363,27 @@ pub fn read(
             });
         }
     }
+    if let Some(v) = &volumes {
+        v.finish()?;
+    }
     Ok(verified)
+}
+
+/// For a split bundle, an error the bytes caused is the damaged volume's, when one is.
+fn name_the_volume(e: VerifyError, volumes: Option<&VolumeStream>) -> VerifyError {
+    let Some(v) = volumes else { return e };
+    match e {
+        VerifyError::Policy(_)
+        | VerifyError::Open { .. }
+        | VerifyError::Volume(_)
+        | VerifyError::Stage { .. }
+        | VerifyError::NotApproved(_)
+        | VerifyError::Cosign(_)
+        | VerifyError::Rollback { .. }
+        | VerifyError::SequenceReused { .. }
+        | VerifyError::NotInTarget { .. } => e,
+        _ => v.explain().map_or(e, VerifyError::Volume),
+    }
 }
 
 type Parsed = Vec<(String, Result<SignatureFile, SignatureError>)>;
@@ -398,27 +447,98 @@ pub fn stage_error(e: io::Error) -> io::Error {
     io::Error::other(StageFailed(e.to_string()))
 }
 
-type Archive =
-    tar::Archive<BufReader<Budgeted<zstd::stream::read::Decoder<'static, BufReader<File>>>>>;
+/// What a bundle's bytes come from: its file, or its volumes one after another.
+type Stream = BufReader<Budgeted<zstd::stream::read::Decoder<'static, BufReader<Box<dyn Read>>>>>;
+type Archive = tar::Archive<Stream>;
+
+/// Where a bundle is read from: one file, or a split bundle's volumes, found from `path`
+/// (any volume, the index, or the name without a suffix) beside it and in `volume_dirs`.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub path: PathBuf,
+    pub volume_dirs: Vec<PathBuf>,
+}
+
+impl Input {
+    pub fn new(path: &Path, volume_dirs: &[PathBuf]) -> Input {
+        Input {
+            path: path.to_path_buf(),
+            volume_dirs: volume_dirs.to_vec(),
+        }
+    }
+
+    /// The name the bundle goes by (co-signatures sit beside it): the path given, or
+    /// for a split bundle `DIR/NAME.ferry`, DIR being where its index is.
+    pub fn bundle_path(&self) -> Result<PathBuf, VerifyError> {
+        Ok(volumes::find(&self.path, &self.volume_dirs)?
+            .map_or_else(|| self.path.clone(), |set| set.bundle))
+    }
+}
+
+impl From<&Path> for Input {
+    fn from(path: &Path) -> Input {
+        Input::new(path, &[])
+    }
+}
+
+struct Opened {
+    archive: Archive,
+    budget: Rc<Cell<u64>>,
+    volumes: Option<VolumeStream>,
+    bundle: PathBuf,
+}
 
 /// Opens a bundle for reading, with decompressed bytes capped at what the manifest may
-/// take until the manifest says more.
-fn open(path: &Path) -> Result<(Archive, Rc<Cell<u64>>), VerifyError> {
-    let file = File::open(path).map_err(|source| VerifyError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+/// take until the manifest says more. With `whole`, every volume of a split bundle must
+/// be there with its size; otherwise only those reached are needed.
+fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
+    let (source, volumes, bundle): (Box<dyn Read>, _, _) =
+        match volumes::find(&input.path, &input.volume_dirs)? {
+            Some(set) => {
+                if whole && let Err(e) = set.check_present() {
+                    return Err(of_another_bundle(&set).unwrap_or(e).into());
+                }
+                let bundle = set.bundle.clone();
+                let stream = VolumeStream::new(set);
+                (Box::new(stream.clone()), Some(stream), bundle)
+            }
+            None => {
+                let file = File::open(&input.path).map_err(|source| VerifyError::Open {
+                    path: input.path.clone(),
+                    source,
+                })?;
+                (Box::new(file), None, input.path.clone())
+            }
+        };
     let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
-    let decoder = zstd::stream::read::Decoder::new(file)
+    let decoder = zstd::stream::read::Decoder::new(source)
         .map_err(|source| VerifyError::Damaged { at: None, source })?;
     let capped = Budgeted {
         inner: decoder,
         left: budget.clone(),
     };
-    Ok((
-        tar::Archive::new(BufReader::with_capacity(1 << 20, capped)),
+    Ok(Opened {
+        archive: tar::Archive::new(BufReader::with_capacity(1 << 20, capped)),
         budget,
-    ))
+        volumes,
+        bundle,
+    })
+}
+
+/// When a volume has the wrong size, the index may be another bundle's: it is if the
+/// manifest volume 1 begins with is not the one the index names.
+fn of_another_bundle(set: &volumes::Set) -> Option<volumes::VolumeError> {
+    let stream = VolumeStream::new(set.clone());
+    let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
+    let decoder = zstd::stream::read::Decoder::new(Box::new(stream) as Box<dyn Read>).ok()?;
+    let capped = Budgeted {
+        inner: decoder,
+        left: budget.clone(),
+    };
+    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 16, capped));
+    let mut entries = archive.entries().ok()?;
+    let manifest = read_manifest(&mut entries, &budget).ok()?;
+    set.check_manifest(&Digest::of(&manifest)).err()
 }
 
 /// The first entry, which must be the manifest, bounded in size.
@@ -436,10 +556,8 @@ fn read_manifest(
     read_small(&mut first, &path, budget)
 }
 
-type Entries<'a> =
-    tar::Entries<'a, BufReader<Budgeted<zstd::stream::read::Decoder<'static, BufReader<File>>>>>;
-type TarEntry<'a> =
-    tar::Entry<'a, BufReader<Budgeted<zstd::stream::read::Decoder<'static, BufReader<File>>>>>;
+type Entries<'a> = tar::Entries<'a, Stream>;
+type TarEntry<'a> = tar::Entry<'a, Stream>;
 
 fn next_entry<'a>(
     entries: &mut Entries<'a>,
@@ -587,8 +705,8 @@ pub struct Peeked {
 
 /// The manifest and the signatures found, for `bundle inspect` (an embedded signature
 /// that does not parse is left out).
-pub fn peek(path: &Path) -> Result<Peeked, VerifyError> {
-    let (manifest, signatures) = read_head(path)?;
+pub fn peek(input: &Input) -> Result<Peeked, VerifyError> {
+    let (manifest, signatures, bundle) = read_head(input)?;
     let manifest: BundleManifest =
         serde_json::from_slice(&manifest).map_err(|e| VerifyError::BadManifest(e.to_string()))?;
     Ok(Peeked {
@@ -597,7 +715,7 @@ pub fn peek(path: &Path) -> Result<Peeked, VerifyError> {
             .into_iter()
             .filter_map(|(p, s)| Some((p, s.ok()?.key_id)))
             .collect(),
-        detached: cosign::find(path)?,
+        detached: cosign::find(&bundle)?,
     })
 }
 
@@ -605,12 +723,28 @@ pub fn peek(path: &Path) -> Result<Peeked, VerifyError> {
 /// is checked against the sha256 that `peeked`'s unverified manifest gives it, and the
 /// read stops once all were found. For `bundle sbom` without trust; never act on it.
 pub fn peek_entries(
-    path: &Path,
+    input: &Input,
     manifest: &BundleManifest,
     wanted: &[&str],
     max_size: u64,
 ) -> Result<Vec<Vec<u8>>, VerifyError> {
-    let (mut archive, budget) = open(path)?;
+    let opened = open(input, false)?;
+    let volumes = opened.volumes.clone();
+    peek_opened(opened, manifest, wanted, max_size)
+        .map_err(|e| name_the_volume(e, volumes.as_ref()))
+}
+
+fn peek_opened(
+    opened: Opened,
+    manifest: &BundleManifest,
+    wanted: &[&str],
+    max_size: u64,
+) -> Result<Vec<Vec<u8>>, VerifyError> {
+    let Opened {
+        mut archive,
+        budget,
+        ..
+    } = opened;
     let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
     read_manifest(&mut entries, &budget)?;
     let (_, mut current) = read_signatures(&mut entries, &budget)?;
@@ -676,20 +810,30 @@ pub struct Head {
 
 /// Reads the manifest (bounded) and the signatures after it, and nothing more: what
 /// `bundle sign` signs. Verifies nothing.
-pub fn head(path: &Path) -> Result<Head, VerifyError> {
-    let (manifest, signatures) = read_head(path)?;
+pub fn head(input: &Input) -> Result<Head, VerifyError> {
+    let (manifest, signatures, _) = read_head(input)?;
     Ok(Head {
         manifest,
         signatures: strict(signatures)?,
     })
 }
 
-fn read_head(path: &Path) -> Result<(Vec<u8>, Parsed), VerifyError> {
-    let (mut archive, budget) = open(path)?;
-    let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
-    let manifest = read_manifest(&mut entries, &budget)?;
-    let (signatures, _) = read_signatures(&mut entries, &budget)?;
-    Ok((manifest, signatures))
+/// The manifest's bytes, the embedded signatures, and the name the bundle goes by.
+fn read_head(input: &Input) -> Result<(Vec<u8>, Parsed, PathBuf), VerifyError> {
+    let Opened {
+        mut archive,
+        budget,
+        volumes,
+        bundle,
+    } = open(input, false)?;
+    let result = (|| {
+        let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
+        let manifest = read_manifest(&mut entries, &budget)?;
+        let (signatures, _) = read_signatures(&mut entries, &budget)?;
+        Ok((manifest, signatures))
+    })();
+    let (manifest, signatures) = result.map_err(|e| name_the_volume(e, volumes.as_ref()))?;
+    Ok((manifest, signatures, bundle))
 }
 
 #[cfg(test)]

@@ -108,6 +108,14 @@ enum Known<'a> {
 }
 
 impl Trust<'_> {
+    /// The key with this id, when the trust holds it and has not revoked it.
+    pub fn trusted_key(&self, id: KeyId) -> Option<&PublicKey> {
+        match self.known(id) {
+            Known::Trusted(key, _) => Some(key),
+            _ => None,
+        }
+    }
+
     fn known(&self, id: KeyId) -> Known<'_> {
         match self {
             Trust::Keys { keys, .. } => match keys.iter().find(|k| k.id == id) {

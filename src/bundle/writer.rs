@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::base::Base;
 use crate::bundle::manifest::{BaseRef, BundleManifest, Entry, PolicyVerdict};
+use crate::bundle::volumes::{self, VolumeWriter};
 use crate::bundle::{FORMAT, MANIFEST_NAME, SIGNATURE_NAME};
 use crate::digest::{Digest, HashingReader};
 use crate::ecosystems::AnyArtifact as Artifact;
@@ -34,6 +35,8 @@ pub enum WriteError {
     Corrupt { digest: Digest, actual: Digest },
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Volume(#[from] crate::bundle::volumes::VolumeError),
 }
 
 impl crate::exit::Classify for WriteError {
@@ -43,6 +46,7 @@ impl crate::exit::Classify for WriteError {
             WriteError::Corrupt { .. } => crate::exit::ExitStatus::Verification,
             WriteError::Io { .. } => crate::exit::ExitStatus::Error,
             WriteError::Policy(e) => e.exit_status(),
+            WriteError::Volume(e) => e.exit_status(),
         }
     }
     fn hint(&self) -> Option<String> {
@@ -53,6 +57,7 @@ impl crate::exit::Classify for WriteError {
             )),
             WriteError::Store(e) => e.hint(),
             WriteError::Policy(e) => e.hint(),
+            WriteError::Volume(e) => e.hint(),
             _ => None,
         }
     }
@@ -63,6 +68,9 @@ pub struct WriteOptions {
     pub level: i32,
     /// zstd worker threads.
     pub threads: u32,
+    /// `--split SIZE`: volumes `OUT.001`, `.002`, ... of at most SIZE bytes and their
+    /// signed index, instead of one file.
+    pub split: Option<u64>,
 }
 
 /// What to write.
@@ -271,15 +279,14 @@ pub fn write(
     );
     let signature = key.sign(&manifest_bytes, &comment);
 
-    let partial = partial_path(out);
     let io_err = |source| WriteError::Io {
         path: out.to_path_buf(),
         source,
     };
+    let output = Output::create(out, options.split).map_err(io_err)?;
     let result = (|| {
-        let file = File::create(&partial).map_err(io_err)?;
         let frames = FrameWriter::new(
-            BufWriter::with_capacity(1 << 20, file),
+            BufWriter::with_capacity(1 << 20, output),
             options.level,
             options.threads,
         )
@@ -330,18 +337,91 @@ pub fn write(
         }
         task.finish();
         let frames = tar.into_inner().map_err(io_err)?;
-        let file = frames
+        let output = frames
             .finish()
             .map_err(io_err)?
             .into_inner()
             .map_err(|e| io_err(e.into_error()))?;
-        file.sync_all().map_err(io_err)?;
-        std::fs::rename(&partial, out).map_err(io_err)
+        output.commit(&manifest_digest, &manifest.series, manifest.sequence, key)
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
+        Output::discard_at(out, options.split);
     }
     result.map(|()| (manifest, manifest_digest))
+}
+
+/// Where the compressed stream goes: `OUT.partial`, renamed to `OUT` at the end, or
+/// volumes (`OUT.NNN.partial`, renamed with their signed index written last).
+enum Output {
+    File { file: File, out: PathBuf },
+    Volumes(VolumeWriter),
+}
+
+impl Output {
+    fn create(out: &Path, split: Option<u64>) -> io::Result<Output> {
+        Ok(match split {
+            Some(size) => {
+                // What a killed earlier write of this name left.
+                volumes::remove_partials(out);
+                Output::Volumes(VolumeWriter::new(out, size))
+            }
+            None => Output::File {
+                file: File::create(partial_path(out))?,
+                out: out.to_path_buf(),
+            },
+        })
+    }
+
+    fn commit(
+        self,
+        manifest_digest: &Digest,
+        series: &str,
+        sequence: u64,
+        key: &SecretKey,
+    ) -> Result<(), WriteError> {
+        match self {
+            Output::File { file, out } => {
+                let io_err = |source| WriteError::Io {
+                    path: out.clone(),
+                    source,
+                };
+                file.sync_all().map_err(io_err)?;
+                std::fs::rename(partial_path(&out), &out).map_err(io_err)?;
+                // What an earlier split bundle of this name left would be read instead.
+                volumes::remove_set(&out)?;
+                Ok(())
+            }
+            Output::Volumes(v) => {
+                v.commit(manifest_digest, series, sequence, key)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// After a failure: every partial file the output made.
+    fn discard_at(out: &Path, split: Option<u64>) {
+        match split {
+            None => {
+                let _ = std::fs::remove_file(partial_path(out));
+            }
+            Some(_) => volumes::remove_partials(out),
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::File { file, .. } => file.write(buf),
+            Output::Volumes(v) => v.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::File { file, .. } => file.flush(),
+            Output::Volumes(v) => v.flush(),
+        }
+    }
 }
 
 /// The platform manifests of an image index in the store, for the SBOM.

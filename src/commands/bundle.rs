@@ -15,6 +15,7 @@ pub struct Create {
     pub store: Option<PathBuf>,
     pub policy: Option<PathBuf>,
     pub since: Option<PathBuf>,
+    pub split: Option<u64>,
     pub sequence: Option<u64>,
     pub level: i32,
     pub jobs: usize,
@@ -29,6 +30,7 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
         store,
         policy,
         since,
+        split,
         sequence,
         level,
         jobs,
@@ -95,7 +97,11 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
         bundle_spec,
         &key,
         &output,
-        &WriteOptions { level, threads },
+        &WriteOptions {
+            level,
+            threads,
+            split,
+        },
         reporter.as_ref(),
     )
     .with_context(|| format!("cannot create bundle {}", output.display()));
@@ -155,7 +161,7 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
 
 /// The arguments of `ferry bundle verify`.
 pub struct Verify {
-    pub bundle: PathBuf,
+    pub bundle: reader::Input,
     pub trust: TrustArgs,
     pub json: bool,
 }
@@ -179,7 +185,7 @@ pub fn verify(args: Verify, g: &Globals) -> crate::error::Result<()> {
         let m = &verified.manifest;
         println!(
             "verified {}: series {} sequence {}, {} artifact(s), {} entries, {}, signed by {}",
-            bundle.display(),
+            bundle.path.display(),
             m.series,
             m.sequence,
             m.artifacts.len(),
@@ -291,10 +297,11 @@ pub fn sbom(args: Sbom, g: &Globals) -> crate::error::Result<()> {
     let manifest = match &trust {
         Some(t) => {
             let trust = LoadedTrust::load(t)?;
-            crate::import::verify(&bundle, &trust.as_trust())?.manifest
+            crate::import::verify(&reader::Input::from(bundle.as_path()), &trust.as_trust())?
+                .manifest
         }
         None => {
-            let m = reader::peek(&bundle)?.manifest;
+            let m = reader::peek(&reader::Input::from(bundle.as_path()))?.manifest;
             m.validate()
                 .map_err(crate::bundle::VerifyError::BadManifest)?;
             if !g.quiet {
@@ -314,8 +321,13 @@ pub fn sbom(args: Sbom, g: &Globals) -> crate::error::Result<()> {
                 crate::sbom::Format::CycloneDx => &paths[0],
                 crate::sbom::Format::Spdx => &paths[1],
             };
-            reader::peek_entries(&bundle, &manifest, &[wanted], crate::sbom::MAX_DOCUMENT)?
-                .remove(0)
+            reader::peek_entries(
+                &reader::Input::from(bundle.as_path()),
+                &manifest,
+                &[wanted],
+                crate::sbom::MAX_DOCUMENT,
+            )?
+            .remove(0)
         }
         None => {
             if !g.quiet {
@@ -350,7 +362,7 @@ pub struct Inspect {
 pub fn inspect(args: Inspect, _: &Globals) -> crate::error::Result<()> {
     let Inspect { bundle, json } = args;
 
-    let peeked = reader::peek(&bundle)?;
+    let peeked = reader::peek(&reader::Input::from(bundle.as_path()))?;
     if json {
         let mut v = serde_json::to_value(&peeked.manifest)?;
         v["signatures"] = peeked
@@ -453,7 +465,9 @@ pub fn sign(args: Sign, g: &Globals) -> crate::error::Result<()> {
     } = args;
 
     let key = SecretKey::load(&key)?;
-    let head = reader::head(&bundle)?;
+    // A split bundle goes by NAME.ferry (where its index is), whichever volume is named.
+    let bundle = reader::Input::from(bundle.as_path()).bundle_path()?;
+    let head = reader::head(&reader::Input::from(bundle.as_path()))?;
     let manifest: BundleManifest = serde_json::from_slice(&head.manifest)
         .map_err(|e| crate::bundle::VerifyError::BadManifest(e.to_string()))?;
     manifest

@@ -5,7 +5,7 @@ use super::*;
 
 /// The arguments of `ferry import`.
 pub struct Import {
-    pub bundle: PathBuf,
+    pub bundle: crate::bundle::reader::Input,
     pub trust: TrustArgs,
     pub to: Option<String>,
     pub store: Option<PathBuf>,
@@ -89,7 +89,7 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
                     "outcome": "refused",
                     "exit": e.classify().0 as u8,
                     "error": error_text(&e),
-                    "bundle": absolute(&bundle),
+                    "bundle": absolute(&bundle.path),
                     "claimed": claimed,
                     "target": target_name,
                 }),
@@ -109,7 +109,7 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         serde_json::json!({
             "action": "import",
             "outcome": if already { "already-imported" } else { "imported" },
-            "bundle": absolute(&bundle),
+            "bundle": absolute(&bundle.path),
             "manifest": v.manifest_digest,
             "series": v.manifest.series,
             "sequence": v.manifest.sequence,

@@ -98,6 +98,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             store,
             policy,
             since,
+            split,
             sequence,
             level,
             jobs,
@@ -110,6 +111,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
                 store,
                 policy,
                 since,
+                split,
                 sequence,
                 level,
                 jobs,
@@ -120,10 +122,11 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
         Command::Bundle(BundleCommand::Verify {
             bundle,
             trust,
+            volumes,
             json,
         }) => bundle::verify(
             bundle::Verify {
-                bundle,
+                bundle: reader::Input::new(&bundle, &volumes),
                 trust,
                 json,
             },
@@ -156,6 +159,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
         Command::Import {
             bundle,
             trust,
+            volumes,
             to,
             store,
             state_dir,
@@ -166,7 +170,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             receipt_key,
         } => import::run(
             import::Import {
-                bundle,
+                bundle: reader::Input::new(&bundle, &volumes),
                 trust,
                 to,
                 store,

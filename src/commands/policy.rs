@@ -18,7 +18,8 @@ pub fn check(args: PolicyCheckArgs, g: &Globals) -> crate::error::Result<()> {
     let (verdict, what) = if is_bundle {
         // The manifest as it was signed; its signatures are not checked here (that is
         // `bundle verify`), so `signers` lists the key ids the signatures claim.
-        let peeked = crate::bundle::reader::peek(&args.input)?;
+        let peeked =
+            crate::bundle::reader::peek(&crate::bundle::reader::Input::from(args.input.as_path()))?;
         let signers: Vec<serde_json::Value> = peeked
             .embedded
             .iter()

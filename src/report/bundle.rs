@@ -44,7 +44,7 @@ pub fn from_bundle(
             };
             (m, d, sigs)
         }
-        Some(t) => match crate::import::verify(bundle, &t.trust) {
+        Some(t) => match crate::import::verify(&reader::Input::from(bundle), &t.trust) {
             Ok(v) => {
                 let sigs = Signatures {
                     checked: true,
@@ -110,7 +110,7 @@ fn error_text(e: &crate::error::Error) -> String {
 /// The manifest (checked as `bundle sign` checks it, not its signature), its digest, and
 /// the signatures found, unverified.
 fn unverified(bundle: &Path) -> Result<(BundleManifest, Digest, Vec<SignatureRow>), VerifyError> {
-    let head = reader::head(bundle)?;
+    let head = reader::head(&reader::Input::from(bundle))?;
     let manifest: BundleManifest = serde_json::from_slice(&head.manifest)
         .map_err(|e| VerifyError::BadManifest(e.to_string()))?;
     manifest.validate().map_err(VerifyError::BadManifest)?;

@@ -1,6 +1,6 @@
-//! kill -9 at random points: `pull`, `bundle create`, `import --store` and `import --to`
-//! are each killed at 10 points spread over their run (a fixed seed, so a failure
-//! reproduces), then run again. Every re-run succeeds, and the target is consistent
+//! kill -9 at random points: `pull`, `bundle create` (whole and `--split`), `import
+//! --store` and `import --to` are each killed at 10 points spread over their run (a
+//! fixed seed, so a failure reproduces), then run again. Every re-run succeeds, and the target is consistent
 //! after every kill: every blob in a store matches its name, every tag of a store or a
 //! registry resolves to content that is all there, and no bundle appears under its
 //! final name half written.
@@ -95,9 +95,10 @@ fn assert_registry_consistent(host: &str, prefix: &str, when: &str) {
             return;
         }
         // The registry goes on with the request a killed client left in flight, and
-        // docker-registry's filesystem driver rewrites a tag's link file in place: for a
-        // moment a GET of that tag is a 500 "unknown error" (seen once in ~100 kills, 200
-        // two seconds later). Wait for it to settle; a 404, or a 500 that stays, fails.
+        // docker-registry's filesystem driver writes a tag's link files in place: for a
+        // moment a tag that tags/list shows answers 500 "unknown error" or 404 (each seen
+        // about once in 100 kills, 200 two seconds later). Wait for it to settle; an
+        // answer that stays wrong for 10 s fails.
         let get = || {
             http::request(
                 host,
@@ -110,7 +111,7 @@ fn assert_registry_consistent(host: &str, prefix: &str, when: &str) {
         };
         let mut r = get();
         let settle = Instant::now();
-        while r.status >= 500 && settle.elapsed() < Duration::from_secs(10) {
+        while r.status != 200 && settle.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(200));
             r = get();
         }
@@ -149,7 +150,7 @@ fn assert_registry_consistent(host: &str, prefix: &str, when: &str) {
     }
 }
 
-/// Runs `args` once to learn how long it takes, then `KILLS` times killed at a point in
+/// Runs `args` twice to learn how long it takes, then `KILLS` times killed at a point in
 /// that span, checking `consistent` after each kill, then to the end. Kills accumulate
 /// (each run resumes what the killed ones left) until a run ends before its kill.
 fn kill_and_rerun(
@@ -160,10 +161,15 @@ fn kill_and_rerun(
     reset: &dyn Fn(),
     consistent: &dyn Fn(&str),
 ) {
-    let started = Instant::now();
-    ctx.ferry(args).assert_success();
-    let span = started.elapsed().max(Duration::from_millis(20));
-    reset();
+    // The shorter of two runs: one slow run on a loaded machine must not put every
+    // kill point after the end.
+    let mut span = Duration::MAX;
+    for _ in 0..2 {
+        let started = Instant::now();
+        ctx.ferry(args).assert_success();
+        span = span.min(started.elapsed().max(Duration::from_millis(20)));
+        reset();
+    }
     let mut points = Points(seed);
     let mut interrupted = 0;
     for i in 0..KILLS {
@@ -249,6 +255,40 @@ fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
         },
     );
 
+    // bundle create --split: no index (what makes a set of volumes finished) unless the
+    // set verifies.
+    let split = ctx.path("split.ferry");
+    let index = ctx.path("split.ferry.volumes.json");
+    let create_split = [
+        "bundle",
+        "create",
+        p(&spec),
+        "-o",
+        p(&split),
+        "--key",
+        p(&key),
+        "--store",
+        p(&store),
+        "--split",
+        "256KiB",
+    ];
+    kill_and_rerun(
+        &ctx,
+        "bundle create --split",
+        &create_split,
+        0x5851_f42d_4c95_7f2d,
+        &|| {
+            let _ = std::fs::remove_file(&index);
+        },
+        &|when| {
+            if index.exists() {
+                let out = ctx.ferry(["bundle", "verify", p(&split), "--trust", p(&public)]);
+                assert_eq!(out.code, 0, "{when}: {out:?}");
+            }
+            let _ = std::fs::remove_file(&index);
+        },
+    );
+
     // import into a store: new each time (so kills hit the build of a new store too).
     let target = ctx.path("target");
     let bundle = fx.bundle.clone();
@@ -297,7 +337,15 @@ fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
             "--force",
         ],
         0x94d0_49bb_1331_11eb,
-        &|| {},
+        // Its repositories removed from the registry's storage (the registry keeps no
+        // cache), so the next run pushes everything again.
+        &|| {
+            let repos = super::context::shared()
+                .root
+                .join("registry/docker/registry/v2/repositories")
+                .join(prefix);
+            let _ = std::fs::remove_dir_all(repos);
+        },
         &|when| assert_registry_consistent(ctx.host(), prefix, when),
     );
 }
