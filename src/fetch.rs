@@ -89,6 +89,17 @@ impl Classify for FetchError {
     }
 }
 
+/// How long a connection may stay silent (no byte of a head or a body) before ferry
+/// gives up on that attempt and tries again: 300 s, or `FERRY_READ_TIMEOUT` seconds
+/// (for slow links, and for tests of stalled servers).
+pub fn read_timeout() -> Duration {
+    std::env::var("FERRY_READ_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(Duration::from_secs(300), Duration::from_secs)
+}
+
 /// How often and how long to try again.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
@@ -134,7 +145,7 @@ impl Http {
         let client = reqwest::Client::builder()
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(300))
+            .read_timeout(read_timeout())
             .build()
             .map_err(FetchError::Client)?;
         Ok(Http::with_client(client))

@@ -66,7 +66,7 @@ impl Hub {
         let http = reqwest::Client::builder()
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(30))
-            .read_timeout(std::time::Duration::from_secs(300))
+            .read_timeout(crate::fetch::read_timeout())
             .build()
             .map_err(|e| e.to_string())?;
         let token = std::env::var("HF_TOKEN")
