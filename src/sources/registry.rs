@@ -316,3 +316,53 @@ fn is_not_found(e: &OciDistributionError) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16) -> OciDistributionError {
+        OciDistributionError::ServerError {
+            code,
+            url: "http://127.0.0.1:1/v2/".into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_429_5xx_and_broken_connections_are_tried_again() {
+        assert!(transient(&server(503)));
+        assert!(transient(&server(500)));
+        assert!(transient(&server(429)));
+        assert!(!transient(&server(404)));
+        assert!(!transient(&server(400)));
+        assert!(!transient(&OciDistributionError::UnauthorizedError {
+            url: "http://127.0.0.1:1/v2/".into()
+        }));
+        assert!(!transient(
+            &OciDistributionError::ImageManifestNotFoundError("x".into())
+        ));
+    }
+
+    #[tokio::test]
+    async fn retrying_gives_up_after_the_last_attempt_and_stops_at_a_refusal() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let result: Result<(), _> = retrying(|| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Err(server(503)) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            crate::fetch::Retry::default().attempts
+        );
+        calls.store(0, std::sync::atomic::Ordering::SeqCst);
+        let _ = retrying(|| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Err::<(), _>(server(404)) }
+        })
+        .await;
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}
