@@ -110,9 +110,13 @@ impl FaultProxy {
         self.log.lock().unwrap().requests.clone()
     }
 
-    /// How many requests got `fault`.
+    /// How many requests got `fault` (a cut answer counts only where there was a body
+    /// to cut: not for a HEAD).
     pub fn count(&self, fault: Fault) -> usize {
-        self.requests().iter().filter(|(_, f)| *f == fault).count()
+        self.requests()
+            .iter()
+            .filter(|(s, f)| *f == fault && !(fault == Fault::Cut && s.method == "HEAD"))
+            .count()
     }
 
     /// The requests, one line each, for failure messages.
