@@ -89,6 +89,17 @@ impl Classify for FetchError {
     }
 }
 
+/// How long a connection may stay silent (no byte of a head or a body) before ferry
+/// gives up on that attempt and tries again: 300 s, or `FERRY_READ_TIMEOUT` seconds
+/// (for slow links, and for tests of stalled servers).
+pub fn read_timeout() -> Duration {
+    std::env::var("FERRY_READ_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(Duration::from_secs(300), Duration::from_secs)
+}
+
 /// How often and how long to try again.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
@@ -134,7 +145,7 @@ impl Http {
         let client = reqwest::Client::builder()
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(300))
+            .read_timeout(read_timeout())
             .build()
             .map_err(FetchError::Client)?;
         Ok(Http::with_client(client))
@@ -195,6 +206,109 @@ impl Http {
             }
         }
     }
+}
+
+/// A whole answer to a small request (an index page, an API document), body read to
+/// the end.
+#[derive(Debug)]
+pub struct Page {
+    pub status: StatusCode,
+    /// Where it came from, after redirects.
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Http {
+    /// Sends what `build` makes and reads the whole body, with a new request (with
+    /// backoff) on connection errors, timeouts, a body cut short, 429 and 5xx
+    /// (honouring `Retry-After`). Any other answer, a refusal too, is the caller's to
+    /// judge; so is a 429 or 5xx that lasted past the last attempt.
+    pub async fn page(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Page, reqwest::Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= self.retry.attempts;
+            let answer = async {
+                let r = build(&self.client).send().await?;
+                let (status, url, headers) = (r.status(), r.url().clone(), r.headers().clone());
+                let body = r.bytes().await?.to_vec();
+                Ok::<_, reqwest::Error>(Page {
+                    status,
+                    url,
+                    headers,
+                    body,
+                })
+            }
+            .await;
+            match answer {
+                Ok(page) if !last && retryable(page.status) => {
+                    let after = retry_after(&page.headers);
+                    tokio::time::sleep(self.retry.delay(attempt, after)).await;
+                }
+                Ok(page) => return Ok(page),
+                Err(e) if !last && transient(&e) => {
+                    tokio::time::sleep(self.retry.delay(attempt, None)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Http {
+    /// This client for libraries that take a middleware client (the conda repodata
+    /// gateway): the same timeouts, and each request sent again, with the same backoff,
+    /// when it fails to connect, times out before the answer's head, or is answered
+    /// with 429 or 5xx (honouring `Retry-After`). A body cut short after the head is
+    /// the library's to notice.
+    pub fn middleware_client(&self) -> reqwest_middleware::ClientWithMiddleware {
+        reqwest_middleware::ClientBuilder::new(self.client.clone())
+            .with(retry_middleware)
+            .build()
+    }
+}
+
+fn retry_middleware<'a>(
+    request: reqwest::Request,
+    extensions: &'a mut http::Extensions,
+    next: reqwest_middleware::Next<'a>,
+) -> futures_util::future::BoxFuture<'a, reqwest_middleware::Result<reqwest::Response>> {
+    Box::pin(async move {
+        let retry = Retry::default();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let copy = match request.try_clone() {
+                Some(copy) if attempt < retry.attempts => copy,
+                _ => return next.run(request, extensions).await,
+            };
+            match next.clone().run(copy, extensions).await {
+                Ok(r) if retryable(r.status()) => {
+                    let after = retry_after(r.headers());
+                    tokio::time::sleep(retry.delay(attempt, after)).await;
+                }
+                Err(reqwest_middleware::Error::Reqwest(e)) if transient(&e) => {
+                    tokio::time::sleep(retry.delay(attempt, None)).await;
+                }
+                other => return other,
+            }
+        }
+    })
+}
+
+/// A failure of the connection (or a 429 or 5xx turned into an error) rather than an
+/// answer: worth another try.
+pub fn transient(e: &reqwest::Error) -> bool {
+    e.is_connect()
+        || e.is_timeout()
+        || e.is_request()
+        || e.is_body()
+        || e.is_decode()
+        || e.status().is_some_and(retryable)
 }
 
 fn retryable(status: StatusCode) -> bool {

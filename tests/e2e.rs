@@ -24,6 +24,7 @@ mod e2e {
     mod compat;
     mod conda;
     mod errors;
+    mod faults;
     mod fetch;
     mod hostile;
     mod import;

@@ -4,6 +4,7 @@
 
 use futures_util::StreamExt;
 use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
@@ -35,10 +36,55 @@ pub fn client_for(registries: &[String], options: &RegistryOptions) -> Client {
         max_concurrent_download: 4,
         max_concurrent_upload: 4,
         connect_timeout: Some(std::time::Duration::from_secs(30)),
-        read_timeout: Some(std::time::Duration::from_secs(300)),
+        read_timeout: Some(crate::fetch::read_timeout()),
         user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")),
         ..Default::default()
     })
+}
+
+/// Whether an oci-client error is worth another try: the connection failed, broke or
+/// went silent, or the registry answered 429 or 5xx. Anything else (a refusal, a
+/// missing manifest, a bad digest) is returned at once.
+pub fn transient(e: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode;
+    match e {
+        OciDistributionError::RequestError(e) => {
+            e.is_connect()
+                || e.is_timeout()
+                || e.is_request()
+                || e.is_body()
+                || e.is_decode()
+                || e.status()
+                    .is_some_and(|s| s.as_u16() == 429 || s.is_server_error())
+        }
+        OciDistributionError::ServerError { code, .. } => *code == 429 || (500..600).contains(code),
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == OciErrorCode::Toomanyrequests),
+        _ => false,
+    }
+}
+
+/// Runs one registry operation, again with backoff (see [`crate::fetch::Retry`]) while
+/// it fails with a [`transient`] error. oci-client does not hand back the answer's
+/// headers, so a `Retry-After` cannot be read here; the backoff stands in for it.
+pub async fn retrying<T, F, Fut>(op: F) -> Result<T, OciDistributionError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+{
+    let retry = crate::fetch::Retry::default();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Err(e) if attempt < retry.attempts && transient(&e) => {
+                tokio::time::sleep(retry.delay(attempt, None)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 pub struct RegistrySource {
@@ -101,10 +147,11 @@ impl RegistrySource {
             ManifestRef::Tag(t) => self.at_tag(t),
             ManifestRef::Digest(d) => self.at_digest(d),
         };
-        match self
-            .client
-            .pull_manifest_raw(&r, &self.auth, oci::MANIFEST_MEDIA_TYPES)
-            .await
+        match retrying(|| {
+            self.client
+                .pull_manifest_raw(&r, &self.auth, oci::MANIFEST_MEDIA_TYPES)
+        })
+        .await
         {
             Ok((bytes, _)) => Ok(bytes.to_vec()),
             Err(e) if is_not_found(&e) => Err(SourceError::NotFound {
@@ -215,11 +262,12 @@ impl RegistrySource {
         let mut tags = Vec::new();
         let mut last: Option<String> = None;
         loop {
-            let page = self
-                .client
-                .list_tags(&self.base, &self.auth, Some(1000), last.as_deref())
-                .await
-                .map_err(|e| self.fetch_err("the tag list".into(), e))?;
+            let page = retrying(|| {
+                self.client
+                    .list_tags(&self.base, &self.auth, Some(1000), last.as_deref())
+            })
+            .await
+            .map_err(|e| self.fetch_err("the tag list".into(), e))?;
             let n = page.tags.len();
             last = page.tags.last().cloned();
             tags.extend(page.tags);
@@ -232,7 +280,7 @@ impl RegistrySource {
 
     pub async fn referrers(&self, digest: &Digest) -> Result<Vec<Desc>, SourceError> {
         let r = self.at_digest(digest);
-        if let Ok(index) = self.client.pull_referrers(&r, None).await {
+        if let Ok(index) = retrying(|| self.client.pull_referrers(&r, None)).await {
             let bytes = serde_json::to_vec(&index)
                 .map_err(|e| self.fetch_err("the referrers list".into(), e))?;
             if let Ok(m) = Manifest::parse(&bytes, Some(oci::OCI_INDEX))
@@ -254,8 +302,8 @@ impl RegistrySource {
     }
 }
 
-fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
-    use oci_client::errors::OciDistributionError as E;
+fn is_not_found(e: &OciDistributionError) -> bool {
+    use OciDistributionError as E;
     match e {
         E::ImageManifestNotFoundError(_) => true,
         E::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
@@ -266,5 +314,55 @@ fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
         }),
         E::ServerError { code, .. } => *code == 404,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16) -> OciDistributionError {
+        OciDistributionError::ServerError {
+            code,
+            url: "http://127.0.0.1:1/v2/".into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_429_5xx_and_broken_connections_are_tried_again() {
+        assert!(transient(&server(503)));
+        assert!(transient(&server(500)));
+        assert!(transient(&server(429)));
+        assert!(!transient(&server(404)));
+        assert!(!transient(&server(400)));
+        assert!(!transient(&OciDistributionError::UnauthorizedError {
+            url: "http://127.0.0.1:1/v2/".into()
+        }));
+        assert!(!transient(
+            &OciDistributionError::ImageManifestNotFoundError("x".into())
+        ));
+    }
+
+    #[tokio::test]
+    async fn retrying_gives_up_after_the_last_attempt_and_stops_at_a_refusal() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let result: Result<(), _> = retrying(|| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Err(server(503)) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            crate::fetch::Retry::default().attempts
+        );
+        calls.store(0, std::sync::atomic::Ordering::SeqCst);
+        let _ = retrying(|| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Err::<(), _>(server(404)) }
+        })
+        .await;
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

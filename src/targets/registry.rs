@@ -13,7 +13,7 @@ use crate::digest::Digest;
 use crate::exit::{Classify, ExitStatus};
 use crate::oci::{Desc, Placement};
 use crate::reporter::Reporter;
-use crate::sources::registry::{RegistryOptions, client_for};
+use crate::sources::registry::{RegistryOptions, client_for, retrying};
 use crate::store::{self, Store, StoreError};
 
 /// `HOST[:PORT][/PREFIX]`.
@@ -309,9 +309,7 @@ impl Pusher<'_> {
         let digest = desc.digest.to_string();
         let what = || format!("blob {digest} to {repo}");
         let at_digest = self.reference(repo, &digest, true);
-        if self
-            .client
-            .blob_exists(&at_digest, &digest)
+        if retrying(|| self.client.blob_exists(&at_digest, &digest))
             .await
             .map_err(|e| self.error(what(), e))?
         {
@@ -329,9 +327,21 @@ impl Pusher<'_> {
                 return Ok(());
             }
         }
-        let file = tokio::fs::File::open(self.staging.blob_path(&desc.digest))
+        // A failed upload (refused, reset, cut short) starts again from the first byte
+        // in a new upload session: a registry keeps nothing of a broken monolithic PUT.
+        retrying(|| self.upload(&at_digest, desc))
             .await
-            .map_err(|e| self.error(what(), e.into()))?;
+            .map_err(|e| self.error(what(), e))
+    }
+
+    /// One upload of a blob from staging, in a session of its own.
+    async fn upload(
+        &self,
+        at_digest: &Reference,
+        desc: &Desc,
+    ) -> Result<(), oci_client::errors::OciDistributionError> {
+        let digest = desc.digest.to_string();
+        let file = tokio::fs::File::open(self.staging.blob_path(&desc.digest)).await?;
         let task: std::sync::Arc<dyn crate::reporter::Task> =
             self.reporter.task(&digest[7..19], Some(desc.size)).into();
         let progress = task.clone();
@@ -343,18 +353,21 @@ impl Pusher<'_> {
         });
         let result = self
             .client
-            .push_blob_stream(&at_digest, stream, &digest, Some(desc.size))
+            .push_blob_stream(at_digest, stream, &digest, Some(desc.size))
             .await;
         task.finish();
-        result.map(|_| ()).map_err(|e| self.error(what(), e))
+        result.map(|_| ())
     }
 
     async fn manifest(&self, at: &Reference, desc: &Desc) -> Result<String, PushError> {
         let bytes = self.staging.read_blob(&desc.digest)?;
-        self.client
-            .push_manifest_raw(at, bytes, header(&desc.media_type))
-            .await
-            .map_err(|e| self.error(format!("manifest {at}"), e))
+        // Putting the same bytes under the same name again is harmless.
+        retrying(|| {
+            self.client
+                .push_manifest_raw(at, bytes.clone(), header(&desc.media_type))
+        })
+        .await
+        .map_err(|e| self.error(format!("manifest {at}"), e))
     }
 }
 

@@ -33,7 +33,7 @@ fn is_manifest(media_type: &str) -> bool {
 }
 
 /// Every blob matches its name, and everything `index.json` names is all there.
-fn assert_store_consistent(store: &Path, when: &str) {
+pub(super) fn assert_store_consistent(store: &Path, when: &str) {
     if !store.join("oci-layout").exists() {
         assert!(
             !store.exists() || std::fs::read_dir(store).unwrap().next().is_none(),
@@ -79,7 +79,7 @@ fn assert_store_consistent(store: &Path, when: &str) {
 }
 
 /// Every tag under `prefix` in the registry resolves to content that is all there.
-fn assert_registry_consistent(host: &str, prefix: &str, when: &str) {
+pub(super) fn assert_registry_consistent(host: &str, prefix: &str, when: &str) {
     let catalog = http::get(host, "/v2/_catalog?n=1000").json();
     fn walk(host: &str, repo: &str, reference: &str, media_type: Option<&str>, when: &str) {
         if media_type.is_some_and(|t| !is_manifest(t)) {

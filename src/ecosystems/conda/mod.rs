@@ -278,6 +278,7 @@ async fn solve_and_fetch(
         None => store.state_dir().join("conda-cache"),
     };
     let gateway = rattler_repodata_gateway::Gateway::builder()
+        .with_client(http.middleware_client())
         .with_cache_dir(&cache)
         .finish();
     let channels: Vec<Channel> = spec
@@ -385,28 +386,22 @@ async fn check_noarch(http: &crate::fetch::Http, channel: &reqwest::Url) -> Resu
         };
     }
     let url = channel.join("noarch/repodata.json").expect("relative join");
-    let response =
-        http.client()
-            .head(url.clone())
-            .send()
-            .await
-            .map_err(|e| CondaError::Repodata {
-                channels: crate::names::redact_url(channel.as_str()),
-                source: e.into(),
-            })?;
-    if response.status().is_success() {
+    let unreachable = |e: reqwest::Error| CondaError::Repodata {
+        channels: crate::names::redact_url(channel.as_str()),
+        source: e.into(),
+    };
+    let response = http
+        .page(|c| c.head(url.clone()))
+        .await
+        .map_err(unreachable)?;
+    if response.status.is_success() {
         return Ok(());
     }
     let response = http
-        .client()
-        .get(url)
-        .send()
+        .page(|c| c.get(url.clone()))
         .await
-        .map_err(|e| CondaError::Repodata {
-            channels: crate::names::redact_url(channel.as_str()),
-            source: e.into(),
-        })?;
-    if response.status().is_success() {
+        .map_err(unreachable)?;
+    if response.status.is_success() {
         Ok(())
     } else {
         Err(no())

@@ -66,7 +66,7 @@ impl Hub {
         let http = reqwest::Client::builder()
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(30))
-            .read_timeout(std::time::Duration::from_secs(300))
+            .read_timeout(crate::fetch::read_timeout())
             .build()
             .map_err(|e| e.to_string())?;
         let token = std::env::var("HF_TOKEN")
@@ -131,13 +131,13 @@ impl Hub {
     }
 
     /// The error for a refused request, from the hub's `X-Error-Code`.
-    fn refused(&self, response: &reqwest::Response, repo: &str, revision: &str) -> HubError {
+    fn refused(&self, response: &crate::fetch::Page, repo: &str, revision: &str) -> HubError {
         let code = response
-            .headers()
+            .headers
             .get("x-error-code")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let status = response.status();
+        let status = response.status;
         match (code, status) {
             ("RevisionNotFound", _) => HubError::RevisionNotFound {
                 repo: repo.into(),
@@ -153,7 +153,7 @@ impl Hub {
                 status: status.as_u16(),
             },
             _ => HubError::Status {
-                url: crate::names::redact_url(response.url().as_str()),
+                url: crate::names::redact_url(response.url.as_str()),
                 status: status.as_u16(),
             },
         }
@@ -166,15 +166,12 @@ impl Hub {
             self.api_kind,
             encode(revision)
         ));
-        let response = self
-            .send(self.get(url.clone()), &url, repo, revision)
-            .await?;
+        let response = self.send(&url, repo, revision).await?;
         let bad = |reason: String| HubError::BadAnswer {
             url: crate::names::redact_url(url.as_str()),
             reason,
         };
-        let body = response.bytes().await.map_err(|e| bad(e.to_string()))?;
-        commit_of(&body).map_err(bad)
+        commit_of(&response.body).map_err(bad)
     }
 
     /// Every file of the commit, following `Link: <...>; rel="next"` pages.
@@ -185,34 +182,34 @@ impl Hub {
         )));
         let mut files = Vec::new();
         while let Some(url) = next.take() {
-            let response = self.send(self.get(url.clone()), &url, repo, commit).await?;
-            next = next_page(&url, response.headers().get_all(header::LINK));
+            let response = self.send(&url, repo, commit).await?;
+            next = next_page(&url, response.headers.get_all(header::LINK));
             let bad = |reason: String| HubError::BadAnswer {
                 url: crate::names::redact_url(url.as_str()),
                 reason,
             };
-            let body = response.bytes().await.map_err(|e| bad(e.to_string()))?;
-            files.extend(tree_files(&body).map_err(bad)?);
+            files.extend(tree_files(&response.body).map_err(bad)?);
         }
         Ok(files)
     }
 
-    /// Sends a request; a refusal becomes the hub's error for `repo` at `revision`.
+    /// GETs a whole API answer (tried again on connection errors, 429 and 5xx); a
+    /// refusal becomes the hub's error for `repo` at `revision`.
     async fn send(
         &self,
-        request: reqwest::RequestBuilder,
         url: &Url,
         repo: &str,
         revision: &str,
-    ) -> Result<reqwest::Response, HubError> {
-        let response = request
-            .send()
+    ) -> Result<crate::fetch::Page, HubError> {
+        let response = self
+            .fetcher()
+            .page(|_| self.get(url.clone()))
             .await
             .map_err(|source| HubError::Unreachable {
                 url: crate::names::redact_url(url.as_str()),
                 source: source.without_url(),
             })?;
-        if !response.status().is_success() {
+        if !response.status.is_success() {
             return Err(self.refused(&response, repo, revision));
         }
         Ok(response)

@@ -87,7 +87,7 @@ impl IndexClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(30))
-            .read_timeout(std::time::Duration::from_secs(300))
+            .read_timeout(crate::fetch::read_timeout())
             .build()
             .map_err(|e| e.to_string())?;
         Ok(IndexClient {
@@ -123,17 +123,16 @@ impl IndexClient {
             url: crate::names::redact_url(url.as_str()),
             source: source.without_url(),
         };
+        let accept = format!("{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.01");
         let response = self
-            .http
-            .get(url.clone())
-            .header(
-                reqwest::header::ACCEPT,
-                format!("{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.01"),
-            )
-            .send()
+            .fetcher
+            .page(|c| {
+                c.get(url.clone())
+                    .header(reqwest::header::ACCEPT, accept.clone())
+            })
             .await
             .map_err(unreachable)?;
-        let status = response.status().as_u16();
+        let status = response.status.as_u16();
         if status == 404 {
             return Err(IndexError::UnknownProject {
                 project: name.to_string(),
@@ -146,14 +145,14 @@ impl IndexClient {
                 status,
             });
         }
-        let page_url = response.url().clone();
+        let page_url = response.url.clone();
         let content_type = response
-            .headers()
+            .headers
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let body = response.text().await.map_err(unreachable)?;
+        let body = String::from_utf8_lossy(&response.body);
         let bad = |reason: String| IndexError::BadPage {
             url: crate::names::redact_url(url.as_str()),
             reason,

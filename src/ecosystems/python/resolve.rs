@@ -408,9 +408,13 @@ pub async fn fetch_metadata(
             file: format!("{}.metadata", file.filename),
             source,
         };
-        let response = client.http().get(&url).send().await.map_err(fetch)?;
-        if response.status().is_success() {
-            let bytes = response.bytes().await.map_err(fetch)?.to_vec();
+        let response = client
+            .fetcher()
+            .page(|c| c.get(&url))
+            .await
+            .map_err(fetch)?;
+        if response.status.is_success() {
+            let bytes = response.body;
             if let Some(expected) = expected {
                 let actual = crate::digest::Digest::of(&bytes);
                 if actual != *expected {
@@ -435,8 +439,30 @@ pub async fn fetch_metadata(
     metadata::from_wheel(tmp.path()).map_err(meta_err)
 }
 
-/// Streams a file of the index to `path`, hashing it; returns digest and size.
+/// Streams a file of the index to `path`, hashing it; returns digest and size. A
+/// download that fails on the way (refused with 429 or 5xx, reset, cut short) starts
+/// again from zero, with backoff.
 pub async fn download(
+    client: &IndexClient,
+    file: &IndexFile,
+    path: &std::path::Path,
+) -> Result<(crate::digest::Digest, u64), ResolveError> {
+    let retry = crate::fetch::Retry::default();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match download_once(client, file, path).await {
+            Err(ResolveError::Fetch { source, .. })
+                if attempt < retry.attempts && crate::fetch::transient(&source) =>
+            {
+                tokio::time::sleep(retry.delay(attempt, None)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn download_once(
     client: &IndexClient,
     file: &IndexFile,
     path: &std::path::Path,
