@@ -26,6 +26,15 @@
 #                               store, bundle verify, import into a store); 0 skips them
 #   BENCH_SCALES=""             e.g. "150 300 600": also run the ferry side alone at these
 #                               sizes (MiB) and print time and peak RSS per size
+#   BENCH_MEMORY=0              1 also runs the memory section (after the rest), "only" runs
+#                               nothing else: peak RSS of bundle create, bundle verify,
+#                               import --store and import --to for a small and a large bundle
+#                               (few large blobs) and for few and many small blobs, and the
+#                               peak extra disk of import --to. Needs about 3x the large size
+#                               in free disk under BENCH_DIR and a few minutes (2 GiB case)
+#   BENCH_MEMORY_MB="200 2000"  the small and the large bundle (MiB, 4 layers each)
+#   BENCH_MEMORY_BLOBS="10 10000"  the few- and many-blob cases (1 KiB layers)
+#   BENCH_MEMORY_LIMIT=64       the peak RSS (MiB) every command must stay under
 #   BENCH_KEEP=0                1 keeps the work directory
 #
 # Loopback only: every registry listens on 127.0.0.1 on a free port and is stopped by its
@@ -43,6 +52,10 @@ BENCH_REPEAT=${BENCH_REPEAT:-3}
 BENCH_PHASES=${BENCH_PHASES:-1}
 BENCH_SCALES=${BENCH_SCALES:-}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_MEMORY=${BENCH_MEMORY:-0}
+BENCH_MEMORY_MB=${BENCH_MEMORY_MB:-200 2000}
+BENCH_MEMORY_BLOBS=${BENCH_MEMORY_BLOBS:-10 10000}
+BENCH_MEMORY_LIMIT=${BENCH_MEMORY_LIMIT:-64}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -50,6 +63,10 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 [[ $BENCH_MB =~ ^[0-9]+$ && $BENCH_MB -ge 8 ]] || die "BENCH_MB must be an integer >= 8"
 [[ $BENCH_IMAGES =~ ^[0-9]+$ && $BENCH_IMAGES -ge 1 ]] || die "BENCH_IMAGES must be >= 1"
 [[ $BENCH_REPEAT =~ ^[0-9]+$ && $BENCH_REPEAT -ge 1 ]] || die "BENCH_REPEAT must be >= 1"
+[[ $BENCH_MEMORY =~ ^(0|1|only)$ ]] || die "BENCH_MEMORY must be 0, 1 or only"
+[[ $BENCH_MEMORY_MB =~ ^[0-9]+\ [0-9]+$ ]] || die "BENCH_MEMORY_MB must be two sizes in MiB"
+[[ $BENCH_MEMORY_BLOBS =~ ^[0-9]+\ [0-9]+$ ]] || die "BENCH_MEMORY_BLOBS must be two counts"
+[[ $BENCH_MEMORY_LIMIT =~ ^[0-9]+$ ]] || die "BENCH_MEMORY_LIMIT must be an integer (MiB)"
 for s in $BENCH_SCALES; do
     [[ $s =~ ^[0-9]+$ && $s -ge 8 ]] || die "BENCH_SCALES entries must be integers >= 8 (MiB)"
 done
@@ -244,6 +261,124 @@ raw_digest() {
 }
 blobs_in() { find "$1/data/docker/registry/v2/blobs" -name data -type f | wc -l; }
 
+# --- memory: peak RSS against bundle size and blob count; disk used by import --to ---------
+# Each case is an OCI layout source (scripts/mkimage.py, incompressible layers) that goes
+# through ferry bundle create (fresh store), bundle verify, import --store (fresh store) and
+# import --to (fresh registry), each under /usr/bin/time for its peak RSS. During import --to
+# the disk used by ferry's state directory (staging) and its TMPDIR is sampled every 0.1 s.
+MEM_ROWS="$WORK/mem-rows" # case command rss_kib
+MEM_DISK="$WORK/mem-disk" # case peak_extra_bytes largest_blob_bytes blob_bytes blobs
+MEM_INFO="$WORK/mem-info" # case blob_bytes blobs largest_blob_bytes bundle_bytes
+
+rss_of() { # rss_of CASE COMMAND ARGV...: runs ARGV, appends its peak RSS to MEM_ROWS
+    local case=$1 cmd=$2 tf="$WORK/mem-time.$1.$2"
+    shift 2
+    /usr/bin/time -f '%M' -o "$tf" "$@"
+    printf '%s %s %s\n' "$case" "$cmd" "$(tail -n 1 "$tf")" >>"$MEM_ROWS"
+}
+
+# disk_peak PID DIR...: the most disk the DIRs used together while PID ran (bytes).
+disk_peak() {
+    local pid=$1 max=0 now
+    shift
+    while kill -0 "$pid" 2>/dev/null; do
+        now=$(du -s -B1 "$@" 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+        ((now > max)) && max=$now
+        sleep 0.1
+    done
+    echo "$max"
+}
+
+# mem_case NAME IMAGES LAYERS LAYER_BYTES
+mem_case() {
+    local name=$1 images=$2 layers=$3 size=$4 c="$WORK/mem-$1" i pid peak digest first largest
+    mkdir -p "$c/tmp"
+    log "memory case $name: generating $images image(s) x $layers layer(s) of $size bytes (untimed)"
+    echo "name = \"mem-$name\"" >"$c/spec.toml"
+    for ((i = 1; i <= images; i++)); do
+        digest=$(python3 "$ROOT/scripts/mkimage.py" "$c/layout" --tag "mem/img$i:v1" \
+            --layers "$layers" --layer-size "$size" --seed "mem-$name-$i")
+        ((i > 1)) || first=$digest
+        printf '\n[[image]]\nref = "oci:%s:mem/img%d:v1"\n' "$c/layout" "$i" >>"$c/spec.toml"
+    done
+    largest=$(find "$c/layout/blobs" -type f -printf '%s\n' | sort -n | tail -n 1)
+    printf '%s %s %s %s ' "$name" "$(dir_bytes "$c/layout/blobs")" \
+        "$(find "$c/layout/blobs" -type f | wc -l)" "$largest" >>"$MEM_INFO"
+    sync
+    log "memory case $name: bundle create, verify, import --store, import --to"
+    rss_of "$name" create env TMPDIR="$c/tmp" "$FERRY" bundle create "$c/spec.toml" \
+        -o "$c/b.ferry" --key "$WORK/k.key" --store "$c/store" -q
+    stat -c %s "$c/b.ferry" >>"$MEM_INFO"
+    rm -rf "$c/layout" "$c/store"
+    sync
+    rss_of "$name" verify env TMPDIR="$c/tmp" "$FERRY" bundle verify "$c/b.ferry" \
+        --trust "$WORK/k.pub" -q
+    rss_of "$name" import-store env TMPDIR="$c/tmp" "$FERRY" import "$c/b.ferry" \
+        --trust "$WORK/k.pub" --store "$c/imported" --state-dir "$c/state-store" -q
+    rm -rf "$c/imported" "$c/state-store"
+    sync
+    start_registry "mem-$name"
+    rss_of "$name" import-to env TMPDIR="$c/tmp" "$FERRY" import "$c/b.ferry" \
+        --trust "$WORK/k.pub" --to "127.0.0.1:$REG_PORT" --state-dir "$c/state" -q &
+    pid=$!
+    peak=$(disk_peak "$pid" "$c/state" "$c/tmp")
+    wait "$pid"
+    [[ $(raw_digest "127.0.0.1:$REG_PORT/mem/img1:v1") == "$first" ]] ||
+        { log "MISMATCH in memory case $name"; ok=0; }
+    printf '%s %s %s\n' "$name" "$peak" "$largest" >>"$MEM_DISK"
+    stop_registry "$REG_PID"
+    rm -rf "$c" "$WORK/reg-mem-$name"
+}
+
+memory_section() {
+    local mb n images layers small large lo hi cmd a b
+    : >"$MEM_ROWS"
+    : >"$MEM_DISK"
+    : >"$MEM_INFO"
+    [[ -e $WORK/k.key ]] || "$FERRY" key generate "$WORK/k" -q
+    read -r lo hi <<<"$BENCH_MEMORY_MB"
+    for mb in $lo $hi; do # few large blobs: one image, 4 layers
+        mem_case "${mb}MiB" 1 4 $((mb * 1048576 / 4))
+    done
+    read -r small large <<<"$BENCH_MEMORY_BLOBS"
+    for n in $small $large; do # many small blobs: up to 500 per image (layers + config + manifest)
+        images=$(((n + 499) / 500))
+        layers=$((n / images - 2))
+        mem_case "${n}blobs" "$images" "$layers" 1024
+    done
+
+    echo
+    echo "ferry memory: peak RSS per command (/usr/bin/time %M), limit $BENCH_MEMORY_LIMIT MiB"
+    printf '  %-10s %11s %7s %11s %10s\n' case content-MiB blobs largest-MiB bundle-MiB
+    awk '{ printf "  %-10s %11.1f %7d %11.1f %10.1f\n", $1, $2 / 1048576, $3, $4 / 1048576, $5 / 1048576 }' \
+        "$MEM_INFO"
+    echo
+    printf '  %-10s %-13s %8s %6s\n' case command RSS-MiB "<${BENCH_MEMORY_LIMIT}"
+    awk -v lim="$BENCH_MEMORY_LIMIT" '{
+        m = $3 / 1024; if (m >= lim) bad = 1
+        printf "  %-10s %-13s %8.1f %6s\n", $1, $2, m, m < lim ? "yes" : "NO" }
+        END { exit bad }' "$MEM_ROWS" || ok=0
+    echo
+    echo "  spread (MiB) = RSS of the large case - RSS of the small one, per command:"
+    printf '  %-13s %22s %22s\n' command "${hi}MiB-${lo}MiB" "${large}blobs-${small}blobs"
+    for cmd in create verify import-store import-to; do
+        a=$(awk -v c="$cmd" -v x="${hi}MiB" -v y="${lo}MiB" '
+            $2 == c && $1 == x { p = $3 } $2 == c && $1 == y { q = $3 }
+            END { printf "%+.1f", (p - q) / 1024 }' "$MEM_ROWS")
+        b=$(awk -v c="$cmd" -v x="${large}blobs" -v y="${small}blobs" '
+            $2 == c && $1 == x { p = $3 } $2 == c && $1 == y { q = $3 }
+            END { printf "%+.1f", (p - q) / 1024 }' "$MEM_ROWS")
+        printf '  %-13s %22s %22s\n' "$cmd" "$a" "$b"
+    done
+    echo
+    echo "  disk: peak extra disk of import --to (ferry's state directory and TMPDIR, sampled"
+    echo "  every 0.1 s; the target registry's own storage not counted) against the largest blob:"
+    printf '  %-10s %15s %12s %12s\n' case extra-disk-MiB largest-MiB content-MiB
+    awk 'NR == FNR { content[$1] = $2; next }
+        { printf "  %-10s %15.1f %12.1f %12.1f\n", $1, $2 / 1048576, $3 / 1048576, content[$1] / 1048576 }' \
+        "$MEM_INFO" "$MEM_DISK"
+}
+
 # --- content ---------------------------------------------------------------------------------
 NPLAT=$(awk -F, '{ print NF }' <<<"$BENCH_PLATFORMS")
 LAYERS=3 # per manifest: a base layer shared by every image, then 2 of the image's own
@@ -295,6 +430,15 @@ copy_all_in() { # LAYOUT TARGET: every image from the layout into the target reg
 }
 export -f copy_all_out copy_all_in
 
+ok=1
+if [[ $BENCH_MEMORY == only ]]; then
+    memory_section
+    echo
+    echo "run time ${SECONDS}s"
+    [[ $ok == 1 ]] || exit 1
+    exit 0
+fi
+
 start_registry src
 SRC=127.0.0.1:$REG_PORT
 SRC_PID=$REG_PID
@@ -316,7 +460,6 @@ write_spec "$WORK/spec.toml" bench
 cat "$WORK"/reg-src/data/docker/registry/v2/blobs/sha256/*/*/data >/dev/null
 
 # --- the timed comparison ----------------------------------------------------------------------
-ok=1
 skopeo_export() {
     watch_registry "$SRC_PID"
     timed sk_copy_out bash -c 'set -euo pipefail; copy_all_out "$1"' _ "$R/layout"
@@ -503,6 +646,8 @@ if [[ -n $BENCH_SCALES ]]; then
         rm -rf "$WORK/s$mb.ferry" "$WORK/store-s$mb" "$WORK/state-s$mb" "$WORK/reg-tgt-s$mb"
     done
 fi
+
+[[ $BENCH_MEMORY != 1 ]] || memory_section
 
 echo
 echo "run time ${SECONDS}s (generating and pushing the main content: ${GEN_SECS}s, untimed)"

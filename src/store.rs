@@ -130,7 +130,11 @@ impl Store {
             }
             _ => root.to_path_buf(),
         };
-        let parent = root.parent().unwrap_or(parent);
+        // A bare name (`--store S`) has the empty path as its parent: use the caller's.
+        let parent = root
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(parent);
         let name = root
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

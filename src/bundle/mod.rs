@@ -210,6 +210,22 @@ mod tests {
             Err(VerifyError::OutOfOrder { .. })
         ));
 
+        let mut twice = original.clone();
+        twice.insert(i + 1, original[i].clone());
+        rewrite(&bad, &twice);
+        assert!(matches!(
+            read(&bad, &key),
+            Err(VerifyError::Duplicate { path }) if path == layer_path
+        ));
+
+        let mut short = original.clone();
+        let dropped = short.pop().unwrap().0;
+        rewrite(&bad, &short);
+        assert!(matches!(
+            read(&bad, &key),
+            Err(VerifyError::Missing { path }) if path == dropped
+        ));
+
         let mut extra = original.clone();
         extra.push(("blobs/sha256/".to_string() + &"0".repeat(64), b"x".to_vec()));
         rewrite(&bad, &extra);

@@ -159,3 +159,20 @@ fn platform_filter_keeps_only_the_asked_platforms() {
         "asking for every platform keeps the source index"
     );
 }
+
+#[test]
+fn a_store_named_without_a_directory_is_created_in_the_working_directory() {
+    // `--store S` has the empty path as its parent; creating it once failed with
+    // "cannot sync" (of the empty path).
+    let ctx = TestContext::new();
+    let spec = ctx.write_spec(
+        "demo.toml",
+        &format!(
+            "name = \"demo\"\n[[image]]\nref = \"oci:{}:app/web:1.0\"\n",
+            super::images::demo_layout().display()
+        ),
+    );
+    ctx.ferry(["pull", p(&spec), "--store", "S", "-q"])
+        .assert_success();
+    assert!(ctx.path("S/oci-layout").is_file());
+}
