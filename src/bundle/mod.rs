@@ -185,6 +185,27 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_asking_for_a_huge_zstd_window_is_refused_before_it_is_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, path, _) = fixture(dir.path());
+        let bytes = std::fs::read(&path).unwrap();
+        let plain = zstd::stream::decode_all(bytes.as_slice()).unwrap();
+        let big = dir.path().join("big-window.ferry");
+        let mut enc =
+            zstd::stream::write::Encoder::new(std::fs::File::create(&big).unwrap(), 3).unwrap();
+        enc.set_parameter(zstd::zstd_safe::CParameter::WindowLog(27))
+            .unwrap();
+        enc.write_all(&plain).unwrap();
+        enc.finish().unwrap();
+        assert!(
+            matches!(read(&big, &key), Err(VerifyError::Damaged { .. })),
+            "a 128 MiB window was accepted"
+        );
+        // The same bytes in the window ferry writes them with read back.
+        assert!(read(&path, &key).is_ok());
+    }
+
+    #[test]
     fn altered_reordered_unlisted_and_untrusted_bundles_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (key, path, layer) = fixture(dir.path());

@@ -521,32 +521,40 @@ fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
                 (Box::new(file), None, input.path.clone())
             }
         };
-    let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
-    let decoder = zstd::stream::read::Decoder::new(source)
-        .map_err(|source| VerifyError::Damaged { at: None, source })?;
-    let capped = Budgeted {
-        inner: decoder,
-        left: budget.clone(),
-    };
+    let (archive, budget) =
+        archive(source).map_err(|source| VerifyError::Damaged { at: None, source })?;
     Ok(Opened {
-        archive: tar::Archive::new(BufReader::with_capacity(1 << 20, capped)),
+        archive,
         budget,
         volumes,
         bundle,
     })
 }
 
-/// When a volume has the wrong size, the index may be another bundle's: it is if the
-/// manifest volume 1 begins with is not the one the index names.
-fn of_another_bundle(set: &volumes::Set) -> Option<volumes::VolumeError> {
-    let stream = VolumeStream::new(set.clone());
+/// ferry writes at level 19 at most, whose window is 8 MiB (2^23): a larger one is
+/// refused, so a hostile frame header cannot make the decoder take 128 MiB.
+const WINDOW_LOG_MAX: u32 = 24;
+
+/// The tar inside the zstd stream, with its decompressed-bytes budget (the manifest's
+/// cap until the manifest says more).
+fn archive(source: Box<dyn Read>) -> io::Result<(Archive, Rc<Cell<u64>>)> {
     let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
-    let decoder = zstd::stream::read::Decoder::new(Box::new(stream) as Box<dyn Read>).ok()?;
+    let mut decoder = zstd::stream::read::Decoder::new(source)?;
+    decoder.window_log_max(WINDOW_LOG_MAX)?;
     let capped = Budgeted {
         inner: decoder,
         left: budget.clone(),
     };
-    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 16, capped));
+    Ok((
+        tar::Archive::new(BufReader::with_capacity(1 << 20, capped)),
+        budget,
+    ))
+}
+
+/// When a volume has the wrong size, the index may be another bundle's: it is if the
+/// manifest volume 1 begins with is not the one the index names.
+fn of_another_bundle(set: &volumes::Set) -> Option<volumes::VolumeError> {
+    let (mut archive, budget) = archive(Box::new(VolumeStream::new(set.clone()))).ok()?;
     let mut entries = archive.entries().ok()?;
     let manifest = read_manifest(&mut entries, &budget).ok()?;
     set.check_manifest(&Digest::of(&manifest)).err()

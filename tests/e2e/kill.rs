@@ -5,6 +5,8 @@
 //! registry resolves to content that is all there, and no bundle appears under its
 //! final name half written.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::context::{TestContext, p, sha256_hex};
+use super::faults::{Fault, FaultProxy};
 use super::http::{self, MANIFEST_ACCEPT};
 
 const KILLS: u32 = 10;
@@ -204,15 +207,89 @@ fn kill_and_rerun(
     consistent(&format!("{what}: after the final run"));
 }
 
+/// What the target held verified, as runs went: after request `n` of the proxy's log,
+/// these blobs (`REPO@HEX` for a registry, `HEX` for a store).
+#[derive(Default)]
+struct Held(RefCell<Vec<(usize, HashSet<String>)>>);
+
+impl Held {
+    fn at(&self, proxy: &FaultProxy, blobs: HashSet<String>) {
+        self.0.borrow_mut().push((proxy.requests().len(), blobs));
+    }
+
+    /// No request of the log that `moves` a blob (its name, as `Held` keeps them) asks
+    /// for one the target already held verified when the request was made.
+    fn assert_never_again(
+        &self,
+        proxy: &FaultProxy,
+        what: &str,
+        moves: impl Fn(&str, &str) -> Option<String>,
+    ) {
+        let held = self.0.borrow();
+        for (i, (seen, _)) in proxy.requests().iter().enumerate() {
+            let Some(blob) = moves(&seen.method, &seen.target) else {
+                continue;
+            };
+            let before = held.iter().take_while(|(n, _)| *n <= i).last();
+            if let Some((_, blobs)) = before {
+                assert!(
+                    !blobs.contains(&blob),
+                    "{what}: {} {} moves {blob} again, which the target already held verified",
+                    seen.method,
+                    seen.target
+                );
+            }
+        }
+    }
+}
+
+fn store_blobs(store: &Path) -> HashSet<String> {
+    std::fs::read_dir(store.join("blobs/sha256"))
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// `REPO@HEX` for every blob linked into a repository under `prefix`, from the
+/// registry's own storage.
+fn registry_blobs(prefix: &str) -> HashSet<String> {
+    let root = super::context::shared()
+        .root
+        .join("registry/docker/registry/v2/repositories");
+    let mut found = HashSet::new();
+    fn walk(dir: &Path, root: &Path, found: &mut HashSet<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if e.file_name() == "_layers" {
+                let repo = dir.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                for blob in std::fs::read_dir(path.join("sha256")).into_iter().flatten().flatten() {
+                    if blob.path().join("link").is_file() {
+                        found.insert(format!("{repo}@{}", blob.file_name().to_string_lossy()));
+                    }
+                }
+            } else if path.is_dir() && !e.file_name().to_string_lossy().starts_with('_') {
+                walk(&path, root, found);
+            }
+        }
+    }
+    walk(&root.join(prefix), &root, &mut found);
+    found
+}
+
 #[test]
 fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
     let ctx = TestContext::new();
     let fx = super::fixtures::fixtures();
-    let spec = ctx.write_spec("ferry.toml", &super::fixtures::standard_spec(ctx.host()));
+    // Every request to the registry goes through a proxy that only logs it.
+    let proxy = FaultProxy::start(ctx.host(), |_| Fault::Pass);
+    let spec = ctx.write_spec("ferry.toml", &super::fixtures::standard_spec(&proxy.addr));
     let (key, public) = ctx.generate_key("team");
 
-    // pull, into a store that each kill leaves as it is.
+    // pull, into a store that each kill leaves as it is; no blob the store holds is
+    // fetched again.
     let store = ctx.path("store");
+    let held = Held::default();
     kill_and_rerun(
         &ctx,
         "pull",
@@ -220,9 +297,20 @@ fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
         0x9e37_79b9_7f4a_7c15,
         &|| {
             let _ = std::fs::remove_dir_all(&store);
+            held.at(&proxy, HashSet::new());
         },
-        &|when| assert_store_consistent(&store, when),
+        &|when| {
+            assert_store_consistent(&store, when);
+            held.at(&proxy, store_blobs(&store));
+        },
     );
+    held.assert_never_again(&proxy, "pull", |method, target| {
+        let path = target.split('?').next()?;
+        let (_, digest) = path.split_once("/blobs/sha256:").or_else(|| {
+            path.split_once("/manifests/sha256:")
+        })?;
+        (method == "GET").then(|| digest.to_string())
+    });
 
     // bundle create: no bundle under its name unless it is whole.
     let out = ctx.path("killed.ferry");
@@ -318,9 +406,11 @@ fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
         "a killed import left a half-built store beside the target"
     );
 
-    // import into a registry, under a prefix of its own.
+    // import into a registry (through the proxy), under a prefix of its own; no blob
+    // a repository holds is uploaded to it again.
     let prefix = "killed";
-    let to = format!("{}/{prefix}", ctx.host());
+    let to = format!("{}/{prefix}", proxy.addr);
+    let held = Held::default();
     let state = ctx.path("state");
     kill_and_rerun(
         &ctx,
@@ -345,7 +435,20 @@ fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
                 .join("registry/docker/registry/v2/repositories")
                 .join(prefix);
             let _ = std::fs::remove_dir_all(repos);
+            held.at(&proxy, HashSet::new());
         },
-        &|when| assert_registry_consistent(ctx.host(), prefix, when),
+        &|when| {
+            assert_registry_consistent(ctx.host(), prefix, when);
+            held.at(&proxy, registry_blobs(prefix));
+        },
     );
+    // An upload ends with `PUT /v2/REPO/blobs/uploads/ID?digest=sha256:HEX`.
+    held.assert_never_again(&proxy, "import --to", |method, target| {
+        let (path, query) = target.split_once('?')?;
+        let repo = path.strip_prefix("/v2/")?.split("/blobs/uploads/").next()?;
+        let hex = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("digest=sha256%3A").or(kv.strip_prefix("digest=sha256:")))?;
+        (method == "PUT" && path.contains("/blobs/uploads/")).then(|| format!("{repo}@{hex}"))
+    });
 }
