@@ -226,12 +226,16 @@ impl Held {
         moves: impl Fn(&str, &str) -> Option<String>,
     ) {
         let held = self.0.borrow();
+        let mut moved = 0;
+        let mut checked = 0;
         for (i, (seen, _)) in proxy.requests().iter().enumerate() {
             let Some(blob) = moves(&seen.method, &seen.target) else {
                 continue;
             };
+            moved += 1;
             let before = held.iter().take_while(|(n, _)| *n <= i).last();
             if let Some((_, blobs)) = before {
+                checked += usize::from(!blobs.is_empty());
                 assert!(
                     !blobs.contains(&blob),
                     "{what}: {} {} moves {blob} again, which the target already held verified",
@@ -240,6 +244,11 @@ impl Held {
                 );
             }
         }
+        // Not vacuous: blobs moved, and some while the target already held others.
+        assert!(
+            moved > 0 && checked > 0,
+            "{what}: {moved} blob transfers seen, {checked} checked against what the target held"
+        );
     }
 }
 
@@ -262,8 +271,16 @@ fn registry_blobs(prefix: &str) -> HashSet<String> {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = e.path();
             if e.file_name() == "_layers" {
-                let repo = dir.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                for blob in std::fs::read_dir(path.join("sha256")).into_iter().flatten().flatten() {
+                let repo = dir
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                for blob in std::fs::read_dir(path.join("sha256"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
                     if blob.path().join("link").is_file() {
                         found.insert(format!("{repo}@{}", blob.file_name().to_string_lossy()));
                     }
@@ -306,9 +323,9 @@ fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
     );
     held.assert_never_again(&proxy, "pull", |method, target| {
         let path = target.split('?').next()?;
-        let (_, digest) = path.split_once("/blobs/sha256:").or_else(|| {
-            path.split_once("/manifests/sha256:")
-        })?;
+        let (_, digest) = path
+            .split_once("/blobs/sha256:")
+            .or_else(|| path.split_once("/manifests/sha256:"))?;
         (method == "GET").then(|| digest.to_string())
     });
 
@@ -446,9 +463,10 @@ fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
     held.assert_never_again(&proxy, "import --to", |method, target| {
         let (path, query) = target.split_once('?')?;
         let repo = path.strip_prefix("/v2/")?.split("/blobs/uploads/").next()?;
-        let hex = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("digest=sha256%3A").or(kv.strip_prefix("digest=sha256:")))?;
+        let hex = query.split('&').find_map(|kv| {
+            kv.strip_prefix("digest=sha256%3A")
+                .or(kv.strip_prefix("digest=sha256:"))
+        })?;
         (method == "PUT" && path.contains("/blobs/uploads/")).then(|| format!("{repo}@{hex}"))
     });
 }
