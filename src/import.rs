@@ -43,6 +43,9 @@ pub struct ImportOptions<'a> {
     /// The site's own Rego policy, evaluated on the verified manifest before anything
     /// reaches the target.
     pub policy: Option<&'a Policy>,
+    /// A receipt will be written: list what the target holds afterwards (for a store,
+    /// a walk of every blob; not done otherwise).
+    pub receipt: bool,
 }
 
 /// The site's policy over a verified manifest: a denial stops the import (exit 4)
@@ -82,10 +85,20 @@ pub struct Outcome {
     pub verified: Verified,
     pub already: bool,
     pub verdict: Option<Verdict>,
-    /// What the target holds afterwards, for a receipt: every blob of a store; for a
-    /// registry, every blob the bundle's artifacts reach (what it carried and what it
-    /// left out and the registry was checked to hold).
+    /// What the target holds afterwards, for a receipt: every blob of a store (only
+    /// listed when `ImportOptions::receipt`); for a registry, every blob the bundle's
+    /// artifacts reach (what it carried and what it left out and the registry was
+    /// checked to hold).
     pub held: Vec<crate::digest::Digest>,
+}
+
+/// Every blob a store holds, when a receipt is to be written.
+fn held_by_store(store: &Store, options: &ImportOptions<'_>) -> Vec<crate::digest::Digest> {
+    if options.receipt {
+        store_blobs(store)
+    } else {
+        Vec::new()
+    }
 }
 
 /// Every blob a store holds.
@@ -203,7 +216,7 @@ fn import_into_existing(
     )?;
     if already {
         return Ok(Outcome {
-            held: store_blobs(store),
+            held: held_by_store(store, options),
             verified,
             already: true,
             verdict,
@@ -217,7 +230,7 @@ fn import_into_existing(
     state.record(&verified)?;
     report_imported(&verified, reporter);
     Ok(Outcome {
-        held: store_blobs(store),
+        held: held_by_store(store, options),
         verified,
         already: false,
         verdict,
@@ -264,7 +277,7 @@ fn import_into_new(
     staging.publish(dir)?;
     report_imported(&verified, reporter);
     Ok(Outcome {
-        held: store_blobs(&Store::open(dir)?),
+        held: held_by_store(&Store::open(dir)?, options),
         verified,
         already: false,
         verdict,

@@ -72,6 +72,7 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         state_dir,
         registry,
         policy: policy.as_ref(),
+        receipt: receipt.is_some(),
     };
     let runtime = runtime()?;
     let outcome = match crate::import::import(&bundle, &options, &runtime, reporter.as_ref()) {
