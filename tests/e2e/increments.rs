@@ -170,6 +170,52 @@ fn increments_carry_only_what_is_new_and_imports_check_the_rest() {
     ])
     .assert_success();
 
+    // Hostile twin: a forged receipt claiming the target holds what it does not (the
+    // connected side does not check a receipt's signature). The increment made from it
+    // leaves out blobs the target lacks, and the target refuses it unchanged.
+    let lagging = ctx.path("lagging");
+    ctx.ferry([
+        "import",
+        p(&b1),
+        "--trust",
+        p(&public),
+        "--store",
+        p(&lagging),
+    ])
+    .assert_success();
+    let mut forged = receipt.clone();
+    let claimed = forged["blobs"].as_array_mut().unwrap();
+    let form = |hex: &str| match claimed[0].as_str().unwrap().starts_with("sha256:") {
+        true => Value::from(format!("sha256:{hex}")),
+        false => Value::from(hex),
+    };
+    let extra: Vec<Value> = blobs(&m3).iter().map(|h| form(h)).collect();
+    claimed.extend(extra);
+    let forged_path = ctx.path("forged.json");
+    std::fs::write(&forged_path, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let b4 = ctx.create_bundle(
+        &v3,
+        "b4.ferry",
+        &key,
+        &["--store", p(&store), "--since", p(&forged_path)],
+    );
+    let index_before = std::fs::read(lagging.join("index.json")).unwrap();
+    ctx.ferry([
+        "import",
+        p(&b4),
+        "--trust",
+        p(&public),
+        "--store",
+        p(&lagging),
+    ])
+    .assert_code(3)
+    .assert_stderr_contains("that the target does not hold: sha256:");
+    assert_eq!(
+        std::fs::read(lagging.join("index.json")).unwrap(),
+        index_before,
+        "a refused increment changed the target"
+    );
+
     // A base of another series is refused before anything is pulled.
     let other = ctx.write_spec(
         "other.toml",
