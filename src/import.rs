@@ -120,8 +120,7 @@ fn carried(v: &Verified) -> Vec<crate::digest::Digest> {
     v.manifest
         .entries
         .iter()
-        .filter(|e| e.path.starts_with("blobs/sha256/"))
-        .filter_map(|e| e.digest())
+        .filter_map(crate::bundle::Entry::blob_digest)
         .collect()
 }
 
@@ -394,7 +393,7 @@ pub fn verify(bundle: &Input, trust: &Trust<'_>) -> crate::error::Result<Verifie
         .manifest
         .entries
         .iter()
-        .filter_map(|e| Some((e.digest()?, e.size)))
+        .map(|e| (e.sha256, e.size))
         .collect();
     let mut seen = std::collections::HashSet::new();
     for p in verified.manifest.placements() {

@@ -49,6 +49,7 @@ impl EntrySink for Discard {
 pub fn read_bundle_bytes(bytes: &[u8], keys: &[PublicKey]) -> Result<Verified, VerifyError> {
     let path: PathBuf = scratch().join("fuzz.ferry");
     std::fs::write(&path, bytes).expect("write the bundle");
+    let path = reader::Input::from(path.as_path());
     let trust = Trust::Keys { keys, threshold: 1 };
     let verified = reader::read(&path, &trust, &mut |_| Ok(Decision::Continue), &mut Discard);
     if let Ok(peeked) = reader::peek(&path) {

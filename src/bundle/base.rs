@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::BundleManifest;
-use super::manifest::BaseRef;
+use super::manifest::{BaseRef, Entry};
 use crate::digest::Digest;
 
 /// The format of receipts.
@@ -155,10 +155,7 @@ pub fn load(path: &Path) -> Result<Base, BaseError> {
         let m: BundleManifest =
             serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
         m.validate().map_err(invalid)?;
-        let blobs = m.entries.iter().filter_map(|e| {
-            e.path.strip_prefix("blobs/sha256/")?;
-            e.digest()
-        });
+        let blobs = m.entries.iter().filter_map(Entry::blob_digest);
         (m.series.clone(), m.sequence, blobs.collect())
     };
     Ok(Base {

@@ -9,7 +9,7 @@ pub mod signers;
 pub mod volumes;
 pub mod writer;
 
-pub use manifest::{BundleManifest, Entry};
+pub use manifest::{BundleManifest, Entry, EntryName};
 pub use reader::{EntrySink, Verified, VerifyError};
 
 /// The first entry of every bundle.
@@ -56,7 +56,7 @@ mod tests {
         fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> std::io::Result<()> {
             let mut bytes = Vec::new();
             content.read_to_end(&mut bytes)?;
-            self.0.push((entry.path.clone(), bytes));
+            self.0.push((entry.path(), bytes));
             Ok(())
         }
     }
@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(manifest.series, "unit");
         assert_eq!(manifest.sequence, 7);
         let paths: Vec<&str> = got.0.iter().map(|(p, _)| p.as_str()).collect();
-        let listed: Vec<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
+        let listed: Vec<String> = manifest.entries.iter().map(|e| e.path()).collect();
         assert_eq!(paths, listed);
         let layer_path = format!("blobs/sha256/{}", Digest::of(&layer).hex());
         assert!(got.0.iter().any(|(p, b)| *p == layer_path && *b == layer));
@@ -285,6 +285,62 @@ mod tests {
             .collect();
         rewrite(&bad, &unsigned);
         assert!(matches!(read(&bad, &key), Err(VerifyError::Unsigned)));
+    }
+
+    #[test]
+    fn a_manifest_listing_a_path_twice_or_missing_an_artifact_blob_is_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, path, layer) = fixture(dir.path());
+        let manifest: BundleManifest = serde_json::from_slice(&entries(&path)[0].1).unwrap();
+        manifest.validate().unwrap();
+        let layer = Digest::of(&layer);
+        let at = manifest
+            .entries
+            .iter()
+            .position(|e| e.blob_digest() == Some(layer));
+
+        let mut twice = manifest.clone();
+        twice.entries.push(twice.entries[at.unwrap()]);
+        let e = twice.validate().unwrap_err();
+        assert!(
+            e.contains("listed twice") && e.contains(&layer.hex()),
+            "{e}"
+        );
+        let mut index_twice = manifest.clone();
+        index_twice.entries.push(index_twice.entries[1]);
+        assert!(
+            index_twice
+                .validate()
+                .unwrap_err()
+                .contains("`index.json` is listed twice")
+        );
+
+        let root = manifest.artifacts[0].digest;
+        let mut no_root = manifest.clone();
+        no_root.entries.retain(|e| e.blob_digest() != Some(root));
+        assert!(
+            no_root
+                .validate()
+                .unwrap_err()
+                .contains("has no blob in the bundle")
+        );
+        let mut resized = manifest.clone();
+        for e in &mut resized.entries {
+            if e.blob_digest() == Some(root) {
+                e.size += 1;
+            }
+        }
+        assert!(resized.validate().unwrap_err().contains("says it is"));
+        let mut no_layout = manifest;
+        no_layout
+            .entries
+            .retain(|e| e.name != super::EntryName::OciLayout);
+        assert!(
+            no_layout
+                .validate()
+                .unwrap_err()
+                .contains("lacks `oci-layout`")
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! manifest declares, so a decompression bomb stops early.
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -245,8 +244,11 @@ fn read_opened(
             valid
         }
     };
+    // The bytes are not needed once parsed (a manifest of 10,000 entries is ~2 MiB).
+    let manifest_digest = Digest::of(&manifest_bytes);
     let manifest: BundleManifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| VerifyError::BadManifest(e.to_string()))?;
+    drop(manifest_bytes);
     manifest.validate().map_err(VerifyError::BadManifest)?;
     let approval = match trust {
         Trust::Keys { .. } => None,
@@ -262,7 +264,7 @@ fn read_opened(
         ),
     };
     let verified = Verified {
-        manifest_digest: Digest::of(&manifest_bytes),
+        manifest_digest,
         manifest,
         signers: match &approval {
             Some(a) => a.signers.iter().map(|s| s.id).collect(),
@@ -271,25 +273,16 @@ fn read_opened(
         signatures: found,
         approval,
     };
-    // Its bytes are not needed again (a manifest of 10,000 entries is ~2 MiB).
-    drop(manifest_bytes);
     if let Decision::Stop = decide(&verified)? {
         return Ok(verified);
     }
 
-    // 3. Every entry: listed, once, a regular file of the stated size and digest.
-    // (Where each path is listed; entries seen so far by position, not by a copy of
-    // their paths.)
-    let listed: HashMap<&str, usize> = verified
-        .manifest
-        .entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.path.as_str(), i))
-        .collect();
-    let headers = 3 * 512 * (verified.manifest.entries.len() as u64 + 4) + 2048;
+    // 3. Every entry: listed, once, in order, a regular file of the stated size and
+    // digest. In order means each must be the next one listed, so no map of the listed
+    // paths is needed (nor kept: 10,000 entries would cost ~1 MiB).
+    let listed = &verified.manifest.entries;
+    let headers = 3 * 512 * (listed.len() as u64 + 4) + 2048;
     budget.set(verified.manifest.total_size().saturating_add(headers));
-    let mut seen = vec![false; verified.manifest.entries.len()];
     let mut position = 0;
     let mut last: Option<String> = None;
     let mut current = pending;
@@ -311,20 +304,11 @@ fn read_opened(
         if !safe_path(&p) {
             return Err(VerifyError::UnsafePath { path: p });
         }
-        let Some(&index) = listed.get(p.as_str()) else {
-            return Err(VerifyError::Unlisted { path: p });
+        let listed_entry = match listed.get(position) {
+            Some(l) if l.is_at(&p) => l,
+            _ => return Err(misplaced(listed, position, p)),
         };
-        let listed_entry = &verified.manifest.entries[index];
-        if std::mem::replace(&mut seen[index], true) {
-            return Err(VerifyError::Duplicate { path: p });
-        }
         position += 1;
-        if index != position - 1 {
-            return Err(VerifyError::OutOfOrder {
-                path: p,
-                expected: verified.manifest.entries[position - 1].path.clone(),
-            });
-        }
         last = Some(p.clone());
         if e.size() != listed_entry.size {
             return Err(VerifyError::SizeMismatch {
@@ -349,7 +333,7 @@ fn read_opened(
             (Some(Err(actual)), _) => {
                 return Err(VerifyError::DigestMismatch {
                     path: p,
-                    expected: listed_entry.sha256.clone(),
+                    expected: listed_entry.sha256.hex(),
                     actual,
                 });
             }
@@ -363,21 +347,26 @@ fn read_opened(
             (None, Ok(())) => unreachable!("drained above"),
         }
     }
-    if let Some(e) = verified
-        .manifest
-        .entries
-        .iter()
-        .zip(&seen)
-        .find_map(|(e, &seen)| (!seen).then_some(e))
-    {
-        return Err(VerifyError::Missing {
-            path: e.path.clone(),
-        });
+    if let Some(e) = listed.get(position) {
+        return Err(VerifyError::Missing { path: e.path() });
     }
     if let Some(v) = &volumes {
         v.finish()?;
     }
     Ok(verified)
+}
+
+/// Why the tar entry at `path` is not the one listed at `position`: listed nowhere,
+/// listed before (so seen already), or listed later.
+fn misplaced(listed: &[Entry], position: usize, path: String) -> VerifyError {
+    match listed.iter().position(|l| l.is_at(&path)) {
+        None => VerifyError::Unlisted { path },
+        Some(i) if i < position => VerifyError::Duplicate { path },
+        Some(_) => VerifyError::OutOfOrder {
+            path,
+            expected: listed[position].path(),
+        },
+    }
 }
 
 /// For a split bundle, an error the bytes caused is the damaged volume's, when one is.
@@ -661,14 +650,14 @@ impl<R: Read> Read for Checking<'_, R> {
             ));
         }
         let (actual, _) = std::mem::take(&mut self.hasher).finish();
-        if actual.hex() == self.entry.sha256 {
+        if actual == self.entry.sha256 {
             self.outcome = Some(Ok(()));
             Ok(0)
         } else {
             self.outcome = Some(Err(actual));
             Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("`{}` does not match its digest", self.entry.path),
+                format!("`{}` does not match its digest", self.entry.path()),
             ))
         }
     }
@@ -769,11 +758,6 @@ fn peek_opened(
     let (_, mut current) = read_signatures(&mut entries, &budget)?;
     let headers = 3 * 512 * (manifest.entries.len() as u64 + 4) + 2048;
     budget.set(manifest.total_size().saturating_add(headers));
-    let listed: HashMap<&str, &Entry> = manifest
-        .entries
-        .iter()
-        .map(|e| (e.path.as_str(), e))
-        .collect();
     let mut found: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
     let mut last = None;
     while found.iter().any(Option::is_none) {
@@ -789,7 +773,7 @@ fn peek_opened(
         let Some(i) = wanted.iter().position(|w| *w == p) else {
             continue;
         };
-        let Some(entry) = listed.get(p.as_str()) else {
+        let Some(entry) = manifest.entries.iter().find(|l| l.is_at(&p)) else {
             return Err(VerifyError::Unlisted { path: p });
         };
         if !is_regular(&e) || e.size() != entry.size || entry.size > max_size {
@@ -801,10 +785,10 @@ fn peek_opened(
         }
         let bytes = read_small(&mut e, &p, &budget)?;
         let actual = Digest::of(&bytes);
-        if actual.hex() != entry.sha256 {
+        if actual != entry.sha256 {
             return Err(VerifyError::DigestMismatch {
                 path: p,
-                expected: entry.sha256.clone(),
+                expected: entry.sha256.hex(),
                 actual,
             });
         }

@@ -9,7 +9,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::bundle::base::Base;
-use crate::bundle::manifest::{BaseRef, BundleManifest, Entry, PolicyVerdict};
+use crate::bundle::manifest::{BaseRef, BundleManifest, Entry, EntryName, PolicyVerdict};
 use crate::bundle::volumes::{self, VolumeWriter};
 use crate::bundle::{FORMAT, MANIFEST_NAME, SIGNATURE_NAME};
 use crate::digest::{Digest, HashingReader};
@@ -224,23 +224,14 @@ pub fn layout(
         }
     }
     let index = store::index_json(&layout_entries);
-    let mut entries = vec![
-        Entry {
-            path: "oci-layout".into(),
-            size: OCI_LAYOUT.len() as u64,
-            sha256: Digest::of(OCI_LAYOUT).hex(),
-        },
-        Entry {
-            path: "index.json".into(),
-            size: index.len() as u64,
-            sha256: Digest::of(&index).hex(),
-        },
-    ];
-    entries.extend(blobs.iter().map(|b| Entry {
-        path: format!("blobs/sha256/{}", b.desc().digest.hex()),
-        size: b.desc().size,
-        sha256: b.desc().digest.hex(),
-    }));
+    let mut entries = Vec::with_capacity(blobs.len() + 2);
+    entries.push(Entry::file(EntryName::OciLayout, OCI_LAYOUT));
+    entries.push(Entry::file(EntryName::IndexJson, &index));
+    entries.extend(
+        blobs
+            .iter()
+            .map(|b| Entry::blob(b.desc().digest, b.desc().size)),
+    );
     manifest.entries = entries;
     Ok(Layout {
         manifest,

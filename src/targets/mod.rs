@@ -69,10 +69,9 @@ impl<'a> Staging<'a> {
 
 impl EntrySink for Staging<'_> {
     fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> io::Result<()> {
-        let Some(hex) = entry.path.strip_prefix("blobs/sha256/") else {
+        let Some(digest) = entry.blob_digest() else {
             return io::copy(content, &mut io::sink()).map(|_| ());
         };
-        let digest = Digest::from_hex(hex).map_err(io::Error::other)?;
         if entry.size > self.max_size || self.skip.is_some_and(|s| s.has_blob(&digest, entry.size))
         {
             return io::copy(content, &mut io::sink()).map(|_| ());
