@@ -315,6 +315,10 @@ fn import_to_registry(
     let mut state = TargetState::load(&state_dir)?;
     let mut staging =
         Staging::new(&state_dir, STAGING, None).context("cannot create a staging area")?;
+    // This staging is only read back to push, and the next import removes whatever a
+    // killed one left (`reclaim` above) rather than reuse it: syncing each blob to disk
+    // would buy nothing. The registry makes the pushed bytes durable.
+    staging.durable = false;
     let mut already = false;
     let mut verdict = None;
     let verified = reader::read(
@@ -388,6 +392,7 @@ pub fn verify(bundle: &Input, trust: &Trust<'_>) -> crate::error::Result<Verifie
     let mut staging = Staging::new(&std::env::temp_dir(), "ferry-verify-", None)
         .context("cannot create a temporary directory")?;
     staging.max_size = 16 << 20;
+    staging.durable = false;
     let verified = reader::read(bundle, trust, &mut |_| Ok(Decision::Continue), &mut staging)?;
     let listed: std::collections::HashMap<crate::digest::Digest, u64> = verified
         .manifest

@@ -699,12 +699,34 @@ pub struct BlobWriter {
 
 /// An exclusive lock on `<partial>.lock`, removed when released. A waiter that got the
 /// lock on a file already removed tries again on the new one.
-struct PartialLock {
+pub(crate) struct PartialLock {
     file: File,
     path: PathBuf,
 }
 
 impl PartialLock {
+    /// The lock if nobody holds it, else `None` (without waiting).
+    pub(crate) fn try_acquire(path: PathBuf) -> Result<Option<PartialLock>, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        loop {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io_err("cannot create", &path))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", &path)(e)),
+            }
+            let ours = file.metadata().map_err(io_err("cannot read", &path))?.ino();
+            if fs::metadata(&path).is_ok_and(|m| m.ino() == ours) {
+                return Ok(Some(PartialLock { file, path }));
+            }
+        }
+    }
+
     fn acquire(path: PathBuf) -> Result<PartialLock, StoreError> {
         use std::os::unix::fs::MetadataExt;
         loop {

@@ -37,6 +37,8 @@ pub enum WriteError {
     Policy(#[from] crate::policy::PolicyError),
     #[error(transparent)]
     Volume(#[from] crate::bundle::volumes::VolumeError),
+    #[error("another ferry is writing bundle {path} (it holds {lock})")]
+    Busy { path: PathBuf, lock: PathBuf },
 }
 
 impl crate::exit::Classify for WriteError {
@@ -44,7 +46,7 @@ impl crate::exit::Classify for WriteError {
         match self {
             WriteError::Store(e) => e.exit_status(),
             WriteError::Corrupt { .. } => crate::exit::ExitStatus::Verification,
-            WriteError::Io { .. } => crate::exit::ExitStatus::Error,
+            WriteError::Io { .. } | WriteError::Busy { .. } => crate::exit::ExitStatus::Error,
             WriteError::Policy(e) => e.exit_status(),
             WriteError::Volume(e) => e.exit_status(),
         }
@@ -58,6 +60,9 @@ impl crate::exit::Classify for WriteError {
             WriteError::Store(e) => e.hint(),
             WriteError::Policy(e) => e.hint(),
             WriteError::Volume(e) => e.hint(),
+            WriteError::Busy { .. } => {
+                Some("wait for it to finish, or write this bundle under another -o".into())
+            }
             _ => None,
         }
     }
@@ -274,6 +279,15 @@ pub fn write(
         path: out.to_path_buf(),
         source,
     };
+    // Two writers of one name would share its partial files (`OUT.partial`,
+    // `OUT.NNN.partial`): the second one refuses while the first holds `OUT.lock`.
+    let lock = append_to_name(out, ".lock");
+    let Some(_lock) = store::PartialLock::try_acquire(lock.clone())? else {
+        return Err(WriteError::Busy {
+            path: out.to_path_buf(),
+            lock,
+        });
+    };
     let output = Output::create(out, options.split).map_err(io_err)?;
     let result = (|| {
         let frames = FrameWriter::new(
@@ -429,8 +443,12 @@ fn platform_manifests(store: &Store, a: &Artifact) -> Vec<Desc> {
 }
 
 fn partial_path(out: &Path) -> PathBuf {
+    append_to_name(out, ".partial")
+}
+
+fn append_to_name(out: &Path, suffix: &str) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
-    s.push(".partial");
+    s.push(suffix);
     PathBuf::from(s)
 }
 

@@ -102,6 +102,92 @@ fn state_two_creates_share_a_store() {
     }
 }
 
+/// Two `bundle create` with one `-o` at once (whole and split): they would share the
+/// partial files, so one refuses (exit 1, naming the other writer) while the other
+/// holds `OUT.lock`, or they ran one after the other. Either way the bundle there is
+/// whole and verifies, and no partial file or lock is left. A lock held by another
+/// process (as a running ferry holds it) is refused the same way.
+#[test]
+fn state_two_creates_of_one_output_do_not_mix() {
+    let ctx = TestContext::new();
+    let fx = fixtures();
+    let spec = ctx.write_spec("ferry.toml", &standard_spec(ctx.host()));
+    let store = ctx.path("store");
+    let out = ctx.path("same.ferry");
+    let create = |split: bool| {
+        let mut args = vec![
+            "bundle",
+            "create",
+            p(&spec),
+            "-o",
+            p(&out),
+            "--key",
+            p(&fx.key),
+            "--store",
+            p(&store),
+            "--quiet",
+        ];
+        if split {
+            args.extend(["--split", "64KiB"]);
+        }
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    // Pull once, so that the two creates below race on writing, not pulling.
+    ctx.ferry(create(false)).assert_success();
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(ctx.path("."))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".partial") || n.ends_with(".lock"))
+            .collect()
+    };
+    let mut refused = 0;
+    for round in 0..4 {
+        let split = round % 2 == 0; // the last round writes it whole
+        let args = create(split);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let children: Vec<Child> = (0..2).map(|_| spawn(&ctx, &args)).collect();
+        let mut ok = 0;
+        for child in children {
+            match finish(child) {
+                (0, _) => ok += 1,
+                (1, stderr) => {
+                    assert!(
+                        stderr.contains("another ferry is writing bundle")
+                            && stderr.contains("another -o"),
+                        "round {round}: {stderr}"
+                    );
+                    refused += 1;
+                }
+                (code, stderr) => panic!("round {round}: exit {code}:\n{stderr}"),
+            }
+        }
+        assert!(ok >= 1, "round {round}: neither create succeeded");
+        assert_eq!(leftovers(), Vec::<String>::new(), "round {round}");
+        let verify = ["bundle", "verify", p(&out), "--trust", p(&fx.public)];
+        ctx.ferry(verify).assert_success();
+    }
+    // What a running writer holds, held by another process: refused, nothing written.
+    let lock = ctx.path("same.ferry.lock");
+    let mut holder = std::process::Command::new("flock")
+        .args([p(&lock), "sleep", "30"])
+        .spawn()
+        .expect("flock(1)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = std::fs::read(&out).unwrap();
+    ctx.ferry(create(false))
+        .assert_code(1)
+        .assert_stderr_contains("same.ferry.lock");
+    assert_eq!(std::fs::read(&out).unwrap(), before, "the bundle changed");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    eprintln!("two creates of one -o: {refused} of 8 refused as busy");
+}
+
 /// Two imports of different series into a store that does not exist yet, at once: both
 /// succeed and the store remembers both series, so neither can be rolled back.
 #[test]
