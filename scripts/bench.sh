@@ -10,6 +10,12 @@
 #                    import: zstd -dc | tar -x, then skopeo copy (each image) to the registry
 #   ferry            export: ferry bundle create (fresh empty store: pulls, signs, writes)
 #                    import: ferry import --to (verifies everything before writing, fsyncs)
+#   floor            export: a plain GET of every distinct blob and manifest to a file, 4 at
+#                            a time (curl); no hashing, no archive, no signature
+#                    import: POST + PUT of each blob (cross-repository mounts for the
+#                            others), 4 at a time, then the manifests and tags. What moving
+#                            the bytes costs on this machine: no tool can go below it
+#                            (scripts/floor-plan.py lists what to move, untimed)
 # Image generation and the push into the source registry are not timed. Each repetition
 # uses fresh output directories, a fresh store and fresh target registries (a registry that
 # already holds a blob would make the push a no-op), and alternates which contender goes
@@ -433,6 +439,54 @@ copy_all_in() { # LAYOUT TARGET: every image from the layout into the target reg
 }
 export -f copy_all_out copy_all_in
 
+# The floor: the plan's blobs and manifests from the source to files, and from the files
+# to a fresh registry, with nothing else (see the header). One curl process per pass
+# (--parallel for the blobs), so process start-up does not weigh on the floor.
+floor_get() { # floor_get DIR
+    local par=(curl -fsS --parallel --parallel-max 4)
+    mkdir -p "$1"
+    awk -v d="$1" -v s="$SRC" '$1 == "blob" {
+        h = $3; sub(/^sha256:/, "", h)
+        printf "url = \"http://%s/v2/%s/blobs/%s\"\noutput = \"%s/%s\"\n", s, $2, $3, d, h }' \
+        "$WORK/floor-plan" >"$1.get"
+    "${par[@]}" -K "$1.get"
+    awk -v d="$1" -v s="$SRC" 'BEGIN { n = 0 } $1 == "manifest" {
+        h = $3; sub(/^sha256:/, "", h); if (n++) print "next"
+        printf "url = \"http://%s/v2/%s/manifests/%s\"\nheader = \"Accept: %s\"\noutput = \"%s/%s\"\n",
+            s, $2, $3, $4, d, h }' "$WORK/floor-plan" >"$1.manifests"
+    curl -fsS -K "$1.manifests"
+}
+floor_put() { # floor_put DIR TARGET
+    local dir=$1 t=$2 url loc sep par=(curl -fsS --parallel --parallel-max 4)
+    # Upload sessions (one POST per blob; the query tells them apart, the registry
+    # ignores it), then a PUT of each file to its session, then the mounts.
+    awk -v t="$t" '$1 == "blob" {
+        printf "url = \"http://%s/v2/%s/blobs/uploads/?floor=%s\"\noutput = \"/dev/null\"\n", t, $2, $3 }' \
+        "$WORK/floor-plan" >"$dir.post"
+    "${par[@]}" -X POST -w '%{url} %header{location}\n' -K "$dir.post" >"$dir.sessions"
+    : >"$dir.put"
+    while read -r url loc; do
+        [[ $loc == http* ]] || loc="http://$t$loc"
+        [[ $loc == *\?* ]] && sep="&" || sep="?"
+        printf 'url = "%s%sdigest=%s"\nupload-file = "%s/%s"\noutput = "/dev/null"\n' \
+            "$loc" "$sep" "${url##*floor=}" "$dir" "${url##*floor=sha256:}" >>"$dir.put"
+    done <"$dir.sessions"
+    "${par[@]}" -H "Content-Type: application/octet-stream" -K "$dir.put"
+    awk -v t="$t" '$1 == "mount" {
+        printf "url = \"http://%s/v2/%s/blobs/uploads/?mount=%s&from=%s\"\noutput = \"/dev/null\"\n", t, $2, $3, $4 }' \
+        "$WORK/floor-plan" >"$dir.mount"
+    [[ ! -s $dir.mount ]] || "${par[@]}" -X POST -K "$dir.mount"
+    # Manifests children first, then the tags, in the plan's order: one PUT each.
+    awk -v d="$dir" -v t="$t" 'BEGIN { n = 0 }
+        $1 == "manifest" { h = $3; sub(/^sha256:/, "", h); ref = $3; mt = $4 }
+        $1 == "tag" { h = $4; sub(/^sha256:/, "", h); ref = $3; mt = $5 }
+        $1 == "manifest" || $1 == "tag" { if (n++) print "next"
+            printf "url = \"http://%s/v2/%s/manifests/%s\"\nrequest = \"PUT\"\nheader = \"Content-Type: %s\"\ndata-binary = \"@%s/%s\"\noutput = \"/dev/null\"\n",
+                t, $2, ref, mt, d, h }' "$WORK/floor-plan" >"$dir.manifests-put"
+    curl -fsS -K "$dir.manifests-put"
+}
+export -f floor_get floor_put
+
 ok=1
 if [[ $BENCH_MEMORY == only ]]; then
     memory_section
@@ -445,7 +499,7 @@ fi
 start_registry src
 SRC=127.0.0.1:$REG_PORT
 SRC_PID=$REG_PID
-export SRC BENCH_IMAGES
+export SRC BENCH_IMAGES WORK
 log "source registry on $SRC (pid $SRC_PID)"
 
 log "generating ~${BENCH_MB} MiB: $BENCH_IMAGES images x $NPLAT platforms, shared base (untimed)"
@@ -458,6 +512,8 @@ NB_SRC=$(blobs_in "$WORK/reg-src")
 
 "$FERRY" key generate "$WORK/k" -q
 write_spec "$WORK/spec.toml" bench
+python3 "$ROOT/scripts/floor-plan.py" "$SRC" \
+    $(for ((i = 1; i <= BENCH_IMAGES; i++)); do echo "bench/img$i:v1"; done) >"$WORK/floor-plan"
 
 # The source's blobs in the page cache for every contender alike.
 cat "$WORK"/reg-src/data/docker/registry/v2/blobs/sha256/*/*/data >/dev/null
@@ -493,9 +549,23 @@ ferry_import() {
     unwatch
 }
 
+floor_export() {
+    watch_registry "$SRC_PID"
+    timed fl_export bash -c 'set -euo pipefail; floor_get "$1"' _ "$R/floor"
+    unwatch
+}
+floor_import() {
+    watch_registry "$TGT3_PID"
+    timed fl_import bash -c 'set -euo pipefail; floor_put "$1" "$2"' _ "$R/floor" "$TGT3"
+    unwatch
+}
+
 for ((rep = 1; rep <= BENCH_REPEAT; rep++)); do
     R="$WORK/rep$rep"
     mkdir -p "$R"
+    start_registry "tgt-floor-$rep"
+    TGT3=127.0.0.1:$REG_PORT
+    TGT3_PID=$REG_PID
     start_registry "tgt-skopeo-$rep"
     TGT1=127.0.0.1:$REG_PORT
     TGT1_PID=$REG_PID
@@ -503,33 +573,44 @@ for ((rep = 1; rep <= BENCH_REPEAT; rep++)); do
     TGT2=127.0.0.1:$REG_PORT
     TGT2_PID=$REG_PID
     if ((rep % 2)); then
-        log "run $rep/$BENCH_REPEAT: export (pipeline, then ferry), import (pipeline, then ferry)"
+        log "run $rep/$BENCH_REPEAT: export (floor, pipeline, ferry), import (same order)"
+        floor_export
         skopeo_export
         ferry_export
+        floor_import
         skopeo_import
         ferry_import
     else
-        log "run $rep/$BENCH_REPEAT: export (ferry, then pipeline), import (ferry, then pipeline)"
+        log "run $rep/$BENCH_REPEAT: export (ferry, pipeline, floor), import (same order)"
         ferry_export
         skopeo_export
+        floor_export
         ferry_import
         skopeo_import
+        floor_import
     fi
     derive sk_total sk_export sk_import
     derive fe_total fe_create fe_import
+    derive fl_total fl_export fl_import
 
     for ((i = 1; i <= BENCH_IMAGES; i++)); do
         ref=bench/img$i:v1
         s=$(raw_digest "$SRC/$ref")
         a=$(raw_digest "$TGT1/$ref")
         b=$(raw_digest "$TGT2/$ref")
-        if [[ $s != "${SRC_DIGESTS[i - 1]}" || $a != "$s" || $b != "$s" ]]; then
-            log "MISMATCH $ref: generated ${SRC_DIGESTS[i - 1]} source $s skopeo $a ferry $b"
+        c=$(raw_digest "$TGT3/$ref")
+        if [[ $s != "${SRC_DIGESTS[i - 1]}" || $a != "$s" || $b != "$s" || $c != "$s" ]]; then
+            log "MISMATCH $ref: generated ${SRC_DIGESTS[i - 1]} source $s skopeo $a ferry $b floor $c"
             ok=0
         fi
     done
     NB1=$(blobs_in "$WORK/reg-tgt-skopeo-$rep")
     NB2=$(blobs_in "$WORK/reg-tgt-ferry-$rep")
+    NB3=$(blobs_in "$WORK/reg-tgt-floor-$rep")
+    if [[ $NB3 != "$NB1" ]]; then
+        log "blob count differs: skopeo target $NB1, floor target $NB3"
+        ok=0
+    fi
     # ferry also pushes the bundle's SBOM artifact (ferry/sbom:<series>-<sequence>): its
     # manifest, the empty config and the two documents.
     if [[ $((NB1 + 4)) != "$NB2" ]]; then
@@ -540,8 +621,10 @@ for ((rep = 1; rep <= BENCH_REPEAT; rep++)); do
     SZ_FERRY=$(stat -c %s "$R/bench.ferry")
     stop_registry "$TGT1_PID"
     stop_registry "$TGT2_PID"
+    stop_registry "$TGT3_PID"
     if [[ $BENCH_KEEP != 1 ]]; then
-        rm -rf "$WORK/reg-tgt-skopeo-$rep" "$WORK/reg-tgt-ferry-$rep" "$R/l2" "$R/layout"
+        rm -rf "$WORK/reg-tgt-skopeo-$rep" "$WORK/reg-tgt-ferry-$rep" "$WORK/reg-tgt-floor-$rep" \
+            "$R/l2" "$R/layout" "$R/floor"
         ((rep == BENCH_REPEAT)) || rm -rf "$R"
     fi
 done
@@ -585,6 +668,18 @@ echo "  ratio = pipeline / ferry (> 1: ferry is faster). +flush adds the time th
 echo "  took to reach the disk after each step (ferry fsyncs its own output; the pipeline"
 echo "  does not)."
 echo
+echo "ferry against the floor and the pipeline (ratio = ferry / other; < 1: ferry is faster;"
+echo "the goal is ferry/floor <= 1.5 for both):"
+printf '%-7s %8s %12s %8s %12s %13s\n' side floor skopeo-pipe ferry ferry/floor ferry/skopeo
+frow() {
+    local f k e
+    f=$(w "$2") k=$(w "$3") e=$(w "$4")
+    printf '%-7s %8s %12s %8s %12s %13s\n' "$1" "$f" "$k" "$e" "$(ratio "$e" "$f")" "$(ratio "$e" "$k")"
+}
+frow export fl_export sk_export fe_create
+frow import fl_import sk_import fe_import
+frow both fl_total sk_total fe_total
+echo
 printf 'sizes    bundle.tar.zst %s MiB (%s bytes), bench.ferry %s MiB (%s bytes), content %s MiB\n' \
     "$(mib "$SZ_TAR")" "$SZ_TAR" "$(mib "$SZ_FERRY")" "$SZ_FERRY" "$(mib "$CONTENT_BYTES")"
 bash "$(dirname "${BASH_SOURCE[0]}")/sbom-size.sh" "$R/bench.ferry" "$FERRY"
@@ -599,6 +694,8 @@ row() {
         "$(get "$2" 2 min)-$(get "$2" 2 max)" "$(get "$2" 3)" "$(get "$2" 4)" "$(get "$2" 5)" \
         "$(kib_mib "$(get "$2" 6 max)")" "$(get "$2" 7)" "$(get "$2" 8)"
 }
+row "floor: GET to files" fl_export
+row "floor: POST + PUT from files" fl_import
 row "skopeo copy registry->layout" sk_copy_out
 row "tar | zstd -T0" sk_pack
 row "ferry bundle create" fe_create
@@ -619,7 +716,7 @@ echo "   store ~ create; import into a store = verify + stage (fsync) + commit, 
 echo "   ferry import - import into a store ~ the push.)"
 echo
 if [[ $ok == 1 ]]; then
-    echo "correct: in every run the $BENCH_IMAGES index digests are identical in the source, the skopeo target and the ferry target, and both targets hold $NB1 blobs"
+    echo "correct: in every run the $BENCH_IMAGES index digests are identical in the source, the skopeo, floor and ferry targets, and the skopeo and floor targets hold $NB1 blobs"
 else
     echo "INCORRECT: see the messages above"
 fi
