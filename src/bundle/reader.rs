@@ -50,6 +50,13 @@ pub enum VerifyError {
     Cosign(#[from] CosignError),
     #[error("signed bundle manifest is not valid: {0}")]
     BadManifest(String),
+    #[error("bundle manifest is of a format this ferry ({ours}) cannot read: {detail}")]
+    NewerFormat {
+        /// The `tool` the manifest names (escaped, at most 100 characters).
+        tool: String,
+        ours: &'static str,
+        detail: String,
+    },
     #[error("entry `{path}` is a {kind}; a bundle holds only regular files")]
     NotAFile { path: String, kind: String },
     #[error("entry `{path}` has an unsafe path")]
@@ -140,6 +147,9 @@ impl Classify for VerifyError {
             VerifyError::Open { .. } | VerifyError::Stage { .. } => None,
             VerifyError::NotInTarget { base, .. } => Some(format!(
                 "import its base ({base}) into this target first, or make the bundle again with `--since` the receipt of what this target holds (`ferry import --receipt`); nothing was written"
+            )),
+            VerifyError::NewerFormat { tool, .. } => Some(format!(
+                "it says it was written by {tool}: read it with that ferry or a newer one; this one does not import what it cannot check"
             )),
             VerifyError::BadManifest(_) | VerifyError::BadRecord { .. } | VerifyError::Incomplete { .. } => Some(
                 "a trusted key signed a bundle that ferry never writes (unsafe names, absent or absurd content): treat that key as compromised and do not use this bundle".into(),
@@ -246,8 +256,7 @@ fn read_opened(
     };
     // The bytes are not needed once parsed (a manifest of 10,000 entries is ~2 MiB).
     let manifest_digest = Digest::of(&manifest_bytes);
-    let manifest: BundleManifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| VerifyError::BadManifest(e.to_string()))?;
+    let manifest = parse_manifest(&manifest_bytes)?;
     drop(manifest_bytes);
     manifest.validate().map_err(VerifyError::BadManifest)?;
     let approval = match trust {
@@ -354,6 +363,44 @@ fn read_opened(
         v.finish()?;
     }
     Ok(verified)
+}
+
+/// The manifest, parsed strictly. One that does not parse, or names another format, and
+/// says another ferry wrote it (a newer one, with fields or a format this one lacks) is
+/// `NewerFormat`, so that the operator upgrades rather than distrusts the signer.
+fn parse_manifest(bytes: &[u8]) -> Result<BundleManifest, VerifyError> {
+    const OURS: &str = concat!("ferry ", env!("CARGO_PKG_VERSION"));
+    let detail = match serde_json::from_slice::<BundleManifest>(bytes) {
+        Ok(m) if m.format == super::FORMAT => return Ok(m),
+        Ok(m) => format!(
+            "unknown bundle format `{}` (this ferry reads `{}`)",
+            m.format.escape_debug(),
+            super::FORMAT
+        ),
+        Err(e) => e.to_string(),
+    };
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        format: String,
+        tool: String,
+    }
+    let newer = serde_json::from_slice::<Claims>(bytes).ok().filter(|c| {
+        c.tool != OURS && c.tool.starts_with("ferry ") && c.format.starts_with("dev.ferry.bundle.")
+    });
+    match newer {
+        Some(c) => Err(VerifyError::NewerFormat {
+            tool: c
+                .tool
+                .chars()
+                .take(100)
+                .collect::<String>()
+                .escape_debug()
+                .to_string(),
+            ours: OURS,
+            detail,
+        }),
+        None => Err(VerifyError::BadManifest(detail)),
+    }
 }
 
 /// Why the tar entry at `path` is not the one listed at `position`: listed nowhere,
@@ -715,8 +762,7 @@ pub struct Peeked {
 /// that does not parse is left out).
 pub fn peek(input: &Input) -> Result<Peeked, VerifyError> {
     let (manifest, signatures, bundle) = read_head(input)?;
-    let manifest: BundleManifest =
-        serde_json::from_slice(&manifest).map_err(|e| VerifyError::BadManifest(e.to_string()))?;
+    let manifest = parse_manifest(&manifest)?;
     Ok(Peeked {
         manifest,
         embedded: signatures

@@ -303,3 +303,46 @@ fn hostile_signature_before_manifest() {
     let file = case.write(&bundle);
     case.assert_refused(&file, &fixtures().public, &["ferry-manifest.json"]);
 }
+
+/// A bundle that a newer ferry wrote (a field or a format this one lacks), signed by a
+/// trusted key, is refused (exit 3, targets unchanged) with a hint to read it with that
+/// ferry, not to distrust the signer. Its hostile twin: the same unknown field under this
+/// ferry's own name is a manifest ferry never writes, and the hint says so.
+#[test]
+fn hostile_manifest_of_a_newer_ferry_asks_for_an_upgrade_not_distrust() {
+    let ctx = TestContext::new();
+    let fx = fixtures();
+    let ours = standard().manifest()["tool"].as_str().unwrap().to_string();
+    let cases = [
+        (
+            "newer-field",
+            "ferry 9.9.9",
+            None,
+            "written by ferry 9.9.9: read it with that ferry",
+        ),
+        (
+            "newer-format",
+            "ferry 9.9.9",
+            Some("dev.ferry.bundle.v2"),
+            "written by ferry 9.9.9: read it with that ferry",
+        ),
+        ("same-tool-field", ours.as_str(), None, "compromised"),
+    ];
+    for (name, tool, format, needle) in cases {
+        let case = Case::new(&ctx, name);
+        let mut bundle = standard();
+        let mut manifest = bundle.manifest();
+        manifest["tool"] = tool.into();
+        match format {
+            Some(f) => manifest["format"] = f.into(),
+            None => manifest["retention"] = serde_json::json!({"days": 30}),
+        }
+        bundle.set_manifest(&manifest);
+        bundle.resign(&fx.key);
+        let file = case.write(&bundle);
+        case.assert_refused(&file, &fx.public, &[needle]);
+        let out = ctx.ferry(["bundle", "verify", p(&file), "--trust", p(&fx.public)]);
+        let distrust = out.stderr.contains("compromised");
+        assert_eq!(distrust, needle == "compromised", "{name}: {}", out.stderr);
+    }
+}
