@@ -170,6 +170,11 @@ fn py_tags(major: u64, minor: u64) -> Vec<String> {
 /// millions of them (found by the `spec` fuzz target: it ran out of memory).
 const MAX_VERSION: u32 = 99;
 
+/// One numeric part of a platform tag's version, at most `MAX_VERSION`.
+fn version_part(part: Option<&str>) -> Option<u32> {
+    part?.parse::<u32>().ok().filter(|v| *v <= MAX_VERSION)
+}
+
 /// Every platform tag a wheel may carry and still run on `platform`.
 fn expand_platform(platform: &str) -> Option<Vec<String>> {
     let legacy = |p: &str| match p {
@@ -182,14 +187,8 @@ fn expand_platform(platform: &str) -> Option<Vec<String>> {
     if let Some(rest) = platform.strip_prefix("manylinux_") {
         let mut it = rest.splitn(3, '_');
         let (glibc_major, glibc_minor, arch) = (
-            it.next()?
-                .parse::<u32>()
-                .ok()
-                .filter(|v| *v <= MAX_VERSION)?,
-            it.next()?
-                .parse::<u32>()
-                .ok()
-                .filter(|v| *v <= MAX_VERSION)?,
+            version_part(it.next())?,
+            version_part(it.next())?,
             it.next()?,
         );
         if glibc_major != 2 {
@@ -213,14 +212,8 @@ fn expand_platform(platform: &str) -> Option<Vec<String>> {
     if let Some(rest) = platform.strip_prefix("musllinux_") {
         let mut it = rest.splitn(3, '_');
         let (major, minor, arch) = (
-            it.next()?
-                .parse::<u32>()
-                .ok()
-                .filter(|v| *v <= MAX_VERSION)?,
-            it.next()?
-                .parse::<u32>()
-                .ok()
-                .filter(|v| *v <= MAX_VERSION)?,
+            version_part(it.next())?,
+            version_part(it.next())?,
             it.next()?,
         );
         return Some(
@@ -234,14 +227,8 @@ fn expand_platform(platform: &str) -> Option<Vec<String>> {
     if let Some(rest) = platform.strip_prefix("macosx_") {
         let mut it = rest.splitn(3, '_');
         let (major, minor, arch) = (
-            it.next()?
-                .parse::<u32>()
-                .ok()
-                .filter(|v| *v <= MAX_VERSION)?,
-            it.next()?
-                .parse::<u32>()
-                .ok()
-                .filter(|v| *v <= MAX_VERSION)?,
+            version_part(it.next())?,
+            version_part(it.next())?,
             it.next()?,
         );
         let formats: &[&str] = match arch {
