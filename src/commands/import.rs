@@ -183,6 +183,19 @@ fn write_receipt(
     };
     let mut bytes = serde_json::to_vec_pretty(&receipt)?;
     bytes.push(b'\n');
+    let mut sig = path.as_os_str().to_owned();
+    sig.push(".minisig");
+    let sig = std::path::PathBuf::from(sig);
+    // A signature of an earlier receipt must not stand beside this one: gone first, so
+    // that a kill between the two writes below leaves a receipt without a signature
+    // (which `minisign -V` refuses plainly), never one with another receipt's.
+    match std::fs::remove_file(&sig) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(crate::error::Error::from(e))
+                .with_context(|| format!("cannot remove {}", sig.display()));
+        }
+        _ => {}
+    }
     crate::export::write_atomic(path, &bytes)?;
     if let Some(key) = key {
         let comment = format!(
@@ -192,9 +205,7 @@ fn write_receipt(
             receipt.blobs.len(),
             crate::digest::Digest::of(&bytes).hex()
         );
-        let mut sig = path.as_os_str().to_owned();
-        sig.push(".minisig");
-        crate::export::write_atomic(Path::new(&sig), key.sign(&bytes, &comment).as_bytes())?;
+        crate::export::write_atomic(&sig, key.sign(&bytes, &comment).as_bytes())?;
     }
     if !g.quiet {
         eprintln!(

@@ -124,6 +124,10 @@ fn increments_carry_only_what_is_new_and_imports_check_the_rest() {
     let receipt: Value = serde_json::from_slice(&std::fs::read(&have).unwrap()).unwrap();
     assert_eq!(receipt["format"], "dev.ferry.receipt.v1");
     assert_eq!(receipt["sequence"], m1["sequence"]);
+    // The next receipt, unsigned this time, replaces the first: the first one's
+    // signature does not stay beside it.
+    let signature = ctx.path("have.json.minisig");
+    assert!(signature.exists());
     ctx.ferry([
         "import",
         p(&b2),
@@ -131,8 +135,19 @@ fn increments_carry_only_what_is_new_and_imports_check_the_rest() {
         p(&public),
         "--store",
         p(&target),
+        "--receipt",
+        p(&have),
     ])
     .assert_success();
+    assert!(
+        !signature.exists(),
+        "a signature of the earlier receipt stands beside the new one"
+    );
+    let receipt: Value = serde_json::from_slice(&std::fs::read(&have).unwrap()).unwrap();
+    assert_eq!(
+        receipt["sequence"],
+        Bundle::read(&b2).manifest()["sequence"]
+    );
     for name in ["multi", "docker"] {
         let raw = run_shell(&format!(
             "skopeo inspect --raw 'oci:{}:e2e/{name}:v1' >/dev/null && skopeo copy --all 'oci:{}:e2e/{name}:v1' 'dir:{}'",
