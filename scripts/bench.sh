@@ -443,7 +443,7 @@ export -f copy_all_out copy_all_in
 # to a fresh registry, with nothing else (see the header). One curl process per pass
 # (--parallel for the blobs), so process start-up does not weigh on the floor.
 floor_get() { # floor_get DIR
-    local par=(curl -fsS --parallel --parallel-max 4)
+    local par=(curl -fsS --no-progress-meter --parallel --parallel-max 4)
     mkdir -p "$1"
     awk -v d="$1" -v s="$SRC" '$1 == "blob" {
         h = $3; sub(/^sha256:/, "", h)
@@ -457,7 +457,7 @@ floor_get() { # floor_get DIR
     curl -fsS -K "$1.manifests"
 }
 floor_put() { # floor_put DIR TARGET
-    local dir=$1 t=$2 url loc sep par=(curl -fsS --parallel --parallel-max 4)
+    local dir=$1 t=$2 url loc sep par=(curl -fsS --no-progress-meter --parallel --parallel-max 4)
     # Upload sessions (one POST per blob; the query tells them apart, the registry
     # ignores it), then a PUT of each file to its session, then the mounts.
     awk -v t="$t" '$1 == "blob" {
