@@ -207,26 +207,25 @@ impl RegistrySource {
             writer.restart()?;
             offset = 0;
         }
-        let mut stream = if offset == 0 {
-            self.client
-                .pull_blob_stream(&r, digest.as_str())
-                .await
-                .map_err(|e| self.fetch_err(what.clone(), e))?
-        } else {
-            match self
-                .client
-                .pull_blob_stream_partial(&r, digest.as_str(), offset, None)
-                .await
-                .map_err(|e| self.fetch_err(what.clone(), e))?
-            {
-                BlobResponse::Partial(s) => {
-                    task.advance(offset);
-                    s
-                }
-                BlobResponse::Full(s) => {
+        // Always a range request (from byte 0 for a fresh blob): oci-client then leaves
+        // the digest check to us, and each byte is hashed once, by the store's writer,
+        // whose commit refuses a blob that does not match its name. A registry that
+        // ignores ranges answers in full, and oci-client checks that stream too.
+        let mut stream = match self
+            .client
+            .pull_blob_stream_partial(&r, digest.as_str(), offset, None)
+            .await
+            .map_err(|e| self.fetch_err(what.clone(), e))?
+        {
+            BlobResponse::Partial(s) => {
+                task.advance(offset);
+                s
+            }
+            BlobResponse::Full(s) => {
+                if offset > 0 {
                     writer.restart()?;
-                    s
                 }
+                s
             }
         };
         while let Some(chunk) = stream.next().await {
