@@ -279,15 +279,7 @@ pub fn write(
         path: out.to_path_buf(),
         source,
     };
-    // Two writers of one name would share its partial files (`OUT.partial`,
-    // `OUT.NNN.partial`): the second one refuses while the first holds `OUT.lock`.
-    let lock = append_to_name(out, ".lock");
-    let Some(_lock) = store::PartialLock::try_acquire(lock.clone())? else {
-        return Err(WriteError::Busy {
-            path: out.to_path_buf(),
-            lock,
-        });
-    };
+    let _lock = lock_output(out)?;
     let output = Output::create(out, options.split).map_err(io_err)?;
     let result = (|| {
         let frames = FrameWriter::new(
@@ -444,6 +436,22 @@ fn platform_manifests(store: &Store, a: &Artifact) -> Vec<Desc> {
 
 fn partial_path(out: &Path) -> PathBuf {
     append_to_name(out, ".partial")
+}
+
+/// Two writers of one name would share its partial files (`OUT.partial`,
+/// `OUT.NNN.partial`): the second one refuses while the first holds `OUT.lock`.
+fn lock_output(out: &Path) -> Result<store::PartialLock, WriteError> {
+    let lock = append_to_name(out, ".lock");
+    store::PartialLock::try_acquire(lock.clone())?.ok_or_else(|| WriteError::Busy {
+        path: out.to_path_buf(),
+        lock,
+    })
+}
+
+/// Fails at once if another ferry is writing `out` now (before a long pull); the lock
+/// that protects the write is taken again by `write`.
+pub fn check_output_free(out: &Path) -> Result<(), WriteError> {
+    lock_output(out).map(drop)
 }
 
 fn append_to_name(out: &Path, suffix: &str) -> PathBuf {

@@ -46,6 +46,8 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
         unreachable!("clap requires -o and --key without --dry-run")
     };
     let key = SecretKey::load(&key)?;
+    writer::check_output_free(&output)
+        .with_context(|| format!("cannot create bundle {}", output.display()))?;
     // A policy that does not compile fails before anything is pulled.
     let policy = policy.map(|p| Policy::load(&p)).transpose()?;
     let base = since

@@ -106,7 +106,7 @@ fn state_two_creates_share_a_store() {
 /// partial files, so one refuses (exit 1, naming the other writer) while the other
 /// holds `OUT.lock`, or they ran one after the other. Either way the bundle there is
 /// whole and verifies, and no partial file or lock is left. A lock held by another
-/// process (as a running ferry holds it) is refused the same way.
+/// process (as a running ferry holds it) is refused the same way, before any pull.
 #[test]
 fn state_two_creates_of_one_output_do_not_mix() {
     let ctx = TestContext::new();
@@ -179,10 +179,19 @@ fn state_two_creates_of_one_output_do_not_mix() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let before = std::fs::read(&out).unwrap();
-    ctx.ferry(create(false))
+    // Refused before anything is pulled: a fresh store is not even made.
+    let unpulled = ctx.path("unpulled");
+    let mut args = create(false);
+    let at = args.iter().position(|a| a == "--store").unwrap() + 1;
+    args[at] = p(&unpulled).to_string();
+    ctx.ferry(args)
         .assert_code(1)
         .assert_stderr_contains("same.ferry.lock");
     assert_eq!(std::fs::read(&out).unwrap(), before, "the bundle changed");
+    assert!(
+        !unpulled.exists(),
+        "a busy output still pulled into a store"
+    );
     let _ = holder.kill();
     let _ = holder.wait();
     eprintln!("two creates of one -o: {refused} of 8 refused as busy");
