@@ -19,9 +19,10 @@ pub fn parse(text: &str) -> Result<CoreMetadata, String> {
     let mut meta = CoreMetadata::default();
     for (key, value, _) in headers(text) {
         match key.as_str() {
+            // Through ferry's own parser: pep508_rs panics on some names an upstream
+            // may serve (see `requirements::requirement`).
             "requires-dist" => meta.requires_dist.push(
-                value
-                    .parse()
+                super::requirements::requirement(&value)
                     .map_err(|e| format!("Requires-Dist `{value}`: {e}"))?,
             ),
             "requires-python" => {
@@ -135,6 +136,16 @@ mod tests {
         .unwrap();
         assert_eq!(m.requires_dist.len(), 2);
         assert_eq!(m.requires_python.unwrap().to_string(), ">=3.8");
+    }
+
+    /// What made pep508_rs panic in the `spec` fuzz target, served by an upstream in a
+    /// METADATA file: an error naming the header, not a crash.
+    #[test]
+    fn a_requirement_pep508_rs_would_panic_on_is_an_error() {
+        for bad in ["fancy[spee_]", "python-`ateutil>=2.8"] {
+            let e = super::parse(&format!("Name: x\nRequires-Dist: {bad}\n")).unwrap_err();
+            assert!(e.contains("Requires-Dist"), "{e}");
+        }
     }
 
     fn licences(text: &str) -> Vec<(String, Option<String>, String)> {

@@ -135,21 +135,37 @@ pub async fn select_pinned(
     Ok(out)
 }
 
-/// Parses one PEP 508 requirement. A name that ends in `-`, `.` or `_` is refused here:
-/// pep508_rs 0.9.2 panics on it when another character follows (`python-`ateutil`,
-/// found by the `spec` fuzz target) instead of returning its error.
+/// Parses one PEP 508 requirement. A name or an extra that ends in `-`, `.` or `_` is
+/// refused here: pep508_rs 0.9.2 panics on it when another character follows instead of
+/// returning its error (found by the `spec` fuzz target: `python-`ateutil` for a name,
+/// `fancy[spee_]` for an extra).
 pub fn requirement(text: &str) -> Result<Requirement, String> {
-    let name_end = text
-        .trim_start()
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
-        .unwrap_or(text.trim_start().len());
-    let name = &text.trim_start()[..name_end];
+    let text_start = text.trim_start();
+    let (name, rest) = text_start.split_at(name_len(text_start));
     if name.ends_with(['-', '.', '_']) {
         return Err(format!(
             "`{name}` is not a package name: a name ends in a letter or digit"
         ));
     }
+    if let Some(extras) = rest.trim_start().strip_prefix('[') {
+        let extras = extras.split(']').next().unwrap_or(extras);
+        for extra in extras.split(',') {
+            let extra = extra.trim();
+            let (part, _) = extra.split_at(name_len(extra));
+            if part.ends_with(['-', '.', '_']) {
+                return Err(format!(
+                    "`{part}` is not an extra's name: a name ends in a letter or digit"
+                ));
+            }
+        }
+    }
     text.parse::<Requirement>().map_err(|e| e.to_string())
+}
+
+/// How many bytes of `s` a PEP 508 name could take: letters, digits, `-`, `.`, `_`.
+fn name_len(s: &str) -> usize {
+    s.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+        .unwrap_or(s.len())
 }
 
 #[cfg(test)]
@@ -176,10 +192,20 @@ mod tests {
     #[test]
     fn a_name_ending_in_punctuation_is_an_error_not_a_panic() {
         use super::{parse, requirement};
-        for text in ["python-`ateutil>=2.8", "six.!", "six_ ==1", "a-"] {
+        for text in [
+            "python-`ateutil>=2.8",
+            "six.!",
+            "six_ ==1",
+            "a-",
+            "fancy[spee_]; python_version >= '3.8'",
+            "fancy[a, b-]",
+            "fancy [ok,spee.x_ ]",
+        ] {
             assert!(requirement(text).is_err(), "{text}");
         }
         assert!(requirement("python-dateutil>=2.8").is_ok());
+        assert!(requirement("fancy[speed, extra-two]; python_version >= '3.8'").is_ok());
+        assert!(requirement("fancy [speed]").is_ok());
         assert!(requirement("  six ==1.16; python_version >= '3.8'").is_ok());
         assert!(parse("six-`x\n").is_err());
     }
