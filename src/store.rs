@@ -707,27 +707,15 @@ pub(crate) struct PartialLock {
 impl PartialLock {
     /// The lock if nobody holds it, else `None` (without waiting).
     pub(crate) fn try_acquire(path: PathBuf) -> Result<Option<PartialLock>, StoreError> {
-        use std::os::unix::fs::MetadataExt;
-        loop {
-            let file = fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(io_err("cannot create", &path))?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => return Ok(None),
-                Err(fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", &path)(e)),
-            }
-            let ours = file.metadata().map_err(io_err("cannot read", &path))?.ino();
-            if fs::metadata(&path).is_ok_and(|m| m.ino() == ours) {
-                return Ok(Some(PartialLock { file, path }));
-            }
-        }
+        PartialLock::lock(path, false)
     }
 
+    /// The lock, waiting for whoever holds it.
     fn acquire(path: PathBuf) -> Result<PartialLock, StoreError> {
+        Ok(PartialLock::lock(path, true)?.expect("a waiting lock is always taken"))
+    }
+
+    fn lock(path: PathBuf, wait: bool) -> Result<Option<PartialLock>, StoreError> {
         use std::os::unix::fs::MetadataExt;
         loop {
             let file = fs::OpenOptions::new()
@@ -738,6 +726,7 @@ impl PartialLock {
                 .map_err(io_err("cannot create", &path))?;
             match file.try_lock() {
                 Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) if !wait => return Ok(None),
                 Err(fs::TryLockError::WouldBlock) => {
                     let wait = || file.lock();
                     // In a multi-threaded runtime, let other tasks run while we wait.
@@ -755,7 +744,7 @@ impl PartialLock {
             }
             let ours = file.metadata().map_err(io_err("cannot read", &path))?.ino();
             if fs::metadata(&path).is_ok_and(|m| m.ino() == ours) {
-                return Ok(PartialLock { file, path });
+                return Ok(Some(PartialLock { file, path }));
             }
         }
     }
