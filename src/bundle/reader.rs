@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::mpsc;
 
 use super::cosign::{self, CosignError, Detached};
 use super::manifest::{BundleManifest, Entry, safe_path};
@@ -494,9 +495,20 @@ pub fn stage_error(e: io::Error) -> io::Error {
     io::Error::other(StageFailed(e.to_string()))
 }
 
-/// What a bundle's bytes come from: its file, or its volumes one after another.
-type Stream = BufReader<Budgeted<zstd::stream::read::Decoder<'static, BufReader<Box<dyn Read>>>>>;
+/// The decompressed bytes of a bundle (from its file, or its volumes one after another),
+/// capped by the budget.
+type Stream = BufReader<Budgeted<Box<dyn Read>>>;
 type Archive = tar::Archive<Stream>;
+
+/// What a bundle's compressed bytes come from.
+enum Source {
+    /// A bundle file: it is decompressed on a thread of its own (`ReadAhead`).
+    File(File),
+    /// A split bundle's volumes, which share their position with the caller
+    /// (`VolumeStream::finish` reads on from where the decoder stopped): decompressed on
+    /// the reading thread.
+    Volumes(VolumeStream),
+}
 
 /// Where a bundle is read from: one file, or a split bundle's volumes, found from `path`
 /// (any volume, the index, or the name without a suffix) beside it and in `volume_dirs`.
@@ -539,24 +551,23 @@ struct Opened {
 /// take until the manifest says more. With `whole`, every volume of a split bundle must
 /// be there with its size; otherwise only those reached are needed.
 fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
-    let (source, volumes, bundle): (Box<dyn Read>, _, _) =
-        match volumes::find(&input.path, &input.volume_dirs)? {
-            Some(set) => {
-                if whole && let Err(e) = set.check_present() {
-                    return Err(of_another_bundle(&set).unwrap_or(e).into());
-                }
-                let bundle = set.bundle.clone();
-                let stream = VolumeStream::new(set);
-                (Box::new(stream.clone()), Some(stream), bundle)
+    let (source, volumes, bundle) = match volumes::find(&input.path, &input.volume_dirs)? {
+        Some(set) => {
+            if whole && let Err(e) = set.check_present() {
+                return Err(of_another_bundle(&set).unwrap_or(e).into());
             }
-            None => {
-                let file = File::open(&input.path).map_err(|source| VerifyError::Open {
-                    path: input.path.clone(),
-                    source,
-                })?;
-                (Box::new(file), None, input.path.clone())
-            }
-        };
+            let bundle = set.bundle.clone();
+            let stream = VolumeStream::new(set);
+            (Source::Volumes(stream.clone()), Some(stream), bundle)
+        }
+        None => {
+            let file = File::open(&input.path).map_err(|source| VerifyError::Open {
+                path: input.path.clone(),
+                source,
+            })?;
+            (Source::File(file), None, input.path.clone())
+        }
+    };
     let (archive, budget) =
         archive(source).map_err(|source| VerifyError::Damaged { at: None, source })?;
     Ok(Opened {
@@ -573,12 +584,19 @@ const WINDOW_LOG_MAX: u32 = 24;
 
 /// The tar inside the zstd stream, with its decompressed-bytes budget (the manifest's
 /// cap until the manifest says more).
-fn archive(source: Box<dyn Read>) -> io::Result<(Archive, Rc<Cell<u64>>)> {
+fn archive(source: Source) -> io::Result<(Archive, Rc<Cell<u64>>)> {
+    fn decoder<R: Read>(r: R) -> io::Result<zstd::stream::read::Decoder<'static, BufReader<R>>> {
+        let mut decoder = zstd::stream::read::Decoder::new(r)?;
+        decoder.window_log_max(WINDOW_LOG_MAX)?;
+        Ok(decoder)
+    }
+    let decoded: Box<dyn Read> = match source {
+        Source::File(file) => Box::new(ReadAhead::spawn(decoder(file)?)),
+        Source::Volumes(stream) => Box::new(decoder(stream)?),
+    };
     let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
-    let mut decoder = zstd::stream::read::Decoder::new(source)?;
-    decoder.window_log_max(WINDOW_LOG_MAX)?;
     let capped = Budgeted {
-        inner: decoder,
+        inner: decoded,
         left: budget.clone(),
     };
     Ok((
@@ -590,7 +608,7 @@ fn archive(source: Box<dyn Read>) -> io::Result<(Archive, Rc<Cell<u64>>)> {
 /// When a volume has the wrong size, the index may be another bundle's: it is if the
 /// manifest volume 1 begins with is not the one the index names.
 fn of_another_bundle(set: &volumes::Set) -> Option<volumes::VolumeError> {
-    let (mut archive, budget) = archive(Box::new(VolumeStream::new(set.clone()))).ok()?;
+    let (mut archive, budget) = archive(Source::Volumes(VolumeStream::new(set.clone()))).ok()?;
     let mut entries = archive.entries().ok()?;
     let manifest = read_manifest(&mut entries, &budget).ok()?;
     set.check_manifest(&Digest::of(&manifest)).err()
@@ -749,6 +767,109 @@ impl<R: Read> Read for Budgeted<R> {
     }
 }
 
+/// Reads `inner` on a thread of its own, up to `AHEAD` chunks before the caller: the
+/// decompression of a bundle then runs beside the hashing of what it yields (each takes
+/// about one core at full speed). What waits is bounded (`AHEAD` x `CHUNK` bytes), so a
+/// decompression bomb costs no more than that before the caller's budget stops it; the
+/// thread ends at the end of the stream, at its first error (passed on after the bytes
+/// before it), or when the caller drops its end.
+struct ReadAhead {
+    chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
+    /// Emptied chunks go back to the thread, so that it does not allocate per chunk.
+    spent: mpsc::SyncSender<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+    /// The stream has ended: cleanly (`true`), or with an error already passed on or a
+    /// thread that stopped (`false`, and every later read fails).
+    ended: Option<bool>,
+}
+
+impl ReadAhead {
+    const CHUNK: usize = 1 << 20;
+    const AHEAD: usize = 4;
+
+    fn spawn<R: Read + Send + 'static>(mut inner: R) -> ReadAhead {
+        let (send, chunks) = mpsc::sync_channel(Self::AHEAD);
+        let (spent, reuse) = mpsc::sync_channel::<Vec<u8>>(Self::AHEAD + 1);
+        std::thread::spawn(move || {
+            loop {
+                let mut chunk = reuse.try_recv().unwrap_or_default();
+                chunk.resize(Self::CHUNK, 0);
+                let mut filled = 0;
+                let error = loop {
+                    match inner.read(&mut chunk[filled..]) {
+                        Ok(0) => break None,
+                        Ok(n) => {
+                            filled += n;
+                            if filled == chunk.len() {
+                                break None;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Some(e),
+                    }
+                };
+                chunk.truncate(filled);
+                let full = filled == Self::CHUNK;
+                if filled > 0 && send.send(Ok(chunk)).is_err() {
+                    return;
+                }
+                // The end is an empty chunk, so that a thread that stopped otherwise
+                // (a panic) is not taken for the end of the stream.
+                match error {
+                    Some(e) => {
+                        let _ = send.send(Err(e));
+                        return;
+                    }
+                    None if !full => {
+                        let _ = send.send(Ok(Vec::new()));
+                        return;
+                    }
+                    None => {}
+                }
+            }
+        });
+        ReadAhead {
+            chunks,
+            spent,
+            current: Vec::new(),
+            at: 0,
+            ended: None,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            if let Some(clean) = self.ended {
+                return if clean {
+                    Ok(0)
+                } else {
+                    Err(io::Error::other("the bundle's decompression stopped"))
+                };
+            }
+            match self.chunks.recv() {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.ended = Some(true),
+                Ok(Ok(chunk)) => {
+                    let spent = std::mem::replace(&mut self.current, chunk);
+                    let _ = self.spent.try_send(spent);
+                    self.at = 0;
+                }
+                Ok(Err(e)) => {
+                    self.ended = Some(false);
+                    return Err(e);
+                }
+                Err(mpsc::RecvError) => self.ended = Some(false),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// What `bundle inspect` shows, read without checking anything. Never act on it.
 pub struct Peeked {
     pub manifest: BundleManifest,
@@ -893,4 +1014,121 @@ pub(super) fn test_over_budget() -> impl std::error::Error + Send + Sync + 'stat
 #[cfg(test)]
 pub(super) fn test_is_over_budget(e: &io::Error) -> bool {
     is_over_budget(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadAhead;
+    use std::io::{self, Read};
+
+    /// Yields `data` in odd-sized pieces, then `then` (an error, or the end).
+    struct Pieces {
+        data: Vec<u8>,
+        at: usize,
+        then: Option<io::ErrorKind>,
+        panic: bool,
+    }
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.at == self.data.len() {
+                if self.panic {
+                    panic!("a decoder that fails in the worst way");
+                }
+                return match self.then.take() {
+                    Some(kind) => Err(io::Error::new(kind, "damaged")),
+                    None => Ok(0),
+                };
+            }
+            let n = buf.len().min(7919).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn pieces(len: usize, then: Option<io::ErrorKind>, panic: bool) -> (Vec<u8>, Pieces) {
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let p = Pieces {
+            data: data.clone(),
+            at: 0,
+            then,
+            panic,
+        };
+        (data, p)
+    }
+
+    #[test]
+    fn read_ahead_yields_every_byte_in_order_then_the_end() {
+        for len in [
+            0,
+            1,
+            ReadAhead::CHUNK - 1,
+            ReadAhead::CHUNK,
+            5 * ReadAhead::CHUNK + 3,
+        ] {
+            let (data, inner) = pieces(len, None, false);
+            let mut got = Vec::new();
+            ReadAhead::spawn(inner).read_to_end(&mut got).unwrap();
+            assert_eq!(got.len(), data.len());
+            assert!(got == data, "bytes differ at length {len}");
+        }
+    }
+
+    #[test]
+    fn hostile_read_ahead_passes_an_error_after_the_bytes_before_it_and_never_an_end() {
+        let (data, inner) = pieces(
+            2 * ReadAhead::CHUNK + 10,
+            Some(io::ErrorKind::InvalidData),
+            false,
+        );
+        let mut r = ReadAhead::spawn(inner);
+        let mut got = vec![0u8; data.len()];
+        r.read_exact(&mut got).unwrap();
+        assert!(got == data);
+        let e = r.read(&mut [0u8; 16]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // A reader that asks again is not told the stream ended cleanly.
+        assert!(r.read(&mut [0u8; 16]).is_err());
+    }
+
+    #[test]
+    fn hostile_read_ahead_whose_thread_dies_is_an_error_not_the_end_of_the_stream() {
+        let (_, inner) = pieces(100, None, true);
+        let mut got = Vec::new();
+        let e = ReadAhead::spawn(inner).read_to_end(&mut got).unwrap_err();
+        assert!(e.to_string().contains("decompression stopped"), "{e}");
+    }
+
+    #[test]
+    fn read_ahead_stops_its_thread_when_the_reader_goes() {
+        // An endless source: dropping the reader must end the thread (it blocks at most
+        // AHEAD chunks ahead, then its send fails).
+        struct Endless(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0
+                    .fetch_add(buf.len(), std::sync::atomic::Ordering::SeqCst);
+                Ok(buf.len())
+            }
+        }
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut r = ReadAhead::spawn(Endless(read.clone()));
+        r.read_exact(&mut [0u8; 10]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let ahead = read.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            ahead <= (ReadAhead::AHEAD + 3) * ReadAhead::CHUNK,
+            "read {ahead} bytes ahead"
+        );
+        drop(r);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let after = read.load(std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(
+            read.load(std::sync::atomic::Ordering::SeqCst),
+            after,
+            "the thread went on"
+        );
+    }
 }
