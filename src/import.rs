@@ -392,6 +392,7 @@ pub fn verify(bundle: &Input, trust: &Trust<'_>) -> crate::error::Result<Verifie
     let mut staging = Staging::new(&std::env::temp_dir(), "ferry-verify-", None)
         .context("cannot create a temporary directory")?;
     staging.max_size = 16 << 20;
+    staging.json_only = true;
     staging.durable = false;
     let verified = reader::read(bundle, trust, &mut |_| Ok(Decision::Continue), &mut staging)?;
     let listed: std::collections::HashMap<crate::digest::Digest, u64> = verified

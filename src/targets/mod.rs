@@ -23,10 +23,18 @@ pub struct Staging<'a> {
     /// Blobs larger than this are hashed but not kept (`bundle verify` keeps only the
     /// manifests and configs it reads back).
     pub max_size: u64,
-    /// Whether each staged blob is synced before it is renamed in. Off only where the
-    /// staging is thrown away when the process ends (`bundle verify`): a crash there
-    /// loses nothing, and 10,000 small blobs took 15-70 s of fsync.
+    /// Keep only blobs that may be JSON documents (their first byte that is not white
+    /// space is `{` or `[`, or none in the first 4 KiB): manifests, indexes, configs, records and SBOMs, all that
+    /// `bundle verify` reads back. Layers, wheels, packages and model files are only
+    /// hashed: writing 300 MB of small layers to a temporary directory had made verify
+    /// write-bound (1.2 s instead of 0.2 s).
+    pub json_only: bool,
+    /// Whether the staged blobs are made durable (`Staging::sync`) before anything
+    /// takes them. Off where the staging is thrown away when the process ends (`bundle
+    /// verify`) or the target makes the bytes durable itself (a registry).
     pub durable: bool,
+    /// For `copy`: allocated once.
+    buffer: Vec<u8>,
 }
 
 impl<'a> Staging<'a> {
@@ -45,8 +53,28 @@ impl<'a> Staging<'a> {
             _dir: dir,
             staged: Vec::new(),
             max_size: u64::MAX,
+            json_only: false,
             durable: true,
+            buffer: Vec::new(),
         })
+    }
+
+    /// Makes every staged blob durable: one `syncfs` of the staging's file system, which
+    /// writes what `start_writeback` began and commits the journal once, where a
+    /// `fsync` per blob committed it per blob (10,000 small blobs took 15-70 s) and held
+    /// the stream while each one reached the disk. Called before the blobs are moved
+    /// into a store or the staging becomes one.
+    pub fn sync(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if !self.durable || self.staged.is_empty() {
+            return Ok(());
+        }
+        let dir = File::open(self.layout.root())?;
+        // SAFETY: `dir` is an open descriptor for the call's duration.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Makes the staging layout itself the store at `dest` (absent or an empty
@@ -81,18 +109,65 @@ impl EntrySink for Staging<'_> {
         {
             return io::copy(content, &mut io::sink()).map(|_| ());
         }
+        let mut head = Vec::new();
+        if self.json_only {
+            // The first bytes up to one that is not white space. A blob still blank
+            // after 4 KiB is kept: only what is surely no document is left out.
+            let mut ended = false;
+            while head.len() < 4096 && head.iter().all(u8::is_ascii_whitespace) {
+                let mut some = [0u8; 64];
+                match content.read(&mut some)? {
+                    0 => {
+                        ended = true;
+                        break;
+                    }
+                    n => head.extend_from_slice(&some[..n]),
+                }
+            }
+            let undecided = !ended && head.iter().all(u8::is_ascii_whitespace);
+            let first = head.iter().find(|b| !b.is_ascii_whitespace());
+            if !undecided && !matches!(first, Some(b'{' | b'[')) {
+                return io::copy(content, &mut io::sink()).map(|_| ());
+            }
+        }
         let path = self.layout.blob_path(&digest);
         let tmp = path.with_extension("part");
         let mut file = StageWriter(File::create(&tmp).map_err(stage_error)?);
         // A read error is the bundle's fault and passes through as it is; write errors
         // are marked as ours by `StageWriter`.
-        io::copy(content, &mut file)?;
+        io::Write::write_all(&mut file, &head)?;
+        copy(content, &mut file, &mut self.buffer)?;
         if self.durable {
-            file.0.sync_data().map_err(stage_error)?;
+            start_writeback(&file.0);
         }
         std::fs::rename(&tmp, &path).map_err(stage_error)?;
         self.staged.push(digest);
         Ok(())
+    }
+}
+
+/// Starts writing a staged file's data to the disk without waiting for it, so that the
+/// disk works while the bundle streams on and `Staging::sync` finds little left to do.
+/// Only a hint: `sync` is what makes the data durable.
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `file` is an open descriptor; the call reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// `io::copy` with a large buffer: it copies 8 KiB at a time from a `dyn Read`, a write
+/// call (and a hash update upstream) per 8 KiB.
+fn copy(from: &mut dyn Read, to: &mut StageWriter, buffer: &mut Vec<u8>) -> io::Result<()> {
+    buffer.resize(256 << 10, 0);
+    loop {
+        match from.read(buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => io::Write::write_all(to, &buffer[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -104,5 +179,56 @@ impl io::Write for StageWriter {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush().map_err(stage_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Staging;
+    use crate::bundle::{Entry, EntrySink};
+    use crate::digest::Digest;
+
+    fn stage(staging: &mut Staging<'_>, bytes: &[u8]) -> Digest {
+        let digest = Digest::of(bytes);
+        let entry = Entry::blob(digest, bytes.len() as u64);
+        staging.stage(&entry, &mut &bytes[..]).unwrap();
+        digest
+    }
+
+    #[test]
+    fn json_only_staging_keeps_json_documents_whole_and_only_hashes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut staging = Staging::new(dir.path(), "s-", None).unwrap();
+        staging.json_only = true;
+        staging.durable = false;
+        let manifest = br#"{"schemaVersion":2}"#.to_vec();
+        let spaced = b" \n\t\r  [1, 2, 3]".to_vec();
+        // White space alone for longer than the first read, then a document; and white
+        // space beyond what is looked at (kept: it is not surely no document).
+        let mut late = vec![b' '; 100];
+        late.extend_from_slice(b"{}");
+        let mut undecided = vec![b'\n'; 5000];
+        undecided.extend_from_slice(b"x");
+        let layer = b"\x1f\x8b\x08\x00 a gzip layer".to_vec();
+        let blank = b"      ".to_vec();
+        for kept in [&manifest, &spaced, &late, &undecided] {
+            let d = stage(&mut staging, kept);
+            assert_eq!(&std::fs::read(staging.layout.blob_path(&d)).unwrap(), kept);
+        }
+        for dropped in [&layer, &blank, &Vec::new()] {
+            let d = stage(&mut staging, dropped);
+            assert!(!staging.layout.blob_path(&d).exists());
+        }
+        assert_eq!(staging.staged.len(), 4);
+    }
+
+    #[test]
+    fn durable_staging_keeps_a_staged_blob_whole_and_syncs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut staging = Staging::new(dir.path(), "s-", None).unwrap();
+        let big: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+        let d = stage(&mut staging, &big);
+        assert_eq!(std::fs::read(staging.layout.blob_path(&d)).unwrap(), big);
+        staging.sync().unwrap();
     }
 }

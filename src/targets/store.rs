@@ -17,6 +17,11 @@ pub fn commit(
     staging: &Staging<'_>,
     placements: &[Placement],
 ) -> Result<(), StoreError> {
+    staging.sync().map_err(|source| StoreError::Io {
+        action: "cannot sync the staged blobs in",
+        path: staging.layout.root().to_path_buf(),
+        source,
+    })?;
     let same = target.root() == staging.layout.root();
     for digest in staging.staged.iter().filter(|_| !same) {
         let from = staging.layout.blob_path(digest);
