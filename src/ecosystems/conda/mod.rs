@@ -419,16 +419,18 @@ struct Expected {
 struct Downloaded {
     digest: crate::digest::Digest,
     size: u64,
-    md5: String,
+    md5: Option<String>,
 }
 
 /// Fetches a package file through the verified fetcher, checked against the expected
-/// sha256 (or md5) and size.
+/// sha256 (or md5) and size; with `need_md5`, its md5 too (a record made from the
+/// package carries one; a repodata record already has its own).
 async fn download(
     http: &crate::fetch::Http,
     url: &reqwest::Url,
     file: &str,
     expected: &Expected,
+    need_md5: bool,
     store: &Store,
     reporter: &Arc<dyn Reporter>,
 ) -> crate::error::Result<Downloaded> {
@@ -443,11 +445,13 @@ async fn download(
         .transpose()?;
     // The md5 counts only when there is no sha256 (then the download cannot resume).
     want.md5 = expected.md5.clone().filter(|_| want.sha256.is_none());
+    want.with_md5 = need_md5;
     want.size = expected.size;
     let got = crate::fetch::fetch(http, &want, store, reporter.as_ref()).await?;
     let md5 = match got.md5 {
-        Some(m) => m,
-        None => md5_of(&store.blob_path(&got.digest))?,
+        Some(m) => Some(m),
+        None if need_md5 => Some(md5_of(&store.blob_path(&got.digest))?),
+        None => None,
     };
     Ok(Downloaded {
         digest: got.digest,
@@ -511,7 +515,7 @@ async fn fetch(
         md5: p.md5.map(|h| hex::encode(h.as_slice())),
         size: p.size,
     };
-    let got = download(http, &record.url, &file, &expected, store, reporter).await?;
+    let got = download(http, &record.url, &file, &expected, false, store, reporter).await?;
     package(names, &record.url, &channel_url, p, &got)
 }
 
@@ -671,7 +675,7 @@ async fn pull_locked(
             );
             continue;
         }
-        let got = download(http, &entry.url, file, &expected, store, reporter).await?;
+        let got = download(http, &entry.url, file, &expected, true, store, reporter).await?;
         let (_dir, named) = named_package(store, &got, file)?;
         let index: rattler_conda_types::package::IndexJson = tokio::task::block_in_place(|| {
             rattler_package_streaming::seek::read_package_file(&named)
@@ -681,7 +685,9 @@ async fn pull_locked(
             index,
             Some(got.size),
             rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>(&got.digest.hex()),
-            rattler_digest::parse_digest_from_hex::<rattler_digest::Md5>(&got.md5),
+            got.md5
+                .as_deref()
+                .and_then(rattler_digest::parse_digest_from_hex::<rattler_digest::Md5>),
         )
         .with_context(|| format!("cannot make a repodata record of {file}"))?;
         let channel_url = channel_of(&entry.url).to_string();
