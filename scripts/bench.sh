@@ -41,6 +41,9 @@
 #   BENCH_MEMORY_MB="200 2000"  the small and the large bundle (MiB, 4 layers each)
 #   BENCH_MEMORY_BLOBS="10 10000"  the few- and many-blob cases (both carry the larger count x 1 KiB)
 #   BENCH_MEMORY_LIMIT=64       the peak RSS (MiB) every command must stay under
+#   BENCH_ECOSYSTEMS=1          also run scripts/bench-ecosystems.sh (wheels, conda and models
+#                               against pip, py-rattler and huggingface_hub; BENCH_REPEAT
+#                               repetitions); 0 skips it, "only" runs nothing else
 #   BENCH_KEEP=0                1 keeps the work directory
 #
 # Loopback only: every registry listens on 127.0.0.1 on a free port and is stopped by its
@@ -62,6 +65,7 @@ BENCH_MEMORY=${BENCH_MEMORY:-0}
 BENCH_MEMORY_MB=${BENCH_MEMORY_MB:-200 2000}
 BENCH_MEMORY_BLOBS=${BENCH_MEMORY_BLOBS:-10 10000}
 BENCH_MEMORY_LIMIT=${BENCH_MEMORY_LIMIT:-64}
+BENCH_ECOSYSTEMS=${BENCH_ECOSYSTEMS:-1}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -70,6 +74,9 @@ die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 [[ $BENCH_IMAGES =~ ^[0-9]+$ && $BENCH_IMAGES -ge 1 ]] || die "BENCH_IMAGES must be >= 1"
 [[ $BENCH_REPEAT =~ ^[0-9]+$ && $BENCH_REPEAT -ge 1 ]] || die "BENCH_REPEAT must be >= 1"
 [[ $BENCH_MEMORY =~ ^(0|1|only)$ ]] || die "BENCH_MEMORY must be 0, 1 or only"
+[[ $BENCH_ECOSYSTEMS =~ ^(0|1|only)$ ]] || die "BENCH_ECOSYSTEMS must be 0, 1 or only"
+[[ $BENCH_ECOSYSTEMS != only || $BENCH_MEMORY != only ]] ||
+    die "BENCH_ECOSYSTEMS=only and BENCH_MEMORY=only exclude each other"
 [[ $BENCH_MEMORY_MB =~ ^[0-9]+\ [0-9]+$ ]] || die "BENCH_MEMORY_MB must be two sizes in MiB"
 [[ $BENCH_MEMORY_BLOBS =~ ^[0-9]+\ [0-9]+$ ]] || die "BENCH_MEMORY_BLOBS must be two counts"
 [[ $BENCH_MEMORY_LIMIT =~ ^[0-9]+$ ]] || die "BENCH_MEMORY_LIMIT must be an integer (MiB)"
@@ -488,6 +495,17 @@ floor_put() { # floor_put DIR TARGET
 export -f floor_get floor_put
 
 ok=1
+ecosystems_section() {
+    BENCH_DIR="$WORK/ecosystems" BENCH_REPEAT=$BENCH_REPEAT BENCH_KEEP=$BENCH_KEEP \
+        bash "$ROOT/scripts/bench-ecosystems.sh" || ok=0
+}
+if [[ $BENCH_ECOSYSTEMS == only ]]; then
+    ecosystems_section
+    echo
+    echo "run time ${SECONDS}s"
+    [[ $ok == 1 ]] || exit 1
+    exit 0
+fi
 if [[ $BENCH_MEMORY == only ]]; then
     memory_section
     echo
@@ -748,6 +766,7 @@ if [[ -n $BENCH_SCALES ]]; then
 fi
 
 [[ $BENCH_MEMORY != 1 ]] || memory_section
+[[ $BENCH_ECOSYSTEMS != 1 ]] || ecosystems_section
 
 echo
 echo "run time ${SECONDS}s (generating and pushing the main content: ${GEN_SECS}s, untimed)"

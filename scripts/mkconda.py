@@ -6,7 +6,7 @@ Usage:
                      [--subdir linux-64|linux-aarch64|osx-arm64|noarch]
                      [--depends "dep >=1.0"]... [--format tar.bz2|conda]
                      [--script PROGRAM] [--license TEXT] [--about-license TEXT]
-                     [--json]
+                     [--payload-bytes N] [--json]
   scripts/mkconda.py --index CHANNELDIR [--corrupt FILENAME]...
 
 The first form writes OUTDIR/SUBDIR/NAME-VER-B.tar.bz2 (default) or .conda. The
@@ -21,6 +21,8 @@ package holds:
   info/about.json   with --about-license: {"license": TEXT}
   share/NAME/NAME.txt      "NAME VER" (so every package installs something)
   bin/PROGRAM       with --script: an executable shell script printing "PROGRAM NAME VER"
+  lib/NAME/payload.bin  with --payload-bytes N: N pseudo-random bytes seeded by NAME and
+                    VER (incompressible, for benchmarks that need packages of a real size)
 A .conda file is a zip (entries stored, not deflated) of metadata.json
 ({"conda_pkg_format_version": 2}), info-NAME-VER-B.tar.zst and pkg-NAME-VER-B.tar.zst;
 the zstd streams come from the `zstd` command (Debian's zstd package).
@@ -46,6 +48,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import subprocess
 import sys
 import tarfile
@@ -129,6 +132,9 @@ def build_package(args):
     if args.script:
         script = f'#!/bin/sh\necho "{args.script} {name} {version}"\n'.encode()
         payload.append((f"bin/{args.script}", script, 0o755))
+    if args.payload_bytes:
+        rng = random.Random(f"{name}-{version}-{build}")
+        payload.append((f"lib/{name}/payload.bin", rng.randbytes(args.payload_bytes), 0o644))
     payload.sort(key=lambda f: f[0])
 
     index = {
@@ -307,6 +313,7 @@ def main():
     parser.add_argument("--script")
     parser.add_argument("--license", default="MIT")
     parser.add_argument("--about-license")
+    parser.add_argument("--payload-bytes", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.index:
