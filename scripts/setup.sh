@@ -6,7 +6,7 @@
 set -euo pipefail
 
 # chromium renders `ferry report`'s page headless in the report tests.
-packages=(docker-registry skopeo umoci podman runc minisign zstd curl apache2-utils chromium)
+packages=(docker-registry skopeo umoci podman runc minisign zstd curl apache2-utils openssl chromium)
 
 missing=()
 for pkg in "${packages[@]}"; do

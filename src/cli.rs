@@ -98,18 +98,74 @@ pub enum Command {
     /// bundle, a store or an audit log. Exit 3, with the report written, when the bundle
     /// does not verify against the trust given or the audit chain is broken.
     Report(ReportArgs),
-    /// Serve a store read-only to unmodified clients (OCI registry API, Python simple API).
-    Serve {
-        #[arg(long, value_name = "DIR")]
-        store: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:5000")]
-        listen: SocketAddr,
-        /// Close a connection that has not sent a complete request head within SECS of
-        /// connecting or of its previous response (slow or idle clients cannot hold
-        /// the server).
-        #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        idle_timeout: u64,
-    },
+    /// Serve a store read-only to unmodified clients (OCI registry API, Python simple
+    /// API, conda channels, Hugging Face API), over HTTP or TLS, to anyone or to the
+    /// users of an htpasswd or token file.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The store to serve (what `ferry import --store` wrote).
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// The address to listen on: HOST:PORT, localhost:PORT, or :PORT for every
+    /// interface.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// Close a connection that has not sent a complete request head (or finished its
+    /// TLS handshake) within SECS of connecting or of its previous response (slow or
+    /// idle clients cannot hold the server).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout: u64,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first).
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM; not readable by others).
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Only the users of this htpasswd file may read (bcrypt entries, `htpasswd -B`).
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// Only holders of a token of this file may read: lines `NAME:TOKEN`, sent as
+    /// `Authorization: Bearer TOKEN` or as the password of user NAME (not readable
+    /// by others).
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Append a JSON line per request (time, client, user, method, path, status,
+    /// bytes, duration) to FILE; `-` for standard output.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+}
+
+/// `--listen`: HOST:PORT as a socket address, `localhost:PORT` as 127.0.0.1, `:PORT` as
+/// every IPv4 interface (as docker-registry reads `:5000`), or a name resolved once.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::{Ipv4Addr, ToSocketAddrs as _};
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("{p:?} is not a port number (0-65535)"))
+    };
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(p) = text.strip_prefix(':') {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port(p)?)));
+    }
+    let Some((host, p)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "{text:?} has no port: give HOST:PORT, localhost:PORT or :PORT"
+        ));
+    };
+    let p = port(p)?;
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
+    }
+    (host, p)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("cannot resolve {host:?} to an address to listen on"))
 }
 
 #[derive(Subcommand, Debug)]

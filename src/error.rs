@@ -71,6 +71,8 @@ pub enum ErrorKind {
     Base(#[from] crate::bundle::base::BaseError),
     #[error(transparent)]
     TrustPolicy(#[from] crate::trust::policy::PolicyError),
+    #[error(transparent)]
+    Serve(#[from] crate::serve::access::ServeError),
     /// What ferry was doing when the error below happened.
     #[error("{message}")]
     Context {
@@ -125,6 +127,7 @@ impl Error {
             ErrorKind::Name(e) => of(e),
             ErrorKind::Fetch(e) => of(e),
             ErrorKind::TrustPolicy(e) => of(e),
+            ErrorKind::Serve(e) => of(e),
             ErrorKind::Cosign(e) => of(e),
             ErrorKind::Base(e) => of(e),
             ErrorKind::Policy(e) => of(e),

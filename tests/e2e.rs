@@ -13,6 +13,7 @@ mod e2e {
     pub mod fixtures;
     pub mod http;
     pub mod images;
+    pub mod pki;
     pub mod registry;
     pub mod tamper;
 
@@ -45,6 +46,7 @@ mod e2e {
     mod sbom;
     mod serve;
     mod serve_hostile;
+    mod serve_secure;
     mod state;
     mod volumes;
 }

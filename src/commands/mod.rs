@@ -208,18 +208,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             export::hf(export::ExportHf { store, to }, &g)
         }
         Command::Report(a) => report::run(report::Report::from_args(a), &g),
-        Command::Serve {
-            store,
-            listen,
-            idle_timeout,
-        } => serve::run(
-            serve::Serve {
-                store,
-                listen,
-                idle_timeout,
-            },
-            &g,
-        ),
+        Command::Serve(args) => serve::run(args, &g),
     }
 }
 

@@ -11,6 +11,10 @@
 //!   connection sheds the one idle longest (never sent a request, or between requests);
 //!   if every connection is busy, the new one is closed. Accept errors (`EMFILE` among
 //!   them) shed and back off; they never stop the server or make it spin.
+//! - With TLS, the handshake must end within `idle_timeout` too.
+//! - Every request passes the [`Gate`] before a route sees it: its credentials are
+//!   checked (`/healthz` excepted), and once its response has ended it is written to the
+//!   access log with the bytes actually sent.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -27,8 +31,12 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+
+use super::access::{Access, AccessLog, Entry, unauthorized};
 
 /// File descriptors kept free of connections: the listener, the runtime, stdio and the
 /// store files a catalog rebuild opens.
@@ -103,15 +111,33 @@ impl Table {
     }
 }
 
+/// What every request passes: who may read, and where what was read is logged.
+pub(super) struct Gate {
+    pub access: Arc<Access>,
+    pub log: Option<AccessLog>,
+}
+
+/// How connections are taken: TLS or not, and the limits on them.
+pub(super) struct Connections {
+    pub tls: Option<TlsAcceptor>,
+    pub idle_timeout: Duration,
+    pub cap: usize,
+}
+
 /// Accepts and serves connections until `shutdown` completes, then lets open ones finish
 /// (for at most `SHUTDOWN_GRACE`).
 pub(super) async fn run(
     listener: TcpListener,
     router: Router,
-    idle_timeout: Duration,
-    cap: usize,
+    gate: Arc<Gate>,
+    connections: Connections,
     shutdown: impl Future<Output = ()>,
 ) {
+    let Connections {
+        tls,
+        idle_timeout,
+        cap,
+    } = connections;
     let table: Shared = Arc::default();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -124,8 +150,8 @@ pub(super) async fn run(
             _ = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, client) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 if out_of_files(&e) {
                     // Free a file for the client waiting in the backlog; retry shortly.
@@ -159,14 +185,31 @@ pub(super) async fn run(
             (id, shed)
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            router.clone(),
-            http.clone(),
-            table.clone(),
+        let conn = Connection {
+            router: router.clone(),
+            http: http.clone(),
+            gate: gate.clone(),
+            table: table.clone(),
             id,
             shed,
-        ));
+            client,
+        };
+        match &tls {
+            None => {
+                tokio::spawn(conn.serve(stream));
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(idle_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => conn.serve(stream).await,
+                        // A failed or too slow handshake (plain HTTP sent to the TLS
+                        // port, a client that does not trust the certificate).
+                        _ => conn.close(),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     let deadline = Instant::now() + SHUTDOWN_GRACE;
@@ -188,34 +231,100 @@ fn out_of_files(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23 | 24)) || e.kind() == io::ErrorKind::OutOfMemory
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+/// One accepted connection and what serving it needs.
+struct Connection {
     router: Router,
     http: Arc<hyper::server::conn::http1::Builder>,
+    gate: Arc<Gate>,
     table: Shared,
     id: u64,
     shed: Arc<Notify>,
-) {
-    let routes = TowerToHyperService::new(router);
-    let requests = table.clone();
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let busy = Busy::start(&requests, id);
-        let response = routes.call(request);
-        async move {
-            let response = response.await?;
-            Ok::<_, Infallible>(response.map(|body| Body::new(TrackedBody { body, _busy: busy })))
+    client: std::net::SocketAddr,
+}
+
+impl Connection {
+    fn close(self) {
+        lock(&self.table).conns.remove(&self.id);
+    }
+
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let routes = TowerToHyperService::new(self.router.clone());
+        let requests = self.table.clone();
+        let (id, gate, client) = (self.id, self.gate.clone(), self.client);
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let busy = Busy::start(&requests, id);
+            let gate = gate.clone();
+            let routes = routes.clone();
+            async move {
+                let started = Instant::now();
+                let mut entry = gate.log.as_ref().map(|_| Entry {
+                    client,
+                    reader: None,
+                    method: request.method().to_string(),
+                    path: request.uri().path().to_string(),
+                    status: 0,
+                    started: time::OffsetDateTime::now_utc(),
+                });
+                let path = request.uri().path().to_string();
+                let reader = if path == "/healthz" {
+                    Some(super::access::Reader::Anonymous)
+                } else {
+                    gate.access.check(request.headers()).await
+                };
+                let response = match &reader {
+                    Some(_) => routes.call(request).await?,
+                    None => unauthorized(&path),
+                };
+                if let Some(entry) = &mut entry {
+                    entry.reader = reader;
+                    entry.status = response.status().as_u16();
+                }
+                let logged = entry.map(|entry| Logged {
+                    gate: gate.clone(),
+                    entry,
+                    started,
+                    bytes: 0,
+                });
+                Ok::<_, Infallible>(response.map(|body| {
+                    Body::new(TrackedBody {
+                        body,
+                        _busy: busy,
+                        logged,
+                    })
+                }))
+            }
+        });
+        let conn = self.http.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = self.shed.notified() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+            }
         }
-    });
-    let conn = http.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = shed.notified() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+        self.close();
+    }
+}
+
+/// A response on its way to the access log: written when its body has ended or was
+/// dropped (the client went away), with the bytes that were handed to the connection.
+struct Logged {
+    gate: Arc<Gate>,
+    entry: Entry,
+    started: Instant,
+    bytes: u64,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if let Some(log) = &self.gate.log {
+            log.write(&self.entry, self.bytes, self.started.elapsed());
         }
     }
-    lock(&table).conns.remove(&id);
 }
 
 /// A request in flight on connection `id`; when dropped (its response body sent or
@@ -248,10 +357,12 @@ impl Drop for Busy {
     }
 }
 
-/// A response body that keeps its request counted as in flight until it is done.
+/// A response body that keeps its request counted as in flight until it is done, and
+/// counts what it sent for the access log.
 struct TrackedBody {
     body: Body,
     _busy: Busy,
+    logged: Option<Logged>,
 }
 
 impl HttpBody for TrackedBody {
@@ -262,7 +373,13 @@ impl HttpBody for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(logged)) = (&polled, &mut self.logged)
+            && let Some(data) = frame.data_ref()
+        {
+            logged.bytes += data.len() as u64;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

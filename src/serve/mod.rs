@@ -4,9 +4,12 @@
 //! when `index.json` changes. Store content is not trusted: a record that cannot be
 //! served safely is left out of the catalog with a warning, never a panic.
 
+pub mod access;
 mod listener;
+mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -36,9 +39,15 @@ struct App {
 /// How `ferry serve` runs.
 pub struct ServeOptions {
     pub listen: SocketAddr,
-    /// How long a connection may take to send a complete request head, from its accept
-    /// or from its previous response.
+    /// How long a connection may take to send a complete request head (or finish its
+    /// TLS handshake), from its accept or from its previous response.
     pub idle_timeout: Duration,
+    /// `--tls-cert` and `--tls-key`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub htpasswd: Option<PathBuf>,
+    pub tokens: Option<PathBuf>,
+    /// The access log (`-`: standard output).
+    pub access_log: Option<PathBuf>,
     pub quiet: bool,
 }
 
@@ -48,6 +57,18 @@ pub async fn serve(store: Store, options: ServeOptions) -> crate::error::Result<
         catalog: RwLock::new(Arc::new(Catalog::default())),
         rebuild: Mutex::new(()),
     });
+    let tls = match &options.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let access = Arc::new(access::Access::load(
+        options.htpasswd.as_deref(),
+        options.tokens.as_deref(),
+    )?);
+    let log = match &options.access_log {
+        Some(path) => Some(access::AccessLog::open(path)?),
+        None => None,
+    };
     app.catalog()?;
     let listen = options.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -55,14 +76,37 @@ pub async fn serve(store: Store, options: ServeOptions) -> crate::error::Result<
         .map_err(|e| crate::error::Error::msg(format!("cannot listen on {listen}: {e}")))?;
     let cap = listener::connection_cap();
     if !options.quiet {
+        if !listen.ip().is_loopback() && tls.is_none() {
+            if access.is_open() {
+                eprintln!(
+                    "warning: serving {listen} beyond this machine over plain HTTP to anyone:                      give --tls-cert/--tls-key and --htpasswd or --tokens"
+                );
+            } else {
+                eprintln!(
+                    "warning: passwords and tokens cross the network in clear on {listen}:                      give --tls-cert and --tls-key"
+                );
+            }
+        }
         eprintln!(
-            "listening on http://{} (at most {cap} connections, idle timeout {}s)",
+            "listening on {}://{} (at most {cap} connections, idle timeout {}s, {})",
+            if tls.is_some() { "https" } else { "http" },
             listener.local_addr()?,
-            options.idle_timeout.as_secs_f64()
+            options.idle_timeout.as_secs_f64(),
+            if access.is_open() {
+                "anonymous read"
+            } else {
+                "credentials required"
+            },
         );
     }
     let router = Router::new().fallback(handle).with_state(app);
-    listener::run(listener, router, options.idle_timeout, cap, shutdown()).await;
+    let gate = Arc::new(listener::Gate { access, log });
+    let connections = listener::Connections {
+        tls,
+        idle_timeout: options.idle_timeout,
+        cap,
+    };
+    listener::run(listener, router, gate, connections, shutdown()).await;
     Ok(())
 }
 
@@ -126,6 +170,16 @@ async fn handle(
     let path = uri.path();
     if method != Method::GET && method != Method::HEAD {
         return ecosystems::read_only(path);
+    }
+    if path == "/healthz" {
+        // For load balancers: the store can be read and its catalog built.
+        return match app.current_catalog().await {
+            Ok(_) => text(StatusCode::OK, "ok\n"),
+            Err(e) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("cannot read the store: {e}\n"),
+            ),
+        };
     }
     let catalog = match app.current_catalog().await {
         Ok(catalog) => catalog,

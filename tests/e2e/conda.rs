@@ -370,14 +370,16 @@ import asyncio, json, os, sys
 import rattler
 
 async def main(channel, prefix, cache, specs):
+    # The client pixi uses: credentials from RATTLER_AUTH_FILE when there are any.
+    client = rattler.Client.authenticated_client()
     records = await rattler.solve(
         sources=[rattler.Channel(channel)],
         specs=specs,
-        gateway=rattler.Gateway(cache_dir=cache),
+        gateway=rattler.Gateway(cache_dir=cache, client=client),
         platforms=["linux-64", "noarch"],
         virtual_packages=[],
     )
-    await rattler.install(records, target_prefix=prefix, cache_dir=cache)
+    await rattler.install(records, target_prefix=prefix, cache_dir=cache, client=client)
     print(json.dumps(sorted(
         f"{r.subdir}/{r.file_name}" for r in records
     )))
@@ -392,12 +394,29 @@ os._exit(0)
 
 /// py-rattler installs `app` from `channel` into a fresh prefix, and `bin/app` runs.
 fn assert_rattler_installs(ctx: &TestContext, channel: &str, label: &str) {
+    assert_rattler_installs_with(ctx, channel, label, &[]);
+}
+
+/// py-rattler installing `app` from `channel` with more environment.
+fn rattler_install(ctx: &TestContext, channel: &str, label: &str, env: &[(&str, &str)]) -> Output {
     let prefix = ctx.path(format!("{label}-prefix"));
     let cache = ctx.path(format!("{label}-cache"));
     let mut cmd = Command::new(venv().join("bin/python"));
     cmd.args(["-c", RATTLER_INSTALL, channel, p(&prefix), p(&cache), "app"]);
     isolate_conda(&mut cmd, ctx.dir.path());
-    let out = run(cmd);
+    cmd.envs(env.iter().copied());
+    run(cmd)
+}
+
+/// [`assert_rattler_installs`] with more environment for py-rattler.
+fn assert_rattler_installs_with(
+    ctx: &TestContext,
+    channel: &str,
+    label: &str,
+    env: &[(&str, &str)],
+) {
+    let prefix = ctx.path(format!("{label}-prefix"));
+    let out = rattler_install(ctx, channel, label, env);
     assert_eq!(
         out.code, 0,
         "py-rattler could not install app from {channel}: {out:?}"
@@ -746,6 +765,36 @@ fn conda_rattler_installs_from_ferry_serve() {
     let server = ctx.serve(&store);
     let url = format!("http://{}/conda/{CHANNEL}", server.addr);
     assert_rattler_installs(&ctx, &url, "serve");
+}
+
+/// Over TLS from a private CA (SSL_CERT_FILE) with the htpasswd user in rattler's
+/// authentication file (RATTLER_AUTH_FILE, as `pixi auth login` writes it); without it,
+/// the install fails.
+#[test]
+fn conda_rattler_installs_from_ferry_serve_over_tls_with_a_password() {
+    use super::pki::{PASSWORD, USER, pki};
+    let ctx = TestContext::new();
+    let store = import(&ctx, &main_bundle().bundle, "srv");
+    let server = ctx.serve_secure(&store);
+    let url = format!("https://{}/conda/{CHANNEL}", server.addr);
+    let auth = ctx.path("rattler-auth.json");
+    // Filed by host: rattler looks credentials up by the URL's host, not its port.
+    let entry = serde_json::json!({
+        "127.0.0.1": {"BasicHTTP": {"username": USER, "password": PASSWORD}}
+    });
+    std::fs::write(&auth, entry.to_string()).unwrap();
+    let ca = p(&pki().ca);
+    let out = rattler_install(&ctx, &url, "anon", &[("SSL_CERT_FILE", ca)]);
+    assert_ne!(
+        out.code, 0,
+        "py-rattler installed without credentials: {out:?}"
+    );
+    assert_rattler_installs_with(
+        &ctx,
+        &url,
+        "tls",
+        &[("SSL_CERT_FILE", ca), ("RATTLER_AUTH_FILE", p(&auth))],
+    );
 }
 
 #[test]

@@ -147,7 +147,20 @@ impl TestContext {
 
     /// Starts `ferry serve --store STORE` on a free loopback port.
     pub fn serve(&self, store: &Path) -> Server {
-        Server::start(self, store)
+        Server::start(self, store, &[])
+    }
+
+    /// Starts `ferry serve --store STORE EXTRA...` on a free loopback port.
+    pub fn serve_with(&self, store: &Path, extra: &[String]) -> Server {
+        Server::start(self, store, extra)
+    }
+
+    /// Starts `ferry serve` over TLS, for the users of the suite's htpasswd and token
+    /// files (see `pki`), logging requests to `access.jsonl` in the test directory.
+    pub fn serve_secure(&self, store: &Path) -> Server {
+        let mut args = super::pki::pki().serve_args();
+        args.extend(["--access-log".into(), p(&self.path("access.jsonl")).into()]);
+        Server::start(self, store, &args)
     }
 }
 
@@ -295,14 +308,23 @@ pub struct Server {
 }
 
 impl Server {
-    fn start(ctx: &TestContext, store: &Path) -> Server {
+    /// With `--listen ADDR` in `extra`, on that address (its port on 127.0.0.1 is
+    /// `addr`), else on a free loopback port.
+    fn start(ctx: &TestContext, store: &Path, extra: &[String]) -> Server {
         let mut last = String::new();
+        let given = extra
+            .iter()
+            .position(|a| a == "--listen")
+            .map(|i| extra[i + 1].rsplit(':').next().unwrap().to_string());
         for _ in 0..5 {
-            let addr = format!("127.0.0.1:{}", free_port());
+            let port = given.clone().unwrap_or_else(|| free_port().to_string());
+            let addr = format!("127.0.0.1:{port}");
             let mut cmd = ctx.ferry_command();
-            cmd.args(["serve", "--store"])
-                .arg(store)
-                .args(["--listen", &addr])
+            cmd.args(["serve", "--store"]).arg(store);
+            if given.is_none() {
+                cmd.args(["--listen", &addr]);
+            }
+            cmd.args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
@@ -348,7 +370,7 @@ impl Server {
                     );
                 }
             }
-            if !last.contains("in use") {
+            if !last.contains("in use") || given.is_some() {
                 break;
             }
         }

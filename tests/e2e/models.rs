@@ -1213,6 +1213,45 @@ fn model_snapshot_download_from_ferry_serve() {
     assert_entry_not_found(&results[6], "a file not in the bundle");
 }
 
+/// huggingface_hub over TLS from a private CA (SSL_CERT_FILE) with a token of the
+/// server's token file as HF_TOKEN (sent as a bearer token); without it, refused.
+#[test]
+fn model_snapshot_download_from_ferry_serve_over_tls_with_a_token() {
+    use super::pki::{TOKEN, pki};
+    let ctx = TestContext::new();
+    let fx = models();
+    let store = import_into_store(&ctx, &main_bundle().bundle, "srv");
+    let server = ctx.serve_secure(&store);
+    let endpoint = format!("https://{}", server.addr);
+    let ca = p(&pki().ca);
+    let cache = |n: &str| p(&ctx.path(format!("cache-{n}"))).to_string();
+    let results = hf_client(
+        &ctx,
+        &ctx.path("hf-home"),
+        &[
+            ("HF_ENDPOINT", &endpoint),
+            ("SSL_CERT_FILE", ca),
+            ("HF_TOKEN", TOKEN),
+            // The token is the server's, not the hub's: send it (the suite's default
+            // keeps tokens from leaving).
+            ("HF_HUB_DISABLE_IMPLICIT_TOKEN", "0"),
+        ],
+        &[snapshot_op(REPO, json!({"cache_dir": cache("all")}))],
+    );
+    assert_snapshot(&results[0], &fx.model, &fx.commit, None);
+    let results = hf_client(
+        &ctx,
+        &ctx.path("hf-home-anon"),
+        &[("HF_ENDPOINT", &endpoint), ("SSL_CERT_FILE", ca)],
+        &[snapshot_op(REPO, json!({"cache_dir": cache("anon")}))],
+    );
+    assert_ne!(
+        results[0]["ok"], true,
+        "downloaded without a token: {}",
+        results[0]
+    );
+}
+
 #[test]
 fn model_serve_answers_as_the_hub() {
     let ctx = TestContext::new();

@@ -104,3 +104,68 @@ fn podman_pulls_the_demo_image_from_ferry_serve() {
     }
     drop(server);
 }
+
+/// podman over TLS from a private CA (`--cert-dir`, no `--tls-verify=false`) with the
+/// htpasswd user's credentials; without them the pull is refused.
+#[test]
+fn podman_pulls_from_ferry_serve_over_tls_with_credentials() {
+    use super::pki::{PASSWORD, USER, pki};
+    let _guard = PODMAN.lock().unwrap_or_else(|e| e.into_inner());
+    let ctx = TestContext::new();
+    let fx = fixtures();
+    let spec = ctx.write_spec(
+        "demo.toml",
+        &format!(
+            "name = \"demo\"\n\n[[image]]\nref = \"oci:{}:app/web:1.0\"\nrepository = \"app/web\"\n",
+            demo_layout().display()
+        ),
+    );
+    let bundle = ctx.create_bundle(&spec, "demo.ferry", &fx.key, &[]);
+    let store = ctx.path("store");
+    ctx.ferry([
+        "import",
+        p(&bundle),
+        "--trust",
+        p(&fx.public),
+        "--store",
+        p(&store),
+    ])
+    .assert_success();
+    let server = ctx.serve_secure(&store);
+    let image = format!("{}/app/web:1.0", server.addr);
+    let cert_dir = p(&pki().cert_dir);
+    let refused = podman(
+        ctx.dir.path(),
+        &["pull", "--quiet", "--cert-dir", cert_dir, &image],
+    );
+    assert_ne!(
+        refused.code, 0,
+        "podman pulled without credentials: {refused:?}"
+    );
+    let creds = format!("{USER}:{PASSWORD}");
+    let pulled = podman(
+        ctx.dir.path(),
+        &[
+            "pull",
+            "--quiet",
+            "--cert-dir",
+            cert_dir,
+            "--creds",
+            &creds,
+            &image,
+        ],
+    );
+    assert_eq!(
+        pulled.code,
+        0,
+        "{pulled:?}\nserver stderr:\n{}",
+        server.stderr()
+    );
+    let inspect = podman(
+        ctx.dir.path(),
+        &["image", "inspect", "--format", "{{.Digest}}", &image],
+    );
+    inspect.assert_success();
+    assert_eq!(inspect.stdout.trim(), DEMO_INDEX);
+    podman(ctx.dir.path(), &["rmi", "--force", &image]).assert_success();
+}

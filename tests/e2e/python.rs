@@ -477,6 +477,7 @@ fn install(
     index_url: &str,
     target: &Path,
     requirements: &[&str],
+    env: &[(&str, &str)],
 ) -> Output {
     let venv = venv();
     let mut cmd = match client {
@@ -506,12 +507,23 @@ fn install(
     };
     cmd.args(requirements);
     isolate_python(&mut cmd, ctx.dir.path());
+    cmd.envs(env.iter().copied());
     run(cmd)
 }
 
 /// pip and uv both install `python-dateutil`, `fancy[speed]` and `platpkg` from
 /// `index_url` (and nothing else), and what they installed imports.
 fn assert_pip_and_uv_install(ctx: &TestContext, index_url: &str, label: &str) {
+    assert_pip_and_uv_install_with(ctx, index_url, label, &[]);
+}
+
+/// [`assert_pip_and_uv_install`] with more environment for the clients.
+fn assert_pip_and_uv_install_with(
+    ctx: &TestContext,
+    index_url: &str,
+    label: &str,
+    env: &[(&str, &str)],
+) {
     for client in [Client::Pip, Client::Uv] {
         let target = ctx.path(format!("{label}-{client:?}").to_lowercase());
         let out = install(
@@ -520,6 +532,7 @@ fn assert_pip_and_uv_install(ctx: &TestContext, index_url: &str, label: &str) {
             index_url,
             &target,
             &["python-dateutil", "fancy[speed]", "platpkg"],
+            env,
         );
         assert_eq!(
             out.code, 0,
@@ -1087,6 +1100,31 @@ fn python_pip_and_uv_install_from_ferry_serve() {
     let server = ctx.serve(&store);
     let url = format!("http://{}/simple/", server.addr);
     assert_pip_and_uv_install(&ctx, &url, "serve");
+}
+
+/// Over TLS from a private CA (pip's PIP_CERT, uv's SSL_CERT_FILE; no "trusted host"),
+/// with the htpasswd user in the index URL as both clients take it; without the
+/// credentials both fail.
+#[test]
+fn python_pip_and_uv_install_from_ferry_serve_over_tls_with_a_password() {
+    use super::pki::{PASSWORD, USER, pki};
+    let ctx = TestContext::new();
+    let store = import_main(&ctx, "srv");
+    let server = ctx.serve_secure(&store);
+    let ca = p(&pki().ca);
+    let env = [("PIP_CERT", ca), ("SSL_CERT_FILE", ca)];
+    let password = PASSWORD.replace(' ', "%20");
+    let url = format!("https://{USER}:{password}@{}/simple/", server.addr);
+    assert_pip_and_uv_install_with(&ctx, &url, "tls", &env);
+    let anonymous = format!("https://{}/simple/", server.addr);
+    for client in [Client::Pip, Client::Uv] {
+        let target = ctx.path(format!("anon-{client:?}"));
+        let out = install(&ctx, client, &anonymous, &target, &["six"], &env);
+        assert_ne!(
+            out.code, 0,
+            "{client:?} installed without credentials: {out:?}"
+        );
+    }
 }
 
 #[test]
