@@ -372,3 +372,38 @@ fn serve_replicas_over_one_store_answer_alike() {
     let tags = String::from_utf8_lossy(&after.last().unwrap().1).into_owned();
     assert!(tags.contains("1.0"), "{tags}");
 }
+
+/// A client that connects to the TLS port and never says hello is closed after the idle
+/// timeout, and the server goes on answering.
+#[test]
+fn serve_closes_a_tls_connection_that_never_finishes_its_handshake() {
+    use std::io::Read as _;
+    use std::time::{Duration, Instant};
+    let ctx = TestContext::new();
+    let store = import_fixture(&ctx);
+    let mut args = pki().serve_args();
+    args.extend(["--idle-timeout".into(), "1".into()]);
+    let server = ctx.serve_with(&store, &args);
+    let mut silent = std::net::TcpStream::connect(&server.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = silent.read(&mut buf).unwrap_or(0);
+    assert_eq!(
+        n, 0,
+        "the server sent something to a client that said nothing"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "a silent TLS client held its connection for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        curl(&server.addr, "/healthz", &[]).stdout.trim(),
+        "200",
+        "{}",
+        server.stderr()
+    );
+}
