@@ -15,8 +15,9 @@ pub struct Cli {
     /// Print nothing but errors (no progress, no summaries).
     #[arg(long, short, global = true)]
     pub quiet: bool,
-    /// Speak plain HTTP to this registry host[:port] (loopback registries always are).
-    #[arg(long = "plain-http", value_name = "HOST", global = true)]
+    /// Before the command, as earlier versions took it: `--plain-http` of the commands
+    /// that reach registries.
+    #[arg(long = "plain-http", value_name = "HOST", hide = true)]
     pub plain_http: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
@@ -38,6 +39,8 @@ pub enum Command {
         jobs: usize,
         #[command(flatten)]
         plan: PlanArgs,
+        #[command(flatten)]
+        upstream: UpstreamArgs,
     },
     /// Create, verify and inspect bundles.
     #[command(subcommand)]
@@ -84,6 +87,8 @@ pub enum Command {
         /// Sign the receipt with this (site) key: HAVE.json.minisig beside it.
         #[arg(long, value_name = "SITE.key", requires = "receipt")]
         receipt_key: Option<PathBuf>,
+        #[command(flatten)]
+        upstream: UpstreamArgs,
     },
     /// Check or list an audit log: what was created, signed and imported, hash-chained.
     #[command(subcommand)]
@@ -204,6 +209,8 @@ pub struct PolicyCheckArgs {
     pub jobs: usize,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -246,6 +253,8 @@ pub enum BundleCommand {
         jobs: usize,
         #[command(flatten)]
         plan: PlanArgs,
+        #[command(flatten)]
+        upstream: UpstreamArgs,
     },
     /// Check a bundle's signature and every digest; writes nothing.
     Verify {
@@ -415,6 +424,26 @@ pub struct StoreArg {
     pub store: Option<PathBuf>,
 }
 
+/// How the commands that reach registries and other upstreams (indexes, channels, hubs)
+/// connect and sign in.
+#[derive(Args, Debug, Default, Clone)]
+pub struct UpstreamArgs {
+    /// Speak plain HTTP to this registry HOST[:PORT] (loopback registries always are,
+    /// unless --ca-cert is given).
+    #[arg(long = "plain-http", value_name = "HOST")]
+    pub plain_http: Vec<String>,
+    /// Trust this CA certificate (PEM; repeatable) besides the system's trust store, for
+    /// registries, indexes, channels and hubs. With it, loopback registries are spoken
+    /// to over HTTPS too: name a plain one with --plain-http.
+    #[arg(long = "ca-cert", value_name = "CA.pem")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Registry credentials from this auth file only (`auth.json` as podman, skopeo and
+    /// Docker write it) [default: $REGISTRY_AUTH_FILE, then the containers and Docker
+    /// auth files].
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     /// Resolve the spec and print what would be fetched (and what the store already
@@ -495,4 +524,80 @@ pub struct ReportArgs {
     /// With a bundle: verify it against a trust policy.
     #[arg(long, value_name = "TRUST.toml", requires = "bundle", conflicts_with_all = ["keys", "threshold"])]
     pub trust_policy: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn plain_http_is_taken_before_the_command_and_on_the_commands_that_reach_registries() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["ferry"], args].concat());
+        let before = parse(&["--plain-http", "h:1", "pull", "s.toml"]).unwrap();
+        assert_eq!(before.plain_http, ["h:1"]);
+        let Command::Pull { upstream, .. } = parse(&["pull", "s.toml", "--plain-http", "h:2"])
+            .unwrap()
+            .command
+        else {
+            panic!("not pull")
+        };
+        assert_eq!(upstream.plain_http, ["h:2"]);
+        for args in [
+            &[
+                "import",
+                "b",
+                "--trust",
+                "k",
+                "--to",
+                "r",
+                "--plain-http",
+                "h",
+            ][..],
+            &[
+                "bundle",
+                "create",
+                "s",
+                "-o",
+                "o",
+                "--key",
+                "k",
+                "--ca-cert",
+                "c",
+            ][..],
+            &["policy", "check", "s", "--policy", "p", "--authfile", "a"][..],
+        ] {
+            parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        // Where they mean nothing they are not taken.
+        for args in [
+            &["key", "generate", "k", "--plain-http", "h"][..],
+            &["serve", "--store", "s", "--ca-cert", "c"][..],
+            &["bundle", "verify", "b", "--trust", "k", "--authfile", "a"][..],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} parsed");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_as_docker_and_people_write_them() {
+        let ok = |s: &str| parse_listen(s).unwrap().to_string();
+        assert_eq!(ok("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(ok(":5000"), "0.0.0.0:5000");
+        assert_eq!(ok("localhost:5000"), "127.0.0.1:5000");
+        assert_eq!(ok("LOCALHOST:1"), "127.0.0.1:1");
+        assert_eq!(ok("[::1]:5000"), "[::1]:5000");
+        assert_eq!(ok("0.0.0.0:0"), "0.0.0.0:0");
+        for bad in [
+            "",
+            "5000",
+            ":",
+            ":99999",
+            "localhost:",
+            "host:port",
+            "127.0.0.1",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad:?} parsed");
+        }
+    }
 }

@@ -133,6 +133,48 @@ impl Retry {
     }
 }
 
+/// CA certificates (DER) every HTTP client of the process trusts besides the system's
+/// (`--ca-cert`); set once, before any client is built.
+static EXTRA_ROOTS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+
+/// Makes every HTTP client built after this trust `roots` too (the first call wins).
+pub fn trust_also(roots: &[Vec<u8>]) {
+    let _ = EXTRA_ROOTS.set(roots.to_vec());
+}
+
+/// The certificates of a PEM file, as DER; an error when it holds none or a block is not
+/// a certificate.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("it holds no -----BEGIN CERTIFICATE----- block".into());
+    }
+    for der in &certs {
+        reqwest::Certificate::from_der(der).map_err(|e| e.to_string())?;
+    }
+    Ok(certs)
+}
+
+/// A reqwest client builder with ferry's user agent, timeouts and trusted roots (the
+/// system's, and `--ca-cert`'s).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let roots = EXTRA_ROOTS
+        .get()
+        .into_iter()
+        .flatten()
+        .filter_map(|der| reqwest::Certificate::from_der(der).ok());
+    reqwest::Client::builder()
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(read_timeout())
+        .tls_certs_merge(roots)
+}
+
 /// An HTTP client with ferry's timeouts and retry policy.
 #[derive(Clone)]
 pub struct Http {
@@ -142,12 +184,7 @@ pub struct Http {
 
 impl Http {
     pub fn new() -> Result<Http, FetchError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(read_timeout())
-            .build()
-            .map_err(FetchError::Client)?;
+        let client = client_builder().build().map_err(FetchError::Client)?;
         Ok(Http::with_client(client))
     }
 

@@ -60,12 +60,65 @@ pub struct Globals {
     pub reporter: Arc<dyn Reporter>,
 }
 
+/// The upstream arguments of the commands that have them.
+fn upstream_args(command: &Command) -> Option<&crate::cli::UpstreamArgs> {
+    match command {
+        Command::Pull { upstream, .. }
+        | Command::Import { upstream, .. }
+        | Command::Bundle(BundleCommand::Create { upstream, .. }) => Some(upstream),
+        Command::Policy(PolicyCommand::Check(args)) => Some(&args.upstream),
+        _ => None,
+    }
+}
+
+/// Registry options from `--plain-http` (before or after the command), `--ca-cert` and
+/// `--authfile`: the files are read and checked here, so a typo is exit 2 before any
+/// work. The CA certificates are also given to every HTTP client of the process.
+fn registry_options(cli: &Cli) -> crate::error::Result<RegistryOptions> {
+    let mut options = RegistryOptions {
+        plain_http: cli.plain_http.clone(),
+        ..Default::default()
+    };
+    let Some(args) = upstream_args(&cli.command) else {
+        return Ok(options);
+    };
+    options.plain_http.extend(args.plain_http.iter().cloned());
+    let usage = |message: String, hint: &str| UsageError {
+        message,
+        hint: Some(hint.to_string()),
+    };
+    for path in &args.ca_cert {
+        let pem = std::fs::read(path).map_err(|e| {
+            usage(
+                format!("cannot read --ca-cert {}: {e}", path.display()),
+                "give the CA certificate's PEM file",
+            )
+        })?;
+        let certs = crate::fetch::pem_certificates(&pem).map_err(|e| {
+            usage(
+                format!("--ca-cert {} is not a PEM certificate: {e}", path.display()),
+                "give the CA certificate in PEM (-----BEGIN CERTIFICATE-----), e.g. `openssl x509 -in CA.der -inform der -out CA.pem`",
+            )
+        })?;
+        options.ca_certs.extend(certs);
+    }
+    if let Some(path) = &args.authfile {
+        crate::sources::auth::check_file(path).map_err(|e| {
+            usage(
+                format!("--authfile {}: {e}", path.display()),
+                "give an auth.json as `podman login --authfile FILE` writes it: {\"auths\": {\"HOST[:PORT]\": {\"auth\": base64(USER:PASSWORD)}}}",
+            )
+        })?;
+        options.auth_file = Some(path.clone());
+    }
+    crate::fetch::trust_also(&options.ca_certs);
+    Ok(options)
+}
+
 pub fn run(cli: Cli) -> crate::error::Result<()> {
     let g = Globals {
         quiet: cli.quiet,
-        registry: RegistryOptions {
-            plain_http: cli.plain_http.clone(),
-        },
+        registry: registry_options(&cli)?,
         reporter: reporter::for_stderr(cli.quiet),
     };
     match cli.command {
@@ -82,6 +135,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             store,
             jobs,
             plan,
+            ..
         } => pull::run(
             pull::Pull {
                 spec,
@@ -103,6 +157,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             level,
             jobs,
             plan,
+            ..
         }) => bundle::create(
             bundle::Create {
                 spec,
@@ -168,6 +223,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             policy,
             receipt,
             receipt_key,
+            ..
         } => import::run(
             import::Import {
                 bundle: reader::Input::new(&bundle, &volumes),

@@ -42,9 +42,14 @@ fn keys_for(registry: &str) -> Vec<String> {
     keys
 }
 
-/// Credentials for `registry` (as written in an image reference), or anonymous.
-pub fn for_registry(registry: &str) -> RegistryAuth {
-    for file in auth_files() {
+/// Credentials for `registry` (as written in an image reference), or anonymous: from
+/// `only` when given (`--authfile`), else from the first of the usual files that has them.
+pub fn for_registry(registry: &str, only: Option<&std::path::Path>) -> RegistryAuth {
+    let files = match only {
+        Some(file) => vec![file.to_path_buf()],
+        None => auth_files(),
+    };
+    for file in files {
         let Ok(text) = std::fs::read_to_string(&file) else {
             continue;
         };
@@ -68,6 +73,18 @@ pub fn for_registry(registry: &str) -> RegistryAuth {
     RegistryAuth::Anonymous
 }
 
+/// Whether `path` is an auth file ferry can take credentials from: readable JSON with an
+/// `auths` object (a typo'd `--authfile` must not mean anonymous access).
+pub fn check_file(path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+    if !doc.get("auths").is_some_and(|a| a.is_object()) {
+        return Err("it has no `auths` object".into());
+    }
+    Ok(())
+}
+
 fn decode(auth: &str) -> Option<(String, String)> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(auth.trim())
@@ -75,6 +92,24 @@ fn decode(auth: &str) -> Option<(String, String)> {
     let text = String::from_utf8(bytes).ok()?;
     let (user, pass) = text.split_once(':')?;
     Some((user.to_string(), pass.to_string()))
+}
+
+/// What to check when `registry` (or `registry/repository`) could not be reached or
+/// refused: where credentials come from, and the TLS switch that may fit (a loopback
+/// registry is already spoken to over plain HTTP, so `--plain-http` is no advice there).
+pub fn connection_hint(registry: &str) -> String {
+    let host = registry.split('/').next().unwrap_or(registry);
+    let credentials =
+        "credentials come from --authfile FILE, else the Docker/containers auth files";
+    if is_loopback(host) {
+        format!(
+            "{credentials}; loopback registries are spoken to over plain HTTP unless --ca-cert is given"
+        )
+    } else {
+        format!(
+            "{credentials}; --plain-http {host} for a registry without TLS, --ca-cert CA.pem for one whose certificate a private CA signed"
+        )
+    }
 }
 
 /// Loopback registries are spoken to over plain HTTP, as Docker does.

@@ -61,7 +61,8 @@ impl Classify for SourceError {
     fn hint(&self) -> Option<String> {
         match self {
             SourceError::Fetch { origin, .. } => Some(format!(
-                "check that {origin} is reachable and that you may pull from it (credentials come from the Docker/containers auth files); add --plain-http HOST for a registry without TLS"
+                "check that {origin} is reachable and that you may pull from it ({})",
+                auth::connection_hint(origin)
             )),
             SourceError::NotFound { .. } => Some(
                 "check the reference in the spec (`skopeo list-tags` shows what exists)".into(),

@@ -19,17 +19,39 @@ use crate::store::{Store, StoreError};
 pub struct RegistryOptions {
     /// Hosts spoken to over plain HTTP besides loopback ones.
     pub plain_http: Vec<String>,
+    /// CA certificates (DER) trusted besides the system's (`--ca-cert`). With any, loopback
+    /// registries are spoken to over HTTPS too.
+    pub ca_certs: Vec<Vec<u8>>,
+    /// The one auth file to take credentials from (`--authfile`).
+    pub auth_file: Option<std::path::PathBuf>,
 }
 
-/// An oci-client for the given registries: HTTPS except for loopback and --plain-http.
+impl RegistryOptions {
+    /// The credentials for `registry`.
+    pub fn auth(&self, registry: &str) -> RegistryAuth {
+        super::auth::for_registry(registry, self.auth_file.as_deref())
+    }
+}
+
+/// An oci-client for the given registries: HTTPS except for --plain-http hosts and, unless
+/// a CA was given, loopback ones.
 pub fn client_for(registries: &[String], options: &RegistryOptions) -> Client {
     let mut plain: Vec<String> = registries
         .iter()
-        .filter(|r| super::auth::is_loopback(r))
+        .filter(|r| options.ca_certs.is_empty() && super::auth::is_loopback(r))
         .cloned()
         .collect();
     plain.extend(options.plain_http.iter().cloned());
+    let extra_root_certificates = options
+        .ca_certs
+        .iter()
+        .map(|der| oci_client::client::Certificate {
+            encoding: oci_client::client::CertificateEncoding::Der,
+            data: der.clone(),
+        })
+        .collect();
     Client::new(ClientConfig {
+        extra_root_certificates,
         protocol: ClientProtocol::HttpsExcept(plain),
         use_monolithic_push: true,
         platform_resolver: None,
@@ -102,7 +124,7 @@ impl RegistrySource {
             source: e.into(),
         })?;
         let client = client_for(&[base.registry().to_string()], options);
-        let auth = super::auth::for_registry(base.registry());
+        let auth = options.auth(base.registry());
         Ok(RegistrySource { client, base, auth })
     }
 

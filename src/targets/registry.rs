@@ -54,9 +54,10 @@ impl Classify for PushError {
     }
     fn hint(&self) -> Option<String> {
         match self {
-            PushError::Push { .. } => Some(
-                "check that the registry is reachable and accepts pushes (credentials come from the Docker/containers auth files; --plain-http HOST for a registry without TLS); nothing is tagged until every blob and manifest is in".into(),
-            ),
+            PushError::Push { target, .. } => Some(format!(
+                "check that the registry is reachable and accepts pushes ({}); nothing is tagged until every blob and manifest is in",
+                crate::sources::auth::connection_hint(target)
+            )),
             _ => None,
         }
     }
@@ -187,7 +188,7 @@ pub async fn push(
         staging,
         reporter,
     };
-    let auth = crate::sources::auth::for_registry(&target.registry);
+    let auth = options.auth(&target.registry);
     pusher
         .client
         .store_auth_if_needed(&target.registry, &auth)
@@ -236,7 +237,7 @@ pub async fn missing(
     options: &RegistryOptions,
 ) -> Vec<(String, Desc)> {
     let client = client_for(std::slice::from_ref(&target.registry), options);
-    let auth = crate::sources::auth::for_registry(&target.registry);
+    let auth = options.auth(&target.registry);
     client.store_auth_if_needed(&target.registry, &auth).await;
     let mut out = Vec::new();
     for (repo, desc) in blobs {
@@ -264,7 +265,7 @@ pub async fn holds(
     options: &RegistryOptions,
 ) -> bool {
     let client = client_for(std::slice::from_ref(&target.registry), options);
-    let auth = crate::sources::auth::for_registry(&target.registry);
+    let auth = options.auth(&target.registry);
     for p in placements {
         let repo = target.repository(&p.repository);
         let digest = p.root.digest.to_string();

@@ -46,7 +46,22 @@ impl Registry {
         Registry::start_with(root, &auth)
     }
 
+    /// Starts a registry that serves TLS with `cert`/`key` (signed by the suite's CA, see
+    /// `pki`) and requires basic authentication against `htpasswd`.
+    pub fn start_with_tls_and_auth(root: &Path, htpasswd: &Path) -> Registry {
+        let pki = super::pki::pki();
+        let config = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n\
+             auth:\n  htpasswd:\n    realm: ferry-e2e\n    path: {}\n",
+            pki.cert.display(),
+            pki.key.display(),
+            htpasswd.display()
+        );
+        Registry::start_with(root, &config)
+    }
+
     fn start_with(root: &Path, extra_config: &str) -> Registry {
+        let tls = extra_config.starts_with("  tls:");
         let storage = root.join("registry");
         std::fs::create_dir_all(&storage).expect("create registry storage");
         let mut failures = Vec::new();
@@ -84,7 +99,12 @@ impl Registry {
             let registry = Registry { host };
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
-                if registry.is_ready() {
+                let ready = if tls {
+                    registry.is_ready_over_tls()
+                } else {
+                    registry.is_ready()
+                };
+                if ready {
                     // The watchdog keeps running: it stops the registry when we exit.
                     drop(watchdog);
                     return registry;
@@ -107,6 +127,24 @@ impl Registry {
             }
         }
         panic!("docker-registry did not start:\n{}", failures.join("\n"));
+    }
+
+    /// Whether a registry answers `GET /v2/` over TLS with a certificate of the suite's CA.
+    fn is_ready_over_tls(&self) -> bool {
+        let out = super::context::run_program(
+            "curl",
+            [
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                super::context::p(&super::pki::pki().ca),
+                &format!("https://{}/v2/", self.host),
+            ],
+        );
+        matches!(out.stdout.trim(), "200" | "401")
     }
 
     /// Whether a distribution registry (not some other server) answers `GET /v2/`.

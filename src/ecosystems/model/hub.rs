@@ -63,10 +63,7 @@ impl Hub {
                     crate::names::redact_url(endpoint)
                 )
             })?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .read_timeout(crate::fetch::read_timeout())
+        let http = crate::fetch::client_builder()
             .build()
             .map_err(|e| e.to_string())?;
         let token = std::env::var("HF_TOKEN")

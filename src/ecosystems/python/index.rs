@@ -84,10 +84,7 @@ impl IndexClient {
         if !matches!(base.scheme(), "http" | "https") {
             return Err(format!("index URL `{shown}` is not http or https"));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .read_timeout(crate::fetch::read_timeout())
+        let http = crate::fetch::client_builder()
             .build()
             .map_err(|e| e.to_string())?;
         Ok(IndexClient {
