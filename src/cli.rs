@@ -529,7 +529,6 @@ pub struct ReportArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
 
     #[test]
     fn plain_http_is_taken_before_the_command_and_on_the_commands_that_reach_registries() {
