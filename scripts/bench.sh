@@ -320,7 +320,7 @@ mem_case() {
     sync
     log "memory case $name: bundle create, verify, import --store, import --to"
     rss_of "$name" create env TMPDIR="$c/tmp" "$FERRY" bundle create "$c/spec.toml" \
-        -o "$c/b.ferry" --key "$WORK/k.key" --store "$c/store" -q
+        -o "$c/b.ferry" --key "$WORK/k.key" --store "$c/store" --force -q
     stat -c %s "$c/b.ferry" >>"$MEM_INFO"
     rm -rf "$c/layout" "$c/store"
     sync
@@ -548,7 +548,7 @@ skopeo_export() {
 ferry_export() {
     watch_registry "$SRC_PID"
     timed fe_create "$FERRY" bundle create "$WORK/spec.toml" -o "$R/bench.ferry" \
-        --key "$WORK/k.key" --store "$R/store" -q
+        --key "$WORK/k.key" --store "$R/store" --force -q
     unwatch
 }
 skopeo_import() {
@@ -654,7 +654,7 @@ if [[ $BENCH_PHASES == 1 ]]; then
     timed ph_pull "$FERRY" pull "$WORK/spec.toml" --store "$WORK/ph-store" -q
     unwatch
     timed ph_write "$FERRY" bundle create "$WORK/spec.toml" -o "$WORK/ph-warm.ferry" \
-        --key "$WORK/k.key" --store "$WORK/ph-store" -q
+        --key "$WORK/k.key" --store "$WORK/ph-store" --force -q
     timed ph_verify "$FERRY" bundle verify "$R/bench.ferry" --trust "$WORK/k.pub" -q
     timed ph_tostore "$FERRY" import "$R/bench.ferry" --trust "$WORK/k.pub" \
         --store "$WORK/ph-imported" -q
@@ -750,7 +750,7 @@ if [[ -n $BENCH_SCALES ]]; then
         gen_push "$mb" "s$mb"
         write_spec "$WORK/spec-s$mb.toml" "s$mb"
         timed "sc_create_$mb" "$FERRY" bundle create "$WORK/spec-s$mb.toml" \
-            -o "$WORK/s$mb.ferry" --key "$WORK/k.key" --store "$WORK/store-s$mb" -q
+            -o "$WORK/s$mb.ferry" --key "$WORK/k.key" --store "$WORK/store-s$mb" --force -q
         start_registry "tgt-s$mb"
         timed "sc_import_$mb" "$FERRY" import "$WORK/s$mb.ferry" --trust "$WORK/k.pub" \
             --to "127.0.0.1:$REG_PORT" --state-dir "$WORK/state-s$mb" -q

@@ -46,6 +46,7 @@ pub enum Command {
     #[command(subcommand)]
     Bundle(BundleCommand),
     /// Verify a bundle, then put its contents into a registry or a store.
+    #[command(group(clap::ArgGroup::new("target").required(true).multiple(false)))]
     Import {
         /// The bundle, or any volume of a split one (or its name without the suffix).
         bundle: PathBuf,
@@ -55,16 +56,11 @@ pub enum Command {
         /// repeatable). Volumes are also looked for beside BUNDLE.
         #[arg(long = "volumes", value_name = "DIR")]
         volumes: Vec<PathBuf>,
-        /// A registry: HOST[:PORT][/PREFIX].
-        #[arg(
-            long,
-            value_name = "HOST[:PORT][/PREFIX]",
-            conflicts_with = "store",
-            required_unless_present = "store"
-        )]
+        /// A registry: HOST[:PORT][/PREFIX] (`docker://` before it is taken too).
+        #[arg(long, value_name = "HOST[:PORT][/PREFIX]", group = "target")]
         to: Option<String>,
         /// A store directory (what `ferry serve` serves).
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", group = "target")]
         store: Option<PathBuf>,
         /// Where import state for registry targets lives [default: $XDG_STATE_HOME/ferry].
         #[arg(long, value_name = "DIR")]
@@ -251,6 +247,9 @@ pub enum BundleCommand {
         level: i32,
         #[arg(long, default_value_t = 4)]
         jobs: usize,
+        /// Replace OUT.ferry (and its volumes) if it exists.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         plan: PlanArgs,
         #[command(flatten)]

@@ -89,7 +89,7 @@ pub enum SignatureError {
     UntrustedKey { found: String, trusted: String },
     #[error("signature by key {key_id} does not match the signed content")]
     Invalid { key_id: String },
-    #[error("{have} trusted signature(s), {need} required (signed by: {signed}){}", not_counted(.ignored))]
+    #[error("{have} of {need} required signatures (signed by: {signed}){}", not_counted(.ignored))]
     TooFew {
         have: usize,
         need: usize,

@@ -31,6 +31,8 @@ pub enum SpecError {
         path: PathBuf,
         /// 1-based, when the mistake is in one place.
         line: Option<usize>,
+        /// The section of the entry the mistake is in (`image`, ...), if any.
+        section: Option<&'static str>,
         message: String,
     },
 }
@@ -44,6 +46,17 @@ impl Classify for SpecError {
     }
     fn hint(&self) -> Option<String> {
         match self {
+            SpecError::Invalid {
+                section: Some(section),
+                ..
+            } => Some(format!(
+                "an entry of [[{section}]] takes the keys {}, and `labels`; see the spec file format in the README",
+                ecosystems::keys(section)
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             SpecError::Parse { .. } | SpecError::Invalid { .. } => Some(format!(
                 "see the spec file format in the README (keys: name, then entries of {})",
                 sections()
@@ -150,8 +163,16 @@ impl Spec {
         let invalid = |line: Option<usize>, message: String| SpecError::Invalid {
             path: path.to_path_buf(),
             line,
+            section: None,
             message,
         };
+        let invalid_in =
+            |section: &'static str, line: Option<usize>, message: String| SpecError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                section: Some(section),
+                message,
+            };
         let mut top = top.into_inner();
         let name = match top.remove("name") {
             Some(v) => {
@@ -199,7 +220,8 @@ impl Spec {
             };
             for (i, table) in tables.into_iter().enumerate() {
                 let line = line_of(table.span());
-                let at = |e: String| invalid(line, format!("[[{section}]] #{}: {e}", i + 1));
+                let at =
+                    |e: String| invalid_in(section, line, format!("[[{section}]] #{}: {e}", i + 1));
                 let mut table = table.into_inner();
                 let labels = match table.remove("labels") {
                     Some(v) => parse_labels(v).map_err(at)?,
@@ -294,6 +316,42 @@ ref = "oci:layout:app/web:1.0"
                 reference: "app/web:1.0".into()
             }
         );
+    }
+
+    /// The keys a hint lists are those each entry's parser takes: an unknown key's error
+    /// lists the same ones.
+    #[test]
+    fn hints_list_the_keys_of_the_table_the_mistake_is_in() {
+        for section in ecosystems::SECTIONS {
+            let e = parse(&format!("name = \"a\"\n[[{section}]]\nnot-a-key = 1\n")).unwrap_err();
+            let message = e.to_string();
+            for key in ecosystems::keys(section) {
+                assert!(
+                    message.contains(&format!("`{key}`")),
+                    "{section}: {key} not in {message}"
+                );
+            }
+            let listed = message.matches('`').count() / 2;
+            // The unknown key itself, then every key the parser takes.
+            assert_eq!(
+                listed,
+                1 + ecosystems::keys(section).len(),
+                "{section}: {message}"
+            );
+            let hint = crate::exit::Classify::hint(&e).unwrap();
+            assert!(hint.contains(&format!("[[{section}]]")), "{hint}");
+            for key in ecosystems::keys(section) {
+                assert!(
+                    hint.contains(&format!("`{key}`")),
+                    "{section}: {key} not in {hint}"
+                );
+            }
+        }
+        let top = parse("name = \"a\"\n").unwrap_err();
+        let hint = crate::exit::Classify::hint(&top).unwrap();
+        for section in ecosystems::SECTIONS {
+            assert!(hint.contains(&format!("[[{section}]]")), "{hint}");
+        }
     }
 
     #[test]

@@ -89,10 +89,21 @@ pub struct Store {
 
 const LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
+/// A store path that exists but is not a directory (a bundle given as `--store`, say).
+fn refuse_non_directory(root: &Path) -> Result<(), StoreError> {
+    match fs::metadata(root) {
+        Ok(meta) if !meta.is_dir() => Err(StoreError::NotAStore {
+            path: root.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl Store {
     /// Opens the store at `root`, creating an empty layout if the directory is absent
     /// or empty.
     pub fn open_or_create(root: &Path) -> Result<Store, StoreError> {
+        refuse_non_directory(root)?;
         if root.join("oci-layout").is_file() {
             return Store::open(root);
         }
@@ -216,6 +227,7 @@ impl Store {
 
     /// Opens an existing store.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        refuse_non_directory(root)?;
         if !root.join("oci-layout").is_file() {
             return Err(StoreError::NotAStore {
                 path: root.to_path_buf(),

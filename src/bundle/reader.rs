@@ -33,6 +33,8 @@ pub enum VerifyError {
         #[source]
         source: io::Error,
     },
+    #[error("{path} is not a ferry bundle: {reason}")]
+    NotABundle { path: PathBuf, reason: &'static str },
     #[error("bundle is damaged or truncated{}", at.as_ref().map(|p| format!(" (in entry `{p}`)")).unwrap_or_default())]
     Damaged {
         at: Option<String>,
@@ -43,7 +45,10 @@ pub enum VerifyError {
     NoManifest { found: String },
     #[error("bundle is not signed: no signature entry follows `{MANIFEST_NAME}`")]
     Unsigned,
-    #[error("bundle signature does not verify")]
+    #[error("{}", match .0 {
+        SignatureError::TooFew { .. } => "bundle is not signed by enough trusted keys",
+        _ => "bundle signature does not verify",
+    })]
     Signature(#[from] SignatureError),
     #[error("bundle is not approved")]
     NotApproved(#[source] Box<Refusal>),
@@ -128,6 +133,7 @@ impl Classify for VerifyError {
     fn exit_status(&self) -> ExitStatus {
         match self {
             VerifyError::Open { .. } | VerifyError::Stage { .. } => ExitStatus::Error,
+            VerifyError::NotABundle { .. } => ExitStatus::Usage,
             VerifyError::Cosign(e) => e.exit_status(),
             VerifyError::Policy(e) => e.exit_status(),
             VerifyError::Volume(e) => e.exit_status(),
@@ -146,6 +152,9 @@ impl Classify for VerifyError {
                 Some("import the newest bundle of the series; an older one may be a replay".into())
             }
             VerifyError::Open { .. } | VerifyError::Stage { .. } => None,
+            VerifyError::NotABundle { .. } => Some(
+                "give the OUT.ferry file `ferry bundle create` wrote, or any volume of a split bundle (OUT.ferry.001, ...)".into(),
+            ),
             VerifyError::NotInTarget { base, .. } => Some(format!(
                 "import its base ({base}) into this target first, or make the bundle again with `--since` the receipt of what this target holds (`ferry import --receipt`); nothing was written"
             )),
@@ -565,6 +574,7 @@ fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
                 path: input.path.clone(),
                 source,
             })?;
+            let file = looks_like_a_bundle(&input.path, file)?;
             (Source::File(file), None, input.path.clone())
         }
     };
@@ -576,6 +586,42 @@ fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
         volumes,
         bundle,
     })
+}
+
+/// The zstd frame magic every bundle starts with (little-endian 0xFD2FB528).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// Tells a file that is no bundle at all (a directory, a key, a tar, a spec) from one
+/// damaged in transit: a bundle is a zstd stream, so anything else given as one is a
+/// usage error (exit 2), while a zstd stream that goes wrong later is damage (exit 3).
+/// An empty file counts as a truncated bundle.
+fn looks_like_a_bundle(path: &Path, mut file: File) -> Result<File, VerifyError> {
+    use std::io::Seek as _;
+    let not = |reason| VerifyError::NotABundle {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let damaged = |source| VerifyError::Damaged { at: None, source };
+    if file.metadata().map_err(damaged)?.is_dir() {
+        return Err(not("it is a directory"));
+    }
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(damaged(e)),
+        }
+    }
+    if got > 0 && head[..got] != ZSTD_MAGIC[..got] {
+        return Err(not(
+            "it does not start as a zstd stream, as every bundle does",
+        ));
+    }
+    file.rewind().map_err(damaged)?;
+    Ok(file)
 }
 
 /// ferry writes at level 19 at most, whose window is 8 MiB (2^23): a larger one is

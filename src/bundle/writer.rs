@@ -454,6 +454,18 @@ pub fn check_output_free(out: &Path) -> Result<(), WriteError> {
     lock_output(out).map(drop)
 }
 
+/// A bundle already at `out`: the file itself, or the index or first volume of a split
+/// bundle of that name.
+pub fn existing_output(out: &Path) -> Option<PathBuf> {
+    [
+        out.to_path_buf(),
+        append_to_name(out, ".volumes.json"),
+        append_to_name(out, ".001"),
+    ]
+    .into_iter()
+    .find(|p| p.symlink_metadata().is_ok())
+}
+
 fn append_to_name(out: &Path, suffix: &str) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(suffix);

@@ -19,6 +19,8 @@ pub struct Create {
     pub sequence: Option<u64>,
     pub level: i32,
     pub jobs: usize,
+    /// Replace an existing bundle at `output`.
+    pub force: bool,
     pub plan: PlanArgs,
 }
 
@@ -34,6 +36,7 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
         sequence,
         level,
         jobs,
+        force,
         plan,
     } = args;
     let registry = g.registry.clone();
@@ -48,6 +51,16 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
     let key = SecretKey::load(&key)?;
     writer::check_output_free(&output)
         .with_context(|| format!("cannot create bundle {}", output.display()))?;
+    if !force && let Some(existing) = writer::existing_output(&output) {
+        return Err(UsageError {
+            message: format!("{} already exists", existing.display()),
+            hint: Some(format!(
+                "pass --force to replace it, or write to another -o than {}",
+                output.display()
+            )),
+        }
+        .into());
+    }
     // A policy that does not compile fails before anything is pulled.
     let policy = policy.map(|p| Policy::load(&p)).transpose()?;
     let base = since

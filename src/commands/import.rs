@@ -41,7 +41,12 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
     let receipt_key = receipt_key.map(|k| SecretKey::load(&k)).transpose()?;
     let target = match (to, store) {
         (Some(to), None) => Target::Registry(RegistryTarget::parse(&to)?),
-        (None, Some(dir)) => Target::Store(dir),
+        (None, Some(dir)) => {
+            if dir.exists() && !dir.is_dir() {
+                return Err(crate::store::StoreError::NotAStore { path: dir }.into());
+            }
+            Target::Store(dir)
+        }
         _ => unreachable!("clap requires exactly one of --to and --store"),
     };
     let state_dir = state_dir.unwrap_or_else(default_state_dir);

@@ -10,6 +10,11 @@ pub struct KeyGenerate {
 pub fn generate(args: KeyGenerate, g: &Globals) -> crate::error::Result<()> {
     let KeyGenerate { name } = args;
 
+    // `key generate team.key` (or team.pub) means the pair named team, not team.key.key.
+    let name = match name.extension().and_then(|e| e.to_str()) {
+        Some("key" | "pub") => name.with_extension(""),
+        _ => name,
+    };
     let (secret, public, id) = sign::generate(&name)?;
     if !g.quiet {
         println!("key id {id}");

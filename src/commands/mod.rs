@@ -156,6 +156,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
             sequence,
             level,
             jobs,
+            force,
             plan,
             ..
         }) => bundle::create(
@@ -170,6 +171,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
                 sequence,
                 level,
                 jobs,
+                force,
                 plan,
             },
             &g,

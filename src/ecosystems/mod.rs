@@ -59,6 +59,8 @@ pub struct PullContext<'a> {
 pub trait Ecosystem {
     /// The spec's array of tables: `python` for `[[python]]`.
     const SECTION: &'static str;
+    /// The keys an entry of the section takes (besides `labels`), for hints.
+    const KEYS: &'static [&'static str];
     /// One checked spec entry.
     type Spec: std::fmt::Debug + Clone + Send + Sync;
     /// What the bundle manifest records of one artifact beyond the shared fields.
@@ -141,6 +143,17 @@ pub const SECTIONS: &[&str] = &[
     model::Model::SECTION,
     image::Image::SECTION,
 ];
+
+/// The keys an entry of `section` takes (besides `labels`).
+pub fn keys(section: &str) -> &'static [&'static str] {
+    match section {
+        python::Python::SECTION => python::Python::KEYS,
+        conda::Conda::SECTION => conda::Conda::KEYS,
+        model::Model::SECTION => model::Model::KEYS,
+        image::Image::SECTION => image::Image::KEYS,
+        _ => &[],
+    }
+}
 
 /// Parses one entry of section `section`; `None` when no ecosystem has that section.
 pub fn parse_entry(

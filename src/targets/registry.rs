@@ -66,12 +66,17 @@ impl Classify for PushError {
 impl RegistryTarget {
     pub fn parse(s: &str) -> Result<Self, PushError> {
         let bad = || PushError::BadTarget(s.to_string());
+        // As in specs and as skopeo writes it.
+        let s = s.strip_prefix("docker://").unwrap_or(s);
         let s = s.trim_end_matches('/');
         let (registry, prefix) = match s.split_once('/') {
             Some((r, p)) => (r, Some(p.to_string())),
             None => (s, None),
         };
-        if registry.is_empty() || registry.contains(['@', ' ']) {
+        // HOST[:PORT], a name or an address (IPv6 in brackets): nothing that could
+        // change the URL it is put into.
+        let host_char = |c: char| c.is_ascii_alphanumeric() || ".-:[]_".contains(c);
+        if registry.is_empty() || !registry.chars().all(host_char) {
             return Err(bad());
         }
         if prefix
@@ -394,4 +399,31 @@ fn header(media_type: &str) -> reqwest::header::HeaderValue {
     reqwest::header::HeaderValue::from_str(media_type).unwrap_or(
         reqwest::header::HeaderValue::from_static(crate::oci::OCI_MANIFEST),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_as_people_write_them_and_nothing_that_bends_the_url() {
+        let t = |s: &str| RegistryTarget::parse(s).map(|t| t.display());
+        assert_eq!(t("reg:5000").unwrap(), "reg:5000");
+        assert_eq!(t("reg:5000/mirror/").unwrap(), "reg:5000/mirror");
+        assert_eq!(t("docker://reg:5000/mirror").unwrap(), "reg:5000/mirror");
+        assert_eq!(t("[::1]:5000/a").unwrap(), "[::1]:5000/a");
+        for bad in [
+            "",
+            "docker://",
+            "user@reg",
+            "reg?x=1/a",
+            "reg#frag",
+            "reg:5000/UPPER",
+            "http://reg:5000",
+            "reg/../x",
+            "re g",
+        ] {
+            assert!(RegistryTarget::parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
 }

@@ -199,7 +199,7 @@ fn approvals_two_and_three_signers_meet_or_miss_the_rule() {
     trust_all("3").assert_success();
     trust_all("4")
         .assert_code(3)
-        .assert_stderr_contains("3 trusted signature(s), 4 required");
+        .assert_stderr_contains("3 of 4 required signatures");
     w.ctx
         .ferry([
             "bundle",

@@ -109,3 +109,154 @@ fn unreachable_registry_is_an_error_with_a_hint() {
         "the error should name the registry: {out:?}"
     );
 }
+
+/// What a new user gets wrong first, and the error that says how to fix it.
+#[test]
+fn first_mistakes_get_errors_that_name_the_fix() {
+    use super::fixtures::fixtures;
+    let ctx = TestContext::new();
+    let fx = fixtures();
+
+    // A directory or a file that is no bundle: usage (2), "not a ferry bundle".
+    let dir = ctx.path("a-dir");
+    std::fs::create_dir(&dir).unwrap();
+    let text = ctx.write_spec("notes.ferry", "these are my notes\n");
+    let store = ctx.path("store");
+    for bundle in [&dir, &text, &fx.public] {
+        for args in [
+            vec!["bundle", "verify", p(bundle), "--trust", p(&fx.public)],
+            vec!["bundle", "inspect", p(bundle)],
+            vec![
+                "import",
+                p(bundle),
+                "--trust",
+                p(&fx.public),
+                "--store",
+                p(&store),
+            ],
+        ] {
+            ctx.ferry(&args)
+                .assert_code(2)
+                .assert_stderr_contains("not a ferry bundle")
+                .assert_stderr_contains("hint:");
+        }
+    }
+    assert!(!store.exists(), "a refused import created the store");
+    // A bundle cut short is still damage (3), not a usage error.
+    let bytes = std::fs::read(&fx.bundle).unwrap();
+    let cut = ctx.path("cut.ferry");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    ctx.ferry(["bundle", "verify", p(&cut), "--trust", p(&fx.public)])
+        .assert_code(3);
+
+    // import without a target names both kinds.
+    let out = ctx.ferry(["import", p(&fx.bundle), "--trust", p(&fx.public)]);
+    out.assert_code(2)
+        .assert_stderr_contains("--to")
+        .assert_stderr_contains("--store");
+
+    // --store at a file names it.
+    let file_store = ctx.write_spec("store.txt", "");
+    ctx.ferry([
+        "import",
+        p(&fx.bundle),
+        "--trust",
+        p(&fx.public),
+        "--store",
+        p(&file_store),
+    ])
+    .assert_code(2)
+    .assert_stderr_contains("store.txt");
+    ctx.ferry(["serve", "--store", p(&file_store)])
+        .assert_code(2)
+        .assert_stderr_contains("store.txt");
+
+    // A threshold the signatures do not reach says how many there are.
+    let (_, other) = ctx.generate_key("other");
+    ctx.ferry([
+        "bundle",
+        "verify",
+        p(&fx.bundle),
+        "--trust",
+        p(&fx.public),
+        "--trust",
+        p(&other),
+        "--threshold",
+        "2",
+    ])
+    .assert_code(3)
+    .assert_stderr_contains("1 of 2 required signatures")
+    .assert_stderr_contains("ferry bundle sign");
+
+    // `key generate NAME.key` makes NAME.key and NAME.pub.
+    ctx.ferry(["key", "generate", "site.key"]).assert_success();
+    assert!(ctx.path("site.key").is_file() && ctx.path("site.pub").is_file());
+    assert!(!ctx.path("site.key.key").exists());
+    let shown = ctx.ferry(["key", "show", "site.pub"]);
+    shown.assert_success();
+    assert!(shown.stdout.contains("key id"), "{shown:?}");
+
+    // A mistake inside an entry: the hint lists that table's keys.
+    let spec = ctx.write_spec(
+        "typo.toml",
+        "name = \"e2e\"\n[[model]]\nrepo = \"org/x\"\nrevison = \"main\"\n",
+    );
+    ctx.ferry(["pull", p(&spec), "--store", p(&store)])
+        .assert_code(2)
+        .assert_stderr_contains("an entry of [[model]] takes the keys `repo`, `revision`");
+}
+
+/// `bundle create` does not replace a bundle without --force, and says so before it
+/// pulls anything.
+#[test]
+fn bundle_create_keeps_an_existing_bundle_unless_forced() {
+    use super::images::demo_layout;
+    let ctx = TestContext::new();
+    let (key, public) = ctx.generate_key("team");
+    let spec = ctx.write_spec(
+        "demo.toml",
+        &format!(
+            "name = \"demo\"\n[[image]]\nref = \"oci:{}:app/web:1.0\"\n",
+            demo_layout().display()
+        ),
+    );
+    let bundle = ctx.create_bundle(&spec, "demo.ferry", &key, &[]);
+    let before = std::fs::read(&bundle).unwrap();
+    let store = ctx.path("fresh-store");
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "bundle".to_string(),
+            "create".into(),
+            p(&spec).into(),
+            "-o".into(),
+            p(&bundle).into(),
+            "--key".into(),
+            p(&key).into(),
+            "--store".into(),
+            p(&store).into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    ctx.ferry(args(&[]))
+        .assert_code(2)
+        .assert_stderr_contains("already exists")
+        .assert_stderr_contains("--force");
+    assert_eq!(
+        std::fs::read(&bundle).unwrap(),
+        before,
+        "the bundle changed"
+    );
+    assert!(!store.exists(), "it pulled before refusing");
+    ctx.ferry(args(&["--force"])).assert_success();
+    ctx.ferry(["bundle", "verify", p(&bundle), "--trust", p(&public)])
+        .assert_success();
+    // A split bundle of that name counts too.
+    let split = ctx.path("split.ferry");
+    let mut a = args(&["--split", "1MB"]);
+    a[4] = p(&split).into();
+    ctx.ferry(&a).assert_success();
+    ctx.ferry(&a)
+        .assert_code(2)
+        .assert_stderr_contains("split.ferry.");
+}

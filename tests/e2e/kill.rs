@@ -341,6 +341,8 @@ fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
         p(&key),
         "--store",
         p(&store),
+        // Each rerun writes the bundle again.
+        "--force",
     ];
     kill_and_rerun(
         &ctx,
@@ -376,6 +378,7 @@ fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
         p(&store),
         "--split",
         "256KiB",
+        "--force",
     ];
     kill_and_rerun(
         &ctx,

@@ -253,7 +253,7 @@ fn volumes_are_signed_standard_and_read_from_several_media_in_any_order() {
     };
     create(&["--split", "64KiB"]);
     assert!(volume(&again, 1).exists());
-    create(&[]);
+    create(&["--force"]);
     assert!(again.is_file());
     assert!(!volume(&again, 1).exists() && !index_of(&again).exists());
     verify(&ctx, &again, &public, &[]).assert_success();

@@ -728,6 +728,8 @@ pub struct Conda;
 
 impl crate::ecosystems::Ecosystem for Conda {
     const SECTION: &'static str = "conda";
+    const KEYS: &'static [&'static str] =
+        &["channel", "channels", "specs", "platforms", "lock-file"];
     type Spec = CondaSpec;
     type Record = CondaPackage;
     type Catalog = serve::CondaCatalog;

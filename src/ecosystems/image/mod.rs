@@ -81,6 +81,7 @@ pub struct Image;
 
 impl Ecosystem for Image {
     const SECTION: &'static str = "image";
+    const KEYS: &'static [&'static str] = &["ref", "platforms", "repository", "referrers"];
     type Spec = ImageSpec;
     type Record = ImageRecord;
     type Catalog = serve::OciCatalog;

@@ -333,6 +333,7 @@ pub struct Model;
 
 impl crate::ecosystems::Ecosystem for Model {
     const SECTION: &'static str = "model";
+    const KEYS: &'static [&'static str] = &["repo", "revision", "endpoint", "files", "type"];
     type Spec = ModelSpec;
     type Record = ModelInfo;
     type Catalog = serve::HfCatalog;

@@ -371,6 +371,13 @@ pub struct Python;
 
 impl crate::ecosystems::Ecosystem for Python {
     const SECTION: &'static str = "python";
+    const KEYS: &'static [&'static str] = &[
+        "index-url",
+        "requirements",
+        "requirements-file",
+        "python-version",
+        "platforms",
+    ];
     type Spec = PythonSpec;
     type Record = PythonRelease;
     type Catalog = serve::PypiCatalog;
