@@ -977,6 +977,23 @@ fn python_unknown_project_is_an_error() {
     );
 }
 
+/// A version excluded by its Requires-Python is named as such, with the target's
+/// Python, not only in the solver's terms.
+#[test]
+fn python_requires_python_of_the_target_is_named_as_the_cause() {
+    let ctx = TestContext::new();
+    assert_create_fails(
+        &ctx,
+        &python_spec(Some(&py().index.url()), &["oldpy>=1.0"], &[LINUX]),
+        Some(1),
+        &[
+            "`oldpy` 1.0 requires Python >=3.12 (Requires-Python)",
+            "the target is Python 3.11",
+        ],
+        &[],
+    );
+}
+
 #[test]
 fn python_unsatisfiable_version_is_an_error() {
     let ctx = TestContext::new();

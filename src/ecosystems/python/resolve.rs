@@ -53,14 +53,28 @@ pub enum ResolveError {
     },
     #[error("requirement `{0}` names a URL; ferry resolves requirements from the index only")]
     Url(String),
-    #[error("the requirements cannot be satisfied for {target}:\n{explanation}")]
-    NoSolution { target: String, explanation: String },
+    #[error("the requirements cannot be satisfied for {target}{}:\n{explanation}", list_causes(.causes))]
+    NoSolution {
+        target: String,
+        /// Why versions the solver wanted were unusable (Requires-Python, no wheel for
+        /// the target), in plain words, before the solver's own derivation.
+        causes: Vec<String>,
+        explanation: String,
+    },
     #[error("cannot fetch {file}")]
     Fetch {
         file: String,
         #[source]
         source: reqwest::Error,
     },
+}
+
+fn list_causes(causes: &[String]) -> String {
+    if causes.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", causes.join("; "))
+    }
 }
 
 /// What resolution picked: per project, the version and the wheels for the target.
@@ -75,6 +89,8 @@ pub struct Resolver<'a> {
     pub metadata_cache: std::sync::Mutex<HashMap<String, Vec<u8>>>,
     /// Projects pinned with `==` (their yanked files may be used).
     pinned: HashSet<(PackageName, Version)>,
+    /// Why a project had no usable version in a range the solver asked for, by project.
+    unusable: std::sync::Mutex<BTreeMap<PackageName, String>>,
 }
 
 impl<'a> Resolver<'a> {
@@ -105,6 +121,7 @@ impl<'a> Resolver<'a> {
             runtime: tokio::runtime::Handle::current(),
             metadata_cache: Default::default(),
             pinned,
+            unusable: Default::default(),
         }
     }
 
@@ -118,8 +135,16 @@ impl<'a> Resolver<'a> {
         let picked = match pubgrub::resolve(self, Pkg::Root, Version::new([0])) {
             Ok(p) => p,
             Err(PubGrubError::NoSolution(tree)) => {
+                let causes = self
+                    .unusable
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect();
                 return Err(ResolveError::NoSolution {
                     target: self.target.to_string(),
+                    causes,
                     explanation: DefaultStringReporter::report(&tree),
                 });
             }
@@ -276,6 +301,48 @@ impl Resolver<'_> {
     }
 }
 
+impl Resolver<'_> {
+    /// Records why none of `versions` of `name` can be installed on the target, in the
+    /// words a person checks: the newest version's Requires-Python, or that no wheel of
+    /// it is built for the target's platform.
+    fn note_unusable(&self, name: &PackageName, versions: &[Version], page: &[IndexFile]) {
+        let Some(newest) = versions.last() else {
+            return;
+        };
+        let built_for_target = |v: &Version| {
+            page.iter()
+                .filter(|f| matches!(&f.dist, Dist::Wheel(w) if &w.version == v && w.compatible(self.target)))
+                .collect::<Vec<_>>()
+        };
+        let wheels = built_for_target(newest);
+        let python = &self.target.python;
+        let why = if let Some(requires) = wheels
+            .iter()
+            .find_map(|f| f.requires_python.as_ref().filter(|r| !r.contains(python)))
+        {
+            let shown = if versions.len() > 1 {
+                format!("`{name}` {newest} (and every other version allowed)")
+            } else {
+                format!("`{name}` {newest}")
+            };
+            format!(
+                "{shown} requires Python {requires} (Requires-Python), the target is Python {python}"
+            )
+        } else if wheels.is_empty() {
+            format!(
+                "`{name}` {newest} has no wheel for {} (its wheels are for other platforms or Pythons)",
+                self.target
+            )
+        } else {
+            format!("`{name}` {newest} has only yanked wheels")
+        };
+        self.unusable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), why);
+    }
+}
+
 impl DependencyProvider for Resolver<'_> {
     type P = Pkg;
     type V = Version;
@@ -324,6 +391,7 @@ impl DependencyProvider for Resolver<'_> {
             .or(usable.first())
             .cloned();
         if choice.is_none() {
+            self.note_unusable(name, &versions, &page);
             let has_wheels = |v: &Version| {
                 page.iter()
                     .any(|f| matches!(&f.dist, Dist::Wheel(w) if &w.version == v))
