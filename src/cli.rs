@@ -103,12 +103,23 @@ pub enum Command {
     /// API, conda channels, Hugging Face API), over HTTP or TLS, to anyone or to the
     /// users of an htpasswd or token file.
     Serve(ServeArgs),
+    /// Print a shell completion script for ferry (`scripts/install.sh` installs them).
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write ferry's man pages (ferry.1, ferry-bundle-create.1, ...) into DIR.
+    Manpages {
+        /// The directory to write them into (made if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// The store to serve (what `ferry import --store` wrote).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FERRY_STORE")]
     pub store: PathBuf,
     /// The address to listen on: HOST:PORT, localhost:PORT, or :PORT for every
     /// interface.
@@ -169,10 +180,36 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("cannot resolve {host:?} to an address to listen on"))
 }
 
+impl Command {
+    /// Whether `--json` was asked for: then an error is also printed on standard
+    /// output, as `{"error", "causes", "hint", "exit"}`, for scripts.
+    pub fn wants_json(&self) -> bool {
+        match self {
+            Command::Key(KeyCommand::Show(a)) => a.json,
+            Command::Pull { plan, .. } | Command::Bundle(BundleCommand::Create { plan, .. }) => {
+                plan.json
+            }
+            Command::Bundle(BundleCommand::Verify { json, .. })
+            | Command::Bundle(BundleCommand::Inspect { json, .. })
+            | Command::Import { json, .. } => *json,
+            Command::Bundle(BundleCommand::Sign(a)) => a.json,
+            Command::Policy(PolicyCommand::Check(a)) => a.json,
+            Command::Audit(AuditCommand::Verify(a)) => a.log.json,
+            Command::Audit(AuditCommand::Show(a)) => a.json,
+            Command::Audit(AuditCommand::Checkpoint(a)) => a.log.json,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
     /// Make a key pair: NAME.key (secret, 0600) and NAME.pub.
-    Generate { name: PathBuf },
+    Generate {
+        /// The key pair's name: NAME.key and NAME.pub are written (`team`, or
+        /// `team.key`).
+        name: PathBuf,
+    },
     /// Print a key's id and public key line, to compare out of band.
     Show(KeyShowArgs),
 }
@@ -181,6 +218,7 @@ pub enum KeyCommand {
 pub struct KeyShowArgs {
     /// NAME.pub, or NAME.key (only its public half is shown).
     pub key: PathBuf,
+    /// Print it as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -196,13 +234,16 @@ pub enum PolicyCommand {
 pub struct PolicyCheckArgs {
     /// A spec file (ferry.toml) or a bundle (OUT.ferry).
     pub input: PathBuf,
+    /// The Rego policy (`package ferry`, `deny`/`warn` sets).
     #[arg(long, value_name = "FILE.rego")]
     pub policy: PathBuf,
     /// The store a spec is pulled into [default: the user's cache].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FERRY_STORE")]
     pub store: Option<PathBuf>,
+    /// Blobs to download at once.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
+    /// Print the verdict as JSON (an error, too, as JSON on standard output).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -213,7 +254,9 @@ pub struct PolicyCheckArgs {
 pub enum BundleCommand {
     /// Pull what the spec names and write a signed bundle.
     Create {
+        /// The spec file (ferry.toml).
         spec: PathBuf,
+        /// The bundle to write (a split one: its volumes OUT.ferry.001, ... and index).
         #[arg(
             short,
             long,
@@ -224,7 +267,8 @@ pub enum BundleCommand {
         /// The secret key to sign with.
         #[arg(long, value_name = "NAME.key", required_unless_present = "dry_run")]
         key: Option<PathBuf>,
-        #[arg(long, value_name = "DIR")]
+        /// The store to pull into [default: $XDG_CACHE_HOME/ferry/store].
+        #[arg(long, value_name = "DIR", env = "FERRY_STORE")]
         store: Option<PathBuf>,
         /// A Rego policy (`package ferry`, `deny`/`warn` sets) evaluated over the bundle
         /// manifest before anything is written: a denial is exit 4 and no bundle.
@@ -245,6 +289,7 @@ pub enum BundleCommand {
         /// zstd level for content that is not already compressed.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
         level: i32,
+        /// Blobs to download at once.
         #[arg(long, default_value_t = 4)]
         jobs: usize,
         /// Replace OUT.ferry (and its volumes) if it exists.
@@ -265,12 +310,15 @@ pub enum BundleCommand {
         /// repeatable). Volumes are also looked for beside BUNDLE.
         #[arg(long = "volumes", value_name = "DIR")]
         volumes: Vec<PathBuf>,
+        /// Print the result as JSON (an error, too, as JSON on standard output).
         #[arg(long)]
         json: bool,
     },
     /// Show what a bundle holds (without verifying it).
     Inspect {
+        /// The bundle (not verified: see `bundle verify`).
         bundle: PathBuf,
+        /// Print it as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -284,7 +332,9 @@ pub enum BundleCommand {
 
 #[derive(Args, Debug)]
 pub struct SbomArgs {
+    /// The bundle whose SBOM to print.
     pub bundle: PathBuf,
+    /// The SBOM format.
     #[arg(long, value_enum, default_value_t = SbomFormat::Cyclonedx)]
     pub format: SbomFormat,
     /// Write it to FILE instead of standard output.
@@ -304,6 +354,7 @@ pub enum SbomFormat {
 
 #[derive(Args, Debug)]
 pub struct SignArgs {
+    /// The bundle to co-sign.
     pub bundle: PathBuf,
     /// The approver's secret key.
     #[arg(long, value_name = "APPROVER.key")]
@@ -312,6 +363,7 @@ pub struct SignArgs {
     /// $XDG_STATE_HOME/ferry/audit.jsonl].
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -343,6 +395,7 @@ pub struct AuditArgs {
     /// An audit log file (a registry target's is in its state directory).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Print it as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -375,7 +428,8 @@ pub enum ExportCommand {
     /// The store's Python wheels: a static PEP 503 tree (--to) or an upload to a
     /// PyPI-compatible server (--upload).
     Python {
-        #[arg(long, value_name = "DIR")]
+        /// The store whose wheels to export.
+        #[arg(long, value_name = "DIR", env = "FERRY_STORE")]
         store: PathBuf,
         /// Write a static index: DIR/simple/ (pages) and DIR/files/ (wheels, metadata).
         #[arg(
@@ -388,6 +442,7 @@ pub enum ExportCommand {
         /// Upload through the legacy upload API, as twine does.
         #[arg(long, value_name = "URL")]
         upload: Option<String>,
+        /// The upload user name.
         #[arg(long, requires = "upload")]
         username: Option<String>,
         /// The upload password (better: set FERRY_UPLOAD_PASSWORD).
@@ -401,14 +456,17 @@ pub enum ExportCommand {
     },
     /// The store's conda packages as channel directories (DIR/<channel>/<subdir>/).
     Conda {
-        #[arg(long, value_name = "DIR")]
+        /// The store whose conda packages to export.
+        #[arg(long, value_name = "DIR", env = "FERRY_STORE")]
         store: PathBuf,
+        /// The directory to write the channels into.
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
     },
     /// The store's models and datasets as a Hugging Face hub cache, for HF_HUB_OFFLINE=1.
     Hf {
-        #[arg(long, value_name = "DIR")]
+        /// The store whose models and datasets to export.
+        #[arg(long, value_name = "DIR", env = "FERRY_STORE")]
         store: PathBuf,
         /// The cache directory (what HF_HUB_CACHE names; $HF_HOME/hub by default there).
         #[arg(long, value_name = "DIR")]
@@ -419,7 +477,7 @@ pub enum ExportCommand {
 #[derive(Args, Debug)]
 pub struct StoreArg {
     /// The store directory [default: $XDG_CACHE_HOME/ferry/store].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "FERRY_STORE")]
     pub store: Option<PathBuf>,
 }
 
@@ -575,6 +633,32 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?} parsed");
         }
+    }
+
+    /// `--help` describes every option and argument of every command.
+    #[test]
+    fn every_option_has_a_description() {
+        use clap::CommandFactory as _;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "ferry", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:#?}");
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub enum ErrorKind {
     TrustPolicy(#[from] crate::trust::policy::PolicyError),
     #[error(transparent)]
     Serve(#[from] crate::serve::access::ServeError),
+    /// An error whose JSON form a `--json` command already printed on standard output
+    /// (a policy verdict that denies): `main` prints it on stderr only.
+    #[error(transparent)]
+    Printed(Error),
     /// What ferry was doing when the error below happened.
     #[error("{message}")]
     Context {
@@ -106,6 +110,16 @@ impl Error {
         .into()
     }
 
+    /// Marks an error as already printed as JSON on standard output.
+    pub fn printed(self) -> Error {
+        ErrorKind::Printed(self).into()
+    }
+
+    /// Whether `--json` output already says what went wrong.
+    pub fn was_printed(&self) -> bool {
+        matches!(&*self.0, ErrorKind::Printed(_))
+    }
+
     /// The exit code and hint of this error: those of its cause, through any context.
     pub fn classify(&self) -> (ExitStatus, Option<String>) {
         fn of(e: &impl Classify) -> (ExitStatus, Option<String>) {
@@ -132,7 +146,7 @@ impl Error {
             ErrorKind::Base(e) => of(e),
             ErrorKind::Policy(e) => of(e),
             ErrorKind::Audit(e) => of(e),
-            ErrorKind::Context { source, .. } => source.classify(),
+            ErrorKind::Context { source, .. } | ErrorKind::Printed(source) => source.classify(),
             ErrorKind::Io(_) | ErrorKind::Message(_) | ErrorKind::Other(_) => {
                 (ExitStatus::Error, None)
             }

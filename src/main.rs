@@ -12,14 +12,31 @@ fn main() -> std::process::ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = cli::Cli::parse();
+    let json = cli.command.wants_json();
     match commands::run(cli) {
         Ok(()) => ExitStatus::Success.into(),
         Err(err) => {
             let (status, hint) = err.classify();
             report(&err, hint.as_deref());
+            if json && !err.was_printed() {
+                report_json(&err, hint.as_deref(), status);
+            }
             status.into()
         }
     }
+}
+
+/// With `--json`, the same error on standard output, so a script that parses the
+/// output gets an object either way: `{"error", "causes", "hint", "exit"}`.
+fn report_json(err: &error::Error, hint: Option<&str>, status: ExitStatus) {
+    let clean = |s: String| names::redact_text(&s);
+    let v = serde_json::json!({
+        "error": clean(err.to_string()),
+        "causes": err.chain().skip(1).map(|c| clean(c.to_string())).collect::<Vec<_>>(),
+        "hint": hint.map(|h| clean(h.to_string())),
+        "exit": status as u8,
+    });
+    println!("{v:#}");
 }
 
 /// `error:` with the top message, `Caused by:` with the chain, `hint:` with the fix.

@@ -24,6 +24,7 @@ mod e2e {
     mod bundle;
     mod compat;
     mod conda;
+    mod conventions;
     mod errors;
     mod faults;
     mod fetch;

@@ -70,6 +70,12 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         Target::Store(dir) => Some(dir.clone()),
         Target::Registry(_) => None,
     };
+    // What `--json` names as written: `HOST[/PREFIX]/REPO:TAG@DIGEST` in a registry,
+    // `REPO:TAG@DIGEST` in a store's index.
+    let registry_base = match &target {
+        Target::Registry(r) => Some(r.clone()),
+        Target::Store(_) => None,
+    };
     let options = ImportOptions {
         force,
         trust: trust.as_trust(),
@@ -146,6 +152,23 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
     if json {
         let mut v = verified_json(verified, &trust);
         v["alreadyImported"] = already.into();
+        v["target"] = target_name.clone().into();
+        let references: Vec<String> = verified
+            .manifest
+            .placements()
+            .iter()
+            .map(|p| {
+                let repository = match &registry_base {
+                    Some(r) => format!("{}/{}", r.registry, r.repository(&p.repository)),
+                    None => p.repository.clone(),
+                };
+                match &p.tag {
+                    Some(tag) => format!("{repository}:{tag}@{}", p.root.digest),
+                    None => format!("{repository}@{}", p.root.digest),
+                }
+            })
+            .collect();
+        v["references"] = references.into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if !g.quiet {
         let m = &verified.manifest;

@@ -267,7 +267,43 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
         }
         Command::Report(a) => report::run(report::Report::from_args(a), &g),
         Command::Serve(args) => serve::run(args, &g),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "ferry", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpages { dir } => manpages(&dir, &g),
     }
+}
+
+/// `ferry manpages DIR`: a page for ferry and for every command under it.
+fn manpages(dir: &Path, g: &Globals) -> crate::error::Result<()> {
+    use clap::CommandFactory as _;
+    fn write(
+        cmd: clap::Command,
+        name: &str,
+        dir: &Path,
+        n: &mut usize,
+    ) -> crate::error::Result<()> {
+        let cmd = cmd.name(name.to_string());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
+        *n += 1;
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            write(sub.clone(), &format!("{name}-{}", sub.get_name()), dir, n)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut n = 0;
+    write(Cli::command(), "ferry", dir, &mut n)?;
+    if !g.quiet {
+        println!("wrote {n} man pages into {}", dir.display());
+    }
+    Ok(())
 }
 
 /// How a spec is pulled.

@@ -50,8 +50,11 @@ pub fn check(args: PolicyCheckArgs, g: &Globals) -> crate::error::Result<()> {
         )
     };
     print_verdict(&verdict, &what, args.json)?;
-    // Denied: exit 4, the reasons again on stderr.
-    Ok(verdict.enforce(&what)?)
+    // Denied: exit 4, the reasons again on stderr (the JSON verdict says it already).
+    verdict.enforce(&what).map_err(|e| {
+        let e = crate::error::Error::from(e);
+        if args.json { e.printed() } else { e }
+    })
 }
 
 fn print_verdict(verdict: &Verdict, what: &str, json: bool) -> crate::error::Result<()> {

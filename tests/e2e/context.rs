@@ -179,7 +179,8 @@ pub fn ferry_command_in(dir: &Path) -> Command {
         .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("PIP_INDEX_URL")
         .env_remove("HF_ENDPOINT")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env_remove("FERRY_STORE");
     cmd
 }
 

@@ -1,0 +1,192 @@
+//! The command line's conventions: JSON on error too, what `import --json` names,
+//! `FERRY_STORE`, `docker://` targets, and completions and man pages installed by
+//! `scripts/install.sh`.
+
+use super::context::{TestContext, p, parse_json, repo_root, run, run_program};
+use super::fixtures::fixtures;
+
+#[test]
+fn json_output_names_the_target_and_errors_come_as_json_too() {
+    let ctx = TestContext::new();
+    let fx = fixtures();
+    let store = ctx.path("store");
+    let out = ctx.ferry([
+        "import",
+        p(&fx.bundle),
+        "--trust",
+        p(&fx.public),
+        "--store",
+        p(&store),
+        "--json",
+    ]);
+    out.assert_success();
+    let v = parse_json(&out);
+    assert_eq!(
+        v["target"].as_str().unwrap(),
+        format!("store:{}", store.display())
+    );
+    let refs: Vec<&str> = v["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let multi = &ctx.images().multi;
+    assert!(
+        refs.contains(&format!("e2e/multi:v1@{}", multi.digest).as_str()),
+        "{refs:?}"
+    );
+
+    // Into a registry named as specs name it (docker://): the references carry the host.
+    let host = ctx.host();
+    let out = ctx.ferry([
+        "import",
+        p(&fx.bundle),
+        "--trust",
+        p(&fx.public),
+        "--to",
+        &format!("docker://{host}/conventions"),
+        "--json",
+    ]);
+    out.assert_success();
+    let v = parse_json(&out);
+    assert_eq!(
+        v["target"].as_str().unwrap(),
+        format!("registry:{host}/conventions")
+    );
+    let wanted = format!("{host}/conventions/e2e/multi:v1@{}", multi.digest);
+    assert!(
+        v["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == &wanted),
+        "{v:#}"
+    );
+    run_program(
+        "skopeo",
+        [
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{host}/conventions/e2e/multi:v1"),
+        ],
+    )
+    .assert_success();
+
+    // An error with --json: the human one on stderr, an object on stdout.
+    let (_, other) = ctx.generate_key("other");
+    for args in [
+        vec![
+            "bundle",
+            "verify",
+            p(&fx.bundle),
+            "--trust",
+            p(&other),
+            "--json",
+        ],
+        vec![
+            "import",
+            p(&fx.bundle),
+            "--trust",
+            p(&other),
+            "--store",
+            p(&store),
+            "--json",
+        ],
+        vec!["key", "show", "missing.pub", "--json"],
+    ] {
+        let out = ctx.ferry(&args);
+        assert_ne!(out.code, 0, "{out:?}");
+        out.assert_stderr_contains("error:");
+        let v = parse_json(&out);
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v:#}");
+        assert_eq!(v["exit"], out.code, "{v:#}");
+        assert!(v["causes"].is_array() && v.get("hint").is_some(), "{v:#}");
+    }
+}
+
+#[test]
+fn ferry_store_sets_the_default_store() {
+    let ctx = TestContext::new();
+    let fx = fixtures();
+    let store = ctx.path("from-env");
+    ctx.ferry([
+        "import",
+        p(&fx.bundle),
+        "--trust",
+        p(&fx.public),
+        "--store",
+        p(&store),
+    ])
+    .assert_success();
+    let spec = ctx.write_spec(
+        "demo.toml",
+        &format!(
+            "name = \"demo\"\n[[image]]\nref = \"oci:{}:app/web:1.0\"\n",
+            super::images::demo_layout().display()
+        ),
+    );
+    let with_env = |args: &[&str]| {
+        let mut cmd = ctx.ferry_command();
+        cmd.args(args).env("FERRY_STORE", &store);
+        run(cmd)
+    };
+    with_env(&["pull", p(&spec)]).assert_success();
+    // The pull went into FERRY_STORE, not the user's cache.
+    assert!(!ctx.path(".cache/ferry/store").exists());
+    let out = with_env(&["export", "hf", "--to", p(&ctx.path("hf"))]);
+    out.assert_success();
+    // --store still wins over the variable.
+    let other = ctx.path("other");
+    let out = with_env(&["pull", p(&spec), "--store", p(&other)]);
+    out.assert_success();
+    assert!(other.join("oci-layout").is_file());
+}
+
+#[test]
+fn install_puts_completions_and_man_pages_where_shells_and_man_find_them() {
+    let ctx = TestContext::new();
+    let prefix = ctx.path("prefix");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(repo_root().join("scripts/install.sh"))
+        .arg(&prefix)
+        .env("FERRY_BIN", super::context::FERRY);
+    run(cmd).assert_success();
+    assert!(prefix.join("bin/ferry").is_file());
+    let man1 = prefix.join("share/man/man1");
+    for page in [
+        "ferry.1",
+        "ferry-bundle-create.1",
+        "ferry-serve.1",
+        "ferry-import.1",
+    ] {
+        let text = std::fs::read_to_string(man1.join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page} is not a man page");
+    }
+    let serve = std::fs::read_to_string(man1.join("ferry-serve.1")).unwrap();
+    assert!(
+        serve.contains("tls\\-cert"),
+        "the serve page lacks --tls-cert"
+    );
+    // bash completes a command and an option from the installed script (called as
+    // bash calls it: command, word, previous word).
+    let completion = prefix.join("share/bash-completion/completions/ferry");
+    let script = format!(
+        "source {}; COMP_WORDS=(ferry bundle cr); COMP_CWORD=2; _ferry ferry cr bundle; echo \"${{COMPREPLY[@]}}\"; \
+         COMP_WORDS=(ferry serve --tls-c); COMP_CWORD=2; _ferry ferry --tls-c serve; echo \"${{COMPREPLY[@]}}\"",
+        p(&completion)
+    );
+    let out = run_program("bash", ["-c", &script]);
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first().copied(), Some("create"), "{out:?}");
+    assert_eq!(lines.get(1).copied(), Some("--tls-cert"), "{out:?}");
+    for shell in [
+        "share/zsh/site-functions/_ferry",
+        "share/fish/vendor_completions.d/ferry.fish",
+    ] {
+        let text = std::fs::read_to_string(prefix.join(shell)).unwrap();
+        assert!(text.contains("tls-cert"), "{shell}");
+    }
+}
