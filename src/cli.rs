@@ -103,6 +103,10 @@ pub enum Command {
     /// API, conda channels, Hugging Face API), over HTTP or TLS, to anyone or to the
     /// users of an htpasswd or token file.
     Serve(ServeArgs),
+    /// What a store holds, and keeping it: list, remove entries, collect unreferenced
+    /// blobs, check every blob and reference.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Print a shell completion script for ferry (`scripts/install.sh` installs them).
     Completions {
         /// The shell to complete in.
@@ -114,6 +118,56 @@ pub enum Command {
         /// The directory to write them into (made if missing).
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// List what the store holds, by ecosystem: each entry's reference, digest, size
+    /// (every blob it reaches) and the bundle that placed it.
+    Ls {
+        #[command(flatten)]
+        store: StoreDir,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take entries out of the store's index (REPO:TAG, REPO@sha256:DIGEST, or REPO for
+    /// all of it); their blobs stay until `ferry store gc`. Recorded in the audit log.
+    Rm {
+        /// What to remove, as `ferry store ls` names it.
+        reference: String,
+        #[command(flatten)]
+        store: StoreDir,
+    },
+    /// Remove every blob no entry reaches. Safe while `ferry serve` runs; refused while
+    /// a pull or import writes to the store, and on a store `check` finds damaged.
+    Gc {
+        #[command(flatten)]
+        store: StoreDir,
+        /// List what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hash every blob against its name and follow every entry's references: exit 3
+    /// naming each problem.
+    Check {
+        #[command(flatten)]
+        store: StoreDir,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The store a `ferry store` command works on.
+#[derive(Args, Debug)]
+pub struct StoreDir {
+    /// The store directory.
+    #[arg(long, value_name = "DIR", env = "FERRY_STORE")]
+    pub store: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -197,6 +251,11 @@ impl Command {
             Command::Audit(AuditCommand::Verify(a)) => a.log.json,
             Command::Audit(AuditCommand::Show(a)) => a.json,
             Command::Audit(AuditCommand::Checkpoint(a)) => a.log.json,
+            Command::Store(
+                StoreCommand::Ls { json, .. }
+                | StoreCommand::Gc { json, .. }
+                | StoreCommand::Check { json, .. },
+            ) => *json,
             _ => false,
         }
     }

@@ -73,6 +73,8 @@ pub enum ErrorKind {
     TrustPolicy(#[from] crate::trust::policy::PolicyError),
     #[error(transparent)]
     Serve(#[from] crate::serve::access::ServeError),
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
     /// An error whose JSON form a `--json` command already printed on standard output
     /// (a policy verdict that denies): `main` prints it on stderr only.
     #[error(transparent)]
@@ -142,6 +144,7 @@ impl Error {
             ErrorKind::Fetch(e) => of(e),
             ErrorKind::TrustPolicy(e) => of(e),
             ErrorKind::Serve(e) => of(e),
+            ErrorKind::Inventory(e) => of(e),
             ErrorKind::Cosign(e) => of(e),
             ErrorKind::Base(e) => of(e),
             ErrorKind::Policy(e) => of(e),

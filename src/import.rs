@@ -190,6 +190,8 @@ fn import_into_existing(
 ) -> crate::error::Result<Outcome> {
     let state_dir = store.state_dir();
     let _lock = lock(&state_dir)?;
+    // Blobs land before the entries that name them: no gc in between.
+    let _hold = crate::inventory::hold(store.root())?;
     reclaim(&state_dir, STAGING);
     let mut state = TargetState::load(&state_dir)?;
     let mut staging =
@@ -225,7 +227,12 @@ fn import_into_existing(
     let missing = left_out(&verified.manifest, &[&staging.layout, store])?;
     refuse_missing(&verified.manifest, missing)?;
     check_artifacts(&verified.manifest, &[&staging.layout, store], false)?;
-    targets::store::commit(store, &staging, &verified.manifest.placements())?;
+    targets::store::commit(
+        store,
+        &staging,
+        &verified.manifest.placements(),
+        &bundle_name(&verified),
+    )?;
     state.record(&verified)?;
     report_imported(&verified, reporter);
     Ok(Outcome {
@@ -270,7 +277,12 @@ fn import_into_new(
     )?;
     check_artifacts(&verified.manifest, &[&staging.layout], false)?;
     let built = staging.layout.clone();
-    targets::store::commit(&built, &staging, &verified.manifest.placements())?;
+    targets::store::commit(
+        &built,
+        &staging,
+        &verified.manifest.placements(),
+        &bundle_name(&verified),
+    )?;
     let mut state = TargetState::load(&built.state_dir())?;
     state.record(&verified)?;
     staging.publish(dir)?;
@@ -613,6 +625,14 @@ fn reclaim(dir: &Path, prefix: &str) {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
+}
+
+/// How `store ls` names the bundle that placed an entry: `SERIES-SEQUENCE`.
+fn bundle_name(verified: &Verified) -> String {
+    format!(
+        "{}-{}",
+        verified.manifest.series, verified.manifest.sequence
+    )
 }
 
 /// One import at a time per target.

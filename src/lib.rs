@@ -15,6 +15,7 @@ pub mod exit;
 pub mod export;
 pub mod fetch;
 pub mod import;
+pub mod inventory;
 pub mod licence;
 pub mod names;
 pub mod oci;

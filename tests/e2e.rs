@@ -49,5 +49,6 @@ mod e2e {
     mod serve_hostile;
     mod serve_secure;
     mod state;
+    mod store;
     mod volumes;
 }

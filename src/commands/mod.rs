@@ -11,6 +11,7 @@ mod policy;
 mod pull;
 mod report;
 mod serve;
+mod store;
 
 use std::path::{Path, PathBuf};
 
@@ -267,6 +268,7 @@ pub fn run(cli: Cli) -> crate::error::Result<()> {
         }
         Command::Report(a) => report::run(report::Report::from_args(a), &g),
         Command::Serve(args) => serve::run(args, &g),
+        Command::Store(command) => store::run(command, &g),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut cmd = Cli::command();
@@ -322,6 +324,12 @@ fn pull_entries(
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
 ) -> crate::error::Result<Vec<AnyArtifact>> {
+    // A pull writes blobs before the entries that name them: no gc meanwhile (a dry
+    // run writes nothing, not even the hold).
+    let _hold = match options.plan {
+        None => Some(crate::inventory::hold(store.root())?),
+        Some(_) => None,
+    };
     let cx = crate::ecosystems::PullContext {
         store,
         jobs: options.jobs,

@@ -12,7 +12,7 @@ mod history;
 pub mod html;
 pub mod markdown;
 mod output;
-mod store;
+pub(crate) mod store;
 
 use serde::Serialize;
 

@@ -38,16 +38,7 @@ pub fn store_content(store: &Store) -> Result<StoreContent, StoreError> {
     let mut sboms = Vec::new();
     let mut warnings = Vec::new();
     for e in &entries {
-        let repository = e
-            .annotations
-            .get(oci::REPOSITORY)
-            .cloned()
-            .unwrap_or_default();
-        let tag = e.annotations.get(oci::REF_NAME).map(|n| {
-            n.strip_prefix(&format!("{repository}:"))
-                .unwrap_or(n)
-                .to_string()
-        });
+        let (repository, tag) = crate::inventory::name_of(e);
         let ecosystem = ecosystem_of(&repository, e.artifact_type.as_deref(), &e.media_type);
         if ecosystem == "sbom" {
             let name = format!("{repository}:{}", tag.as_deref().unwrap_or("(untagged)"));
@@ -81,7 +72,11 @@ pub fn store_content(store: &Store) -> Result<StoreContent, StoreError> {
     })
 }
 
-fn ecosystem_of(repository: &str, artifact_type: Option<&str>, media_type: &str) -> &'static str {
+pub fn ecosystem_of(
+    repository: &str,
+    artifact_type: Option<&str>,
+    media_type: &str,
+) -> &'static str {
     use crate::ecosystems::{conda, model, python};
     match artifact_type {
         Some(python::record::ARTIFACT_TYPE) => "python",

@@ -16,6 +16,7 @@ pub fn commit(
     target: &Store,
     staging: &Staging<'_>,
     placements: &[Placement],
+    bundle: &str,
 ) -> Result<(), StoreError> {
     staging.sync().map_err(|source| StoreError::Io {
         action: "cannot sync the staged blobs in",
@@ -39,7 +40,22 @@ pub fn commit(
         .iter()
         .map(|p| (p.repository.as_str(), p.tag.as_deref(), p.root.clone()))
         .collect();
-    target.update_entries(|entries| store::upsert_entries(entries, &items))
+    target.update_entries(|entries| {
+        store::upsert_entries(entries, &items);
+        // Which bundle placed each entry, for `store ls`.
+        let placed: HashSet<(Digest, &str)> =
+            items.iter().map(|(r, _, d)| (d.digest, *r)).collect();
+        for e in entries.iter_mut() {
+            let ours = e
+                .annotations
+                .get(crate::oci::REPOSITORY)
+                .is_some_and(|r| placed.contains(&(e.digest, r.as_str())));
+            if ours {
+                e.annotations
+                    .insert(crate::inventory::BUNDLE.into(), bundle.to_string());
+            }
+        }
+    })
 }
 
 /// Whether the store already holds every artifact, complete: named as the bundle names

@@ -337,12 +337,15 @@ impl Server {
             thread::spawn(move || {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
+                    {
+                        let mut log = log.lock().unwrap();
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                    // After the line is in the log: a caller may read it at once.
                     if line.contains("listening on") {
                         let _ = tx.send(());
                     }
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
                 }
             });
             let deadline = Instant::now() + Duration::from_secs(30);

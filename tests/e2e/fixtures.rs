@@ -42,6 +42,22 @@ repository = "renamed/other"
     )
 }
 
+/// The fixture bundle imported into a fresh store `ctx/NAME`; returns the store.
+pub fn import_fixture(ctx: &super::context::TestContext, name: &str) -> std::path::PathBuf {
+    let fx = fixtures();
+    let store = ctx.path(name);
+    ctx.ferry([
+        "import",
+        super::context::p(&fx.bundle),
+        "--trust",
+        super::context::p(&fx.public),
+        "--store",
+        super::context::p(&store),
+    ])
+    .assert_success();
+    store
+}
+
 static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
 
 pub fn fixtures() -> &'static Fixtures {

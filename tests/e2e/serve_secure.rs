@@ -7,24 +7,9 @@
 use std::path::Path;
 
 use super::context::{Output, TestContext, digest_of, free_port, p, run_program};
-use super::fixtures::fixtures;
+use super::fixtures::{fixtures, import_fixture};
 use super::http::{self, MANIFEST_ACCEPT};
 use super::pki::{PASSWORD, TOKEN, TOKEN_NAME, USER, pki};
-
-fn import_fixture(ctx: &TestContext) -> std::path::PathBuf {
-    let fx = fixtures();
-    let store = ctx.path("store");
-    ctx.ferry([
-        "import",
-        p(&fx.bundle),
-        "--trust",
-        p(&fx.public),
-        "--store",
-        p(&store),
-    ])
-    .assert_success();
-    store
-}
 
 /// `curl -sS` against the server with the suite's CA; prints the status code last.
 fn curl(addr: &str, path: &str, extra: &[&str]) -> Output {
@@ -45,7 +30,7 @@ fn curl(addr: &str, path: &str, extra: &[&str]) -> Output {
 #[test]
 fn serve_over_tls_lets_only_its_users_read_and_logs_every_request() {
     let ctx = TestContext::new();
-    let store = import_fixture(&ctx);
+    let store = import_fixture(&ctx, "store");
     let multi = &ctx.images().multi;
     let server = ctx.serve_secure(&store);
     let addr = server.addr.as_str();
@@ -206,7 +191,7 @@ fn serve_over_tls_lets_only_its_users_read_and_logs_every_request() {
 #[test]
 fn serve_refuses_to_start_with_secrets_it_cannot_trust() {
     let ctx = TestContext::new();
-    let store = import_fixture(&ctx);
+    let store = import_fixture(&ctx, "store");
     let pki = pki();
     use std::os::unix::fs::PermissionsExt as _;
     let copy = |from: &Path, name: &str, mode: u32| {
@@ -255,7 +240,7 @@ fn serve_refuses_to_start_with_secrets_it_cannot_trust() {
 #[test]
 fn serve_warns_when_it_serves_beyond_loopback_in_clear_and_takes_docker_style_addresses() {
     let ctx = TestContext::new();
-    let store = import_fixture(&ctx);
+    let store = import_fixture(&ctx, "store");
     let port = free_port();
     let server = ctx.serve_with(&store, &["--listen".into(), format!(":{port}")]);
     assert!(
@@ -303,7 +288,7 @@ fn serve_warns_when_it_serves_beyond_loopback_in_clear_and_takes_docker_style_ad
 #[test]
 fn serve_replicas_over_one_store_answer_alike() {
     let ctx = TestContext::new();
-    let store = import_fixture(&ctx);
+    let store = import_fixture(&ctx, "store");
     let a = ctx.serve(&store);
     let b = ctx.serve(&store);
     let multi = &ctx.images().multi;
@@ -380,7 +365,7 @@ fn serve_closes_a_tls_connection_that_never_finishes_its_handshake() {
     use std::io::Read as _;
     use std::time::{Duration, Instant};
     let ctx = TestContext::new();
-    let store = import_fixture(&ctx);
+    let store = import_fixture(&ctx, "store");
     let mut args = pki().serve_args();
     args.extend(["--idle-timeout".into(), "1".into()]);
     let server = ctx.serve_with(&store, &args);
