@@ -235,6 +235,19 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 }
 
 impl Command {
+    /// Whether the command holds network connections (a server, a pull, a push).
+    pub fn talks_to_peers(&self) -> bool {
+        matches!(
+            self,
+            Command::Serve(_)
+                | Command::Pull { .. }
+                | Command::Import { .. }
+                | Command::Bundle(BundleCommand::Create { .. })
+                | Command::Policy(PolicyCommand::Check(_))
+                | Command::Export(ExportCommand::Python { .. })
+        )
+    }
+
     /// Whether `--json` was asked for: then an error is also printed on standard
     /// output, as `{"error", "causes", "hint", "exit"}`, for scripts.
     pub fn wants_json(&self) -> bool {

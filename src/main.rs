@@ -6,12 +6,17 @@ use ferry::exit::ExitStatus;
 use ferry::{cli, commands, error, names};
 
 fn main() -> std::process::ExitCode {
-    // Output piped into `head` ends quietly, as with other command-line tools.
-    // SAFETY: restoring a signal's default disposition before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = cli::Cli::parse();
+    // Output piped into `head` ends quietly, as with other command-line tools. Not for
+    // the commands that talk to peers: a peer that resets a connection while ferry
+    // writes to it (a vectored write has no MSG_NOSIGNAL) must be an error it handles,
+    // never a SIGPIPE that kills `serve` or a push without a word.
+    if !cli.command.talks_to_peers() {
+        // SAFETY: restoring a signal's default disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let json = cli.command.wants_json();
     match commands::run(cli) {
         Ok(()) => ExitStatus::Success.into(),

@@ -392,3 +392,56 @@ fn serve_closes_a_tls_connection_that_never_finishes_its_handshake() {
         server.stderr()
     );
 }
+
+/// Clients that reset the connection in the middle of a response (RST, as a killed
+/// client or a load balancer's health check does), over TLS and in clear: the server
+/// never dies of the broken pipe and goes on answering.
+#[test]
+fn serve_survives_clients_that_reset_mid_response() {
+    let ctx = TestContext::new();
+    let store = import_fixture(&ctx, "store");
+    let (blob, _) = ctx.images().multi.largest_blob();
+    let path = format!("/v2/e2e/multi/blobs/{blob}");
+    let script = r#"
+import socket, ssl, struct, sys
+host, port, path, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+auth = sys.argv[5] if len(sys.argv) > 5 else ""
+for i in range(40):
+    raw = socket.create_connection((host, port))
+    s = raw
+    if ca != "-":
+        s = ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname=host)
+    head = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n"
+    s.sendall(head.encode())
+    s.recv(1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+print("done")
+"#;
+    let plain = ctx.serve(&store);
+    let secure = ctx.serve_secure(&store);
+    let basic = {
+        let out = run_program(
+            "sh",
+            ["-c", &format!("printf %s '{USER}:{PASSWORD}' | base64 -w0")],
+        );
+        format!("Authorization: Basic {}\r\n", out.stdout.trim())
+    };
+    for (server, ca, auth) in [
+        (&plain, "-".to_string(), String::new()),
+        (&secure, p(&pki().ca).to_string(), basic),
+    ] {
+        let (host, port) = server.addr.split_once(':').unwrap();
+        let out = run_program("python3", ["-c", script, host, port, &path, &ca, &auth]);
+        out.assert_success();
+        let check = if ca == "-" {
+            http::get(&server.addr, "/healthz").status.to_string()
+        } else {
+            curl(&server.addr, "/healthz", &[])
+                .stdout
+                .trim()
+                .to_string()
+        };
+        assert_eq!(check, "200", "the server died: {}", server.stderr());
+    }
+}
