@@ -9,14 +9,24 @@ use std::path::{Path, PathBuf};
 use crate::error::Context as _;
 
 use crate::names::Sha256Hex;
+use crate::reporter::{Reporter, Task};
 use crate::store::Store;
 
-pub fn copy_blob(store: &Store, hex: &Sha256Hex, dest: &Path) -> crate::error::Result<()> {
+/// Copies a blob of the store to `dest` (unless `dest` already holds it), counting its
+/// size into `progress` either way.
+pub fn copy_blob(
+    store: &Store,
+    hex: &Sha256Hex,
+    dest: &Path,
+    progress: &dyn Task,
+) -> crate::error::Result<()> {
     let digest = hex.digest();
     let src = store.blob_path(&digest);
-    if fs::metadata(dest).ok().map(|m| m.len()) == fs::metadata(&src).ok().map(|m| m.len()) {
+    let size = fs::metadata(&src).ok().map(|m| m.len());
+    if fs::metadata(dest).ok().map(|m| m.len()) == size {
         let same = crate::digest::Digest::of(&fs::read(dest)?) == digest;
         if same {
+            progress.advance(size.unwrap_or(0));
             return Ok(());
         }
     }
@@ -25,7 +35,21 @@ pub fn copy_blob(store: &Store, hex: &Sha256Hex, dest: &Path) -> crate::error::R
     let mut tmp = new_temp(dest)?;
     std::io::copy(&mut from, tmp.as_file_mut())
         .with_context(|| format!("cannot copy {} next to {}", src.display(), dest.display()))?;
-    persist(tmp, dest)
+    persist(tmp, dest)?;
+    progress.advance(size.unwrap_or(0));
+    Ok(())
+}
+
+/// The overall progress of an export of these blobs (their sizes in the store).
+pub fn progress<'a>(
+    store: &Store,
+    blobs: impl Iterator<Item = &'a Sha256Hex>,
+    reporter: &dyn Reporter,
+) -> Box<dyn Task> {
+    let total = blobs
+        .filter_map(|h| store.blob_size(&h.digest()))
+        .sum::<u64>();
+    reporter.overall("export", Some(total))
 }
 
 /// A new file beside `dest`, created exclusively under a random name (never through a

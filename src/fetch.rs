@@ -481,7 +481,7 @@ async fn fetch_once(
     }
     let resumed = !writer.is_empty();
     let task = reporter.task(file, want.size);
-    task.advance(writer.len());
+    task.resume_at(writer.len());
     let mut md5 = (want.with_md5 || want.md5.is_some()).then(<md5::Md5 as md5::Digest>::new);
     let mut git = want.git_oid.as_ref().map(|_| {
         let mut h = sha1::Sha1::new();

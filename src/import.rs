@@ -214,6 +214,10 @@ fn import_into_existing(
             })
         },
         &mut staging,
+        reader::Progress {
+            reporter,
+            label: "import",
+        },
     )?;
     if already {
         return Ok(Outcome {
@@ -270,6 +274,10 @@ fn import_into_new(
             state.check(v).map(|_| Decision::Continue)
         },
         &mut staging,
+        reader::Progress {
+            reporter,
+            label: "import",
+        },
     )?;
     refuse_missing(
         &verified.manifest,
@@ -356,6 +364,10 @@ fn import_to_registry(
             })
         },
         &mut staging,
+        reader::Progress {
+            reporter,
+            label: "import",
+        },
     )?;
     if already {
         return Ok(Outcome {
@@ -400,13 +412,26 @@ fn import_to_registry(
 /// `bundle verify`: the signature and every entry, as an import checks them, and the
 /// records that an import reads back (kept from the bundle's small blobs in a temporary
 /// directory). Nothing else is written.
-pub fn verify(bundle: &Input, trust: &Trust<'_>) -> crate::error::Result<Verified> {
+pub fn verify(
+    bundle: &Input,
+    trust: &Trust<'_>,
+    reporter: &dyn Reporter,
+) -> crate::error::Result<Verified> {
     let mut staging = Staging::new(&std::env::temp_dir(), "ferry-verify-", None)
         .context("cannot create a temporary directory")?;
     staging.max_size = 16 << 20;
     staging.json_only = true;
     staging.durable = false;
-    let verified = reader::read(bundle, trust, &mut |_| Ok(Decision::Continue), &mut staging)?;
+    let verified = reader::read(
+        bundle,
+        trust,
+        &mut |_| Ok(Decision::Continue),
+        &mut staging,
+        reader::Progress {
+            reporter,
+            label: "verify",
+        },
+    )?;
     let listed: std::collections::HashMap<crate::digest::Digest, u64> = verified
         .manifest
         .entries

@@ -3,6 +3,8 @@
 
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -11,12 +13,19 @@ use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, Prog
 pub trait Reporter: Send + Sync {
     /// Starts a byte-counted task (a download, a blob written into a bundle).
     fn task(&self, label: &str, total: Option<u64>) -> Box<dyn Task>;
+    /// Starts the overall progress of a long pass (verify, import, export, push): bytes,
+    /// rate and time left on a terminal; a line at its start, every
+    /// `OVERALL_EVERY` and at its end otherwise.
+    fn overall(&self, label: &str, total: Option<u64>) -> Box<dyn Task>;
     /// A line worth telling a person (one step done).
     fn line(&self, text: &str);
 }
 
 pub trait Task: Send + Sync {
     fn advance(&self, bytes: u64);
+    /// Bytes that were already there (a resumed download): they count toward the
+    /// position, not the rate.
+    fn resume_at(&self, bytes: u64);
     fn finish(&self);
 }
 
@@ -36,6 +45,9 @@ impl Reporter for Quiet {
     fn task(&self, _: &str, _: Option<u64>) -> Box<dyn Task> {
         Box::new(NoTask)
     }
+    fn overall(&self, _: &str, _: Option<u64>) -> Box<dyn Task> {
+        Box::new(NoTask)
+    }
     fn line(&self, _: &str) {}
 }
 
@@ -43,6 +55,7 @@ struct NoTask;
 
 impl Task for NoTask {
     fn advance(&self, _: u64) {}
+    fn resume_at(&self, _: u64) {}
     fn finish(&self) {}
 }
 
@@ -58,7 +71,22 @@ impl Reporter for Lines {
             label: label.to_string(),
             total,
             started: Instant::now(),
-            done: std::sync::atomic::AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
+        })
+    }
+    fn overall(&self, label: &str, total: Option<u64>) -> Box<dyn Task> {
+        eprintln!(
+            "{label}: {}",
+            total.map_or_else(|| "started".to_string(), |t| HumanBytes(t).to_string())
+        );
+        Box::new(OverallLine {
+            label: label.to_string(),
+            total,
+            started: Instant::now(),
+            done: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
+            last: std::sync::Mutex::new(Instant::now()),
         })
     }
     fn line(&self, text: &str) {
@@ -70,25 +98,98 @@ struct LineTask {
     label: String,
     total: Option<u64>,
     started: Instant,
-    done: std::sync::atomic::AtomicU64,
+    done: AtomicU64,
+    /// Of `done`, the bytes a resumed download already had.
+    resumed: AtomicU64,
+}
+
+/// The rate of what was transferred (resumed bytes were not).
+fn rate(done: u64, resumed: u64, started: Instant) -> HumanBytes {
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    HumanBytes((done.saturating_sub(resumed) as f64 / secs) as u64)
 }
 
 impl Task for LineTask {
     fn advance(&self, bytes: u64) {
-        self.done
-            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.done.fetch_add(bytes, Relaxed);
+    }
+    fn resume_at(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Relaxed);
+        self.resumed.fetch_add(bytes, Relaxed);
     }
     fn finish(&self) {
-        let done = self.done.load(std::sync::atomic::Ordering::Relaxed);
+        let done = self.done.load(Relaxed);
         if self.total.unwrap_or(done) >= LINE_THRESHOLD {
-            let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+            let resumed = self.resumed.load(Relaxed);
             eprintln!(
-                "  {} {} ({}/s)",
+                "  {} {} ({}/s{})",
                 self.label,
                 HumanBytes(done),
-                HumanBytes((done as f64 / secs) as u64)
+                rate(done, resumed, self.started),
+                if resumed > 0 {
+                    format!(", resumed at {}", HumanBytes(resumed))
+                } else {
+                    String::new()
+                }
             );
         }
+    }
+}
+
+/// How often a pass's overall progress is a line of its own without a terminal.
+const OVERALL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A long pass's progress as lines: at its start (by `overall`), every
+/// `OVERALL_EVERY`, and at its end.
+struct OverallLine {
+    label: String,
+    total: Option<u64>,
+    started: Instant,
+    done: AtomicU64,
+    resumed: AtomicU64,
+    last: std::sync::Mutex<Instant>,
+}
+
+impl OverallLine {
+    fn progress(&self) -> String {
+        let done = self.done.load(Relaxed);
+        let resumed = self.resumed.load(Relaxed);
+        let of = match self.total {
+            Some(t) if t > 0 => format!(
+                " of {} ({:.0}%)",
+                HumanBytes(t),
+                done as f64 * 100.0 / t as f64
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "{}{of}, {}/s",
+            HumanBytes(done),
+            rate(done, resumed, self.started)
+        )
+    }
+}
+
+impl Task for OverallLine {
+    fn advance(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Relaxed);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() >= OVERALL_EVERY {
+            *last = Instant::now();
+            eprintln!("{}: {}", self.label, self.progress());
+        }
+    }
+    fn resume_at(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Relaxed);
+        self.resumed.fetch_add(bytes, Relaxed);
+    }
+    fn finish(&self) {
+        eprintln!(
+            "{}: done, {} in {:.1}s",
+            self.label,
+            self.progress(),
+            self.started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -124,6 +225,25 @@ impl Reporter for Bars {
         bar.set_prefix(short(label));
         Box::new(BarTask(bar))
     }
+    fn overall(&self, label: &str, total: Option<u64>) -> Box<dyn Task> {
+        let bar = match total {
+            Some(n) => ProgressBar::new(n).with_style(
+                ProgressStyle::with_template(
+                    "{prefix:>12.bold} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            ),
+            None => ProgressBar::no_length().with_style(
+                ProgressStyle::with_template("{prefix:>12.bold} {bytes} {binary_bytes_per_sec}")
+                    .expect("valid template"),
+            ),
+        };
+        // Above the per-file bars.
+        let bar = self.multi.insert(0, bar);
+        bar.set_prefix(short(label));
+        Box::new(BarTask(bar))
+    }
     fn line(&self, text: &str) {
         let _ = self.multi.println(text);
     }
@@ -142,6 +262,11 @@ struct BarTask(ProgressBar);
 impl Task for BarTask {
     fn advance(&self, bytes: u64) {
         self.0.inc(bytes);
+    }
+    fn resume_at(&self, bytes: u64) {
+        // Start the rate and ETA afresh from here.
+        self.0.inc(bytes);
+        self.0.reset_eta();
     }
     fn finish(&self) {
         self.0.finish_and_clear();

@@ -131,6 +131,7 @@ mod tests {
             },
             &mut |_| Ok(Decision::Continue),
             &mut sink,
+            reader::Progress::none(),
         )?;
         Ok(sink)
     }

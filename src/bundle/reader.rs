@@ -19,6 +19,7 @@ use super::volumes::{self, VolumeStream};
 use super::{MANIFEST_NAME, MAX_MANIFEST_SIZE, MAX_SIGNATURE_SIZE, is_signature_name};
 use crate::digest::{Digest, Hasher};
 use crate::exit::{Classify, ExitStatus};
+use crate::reporter::{Reporter, Task};
 use crate::sign::{KeyId, SignatureError, SignatureFile};
 use crate::trust::policy::{Approval, Refusal};
 
@@ -215,13 +216,33 @@ pub fn read(
     trust: &Trust<'_>,
     decide: &mut dyn FnMut(&Verified) -> Result<Decision, VerifyError>,
     sink: &mut dyn EntrySink,
+    progress: Progress<'_>,
 ) -> Result<Verified, VerifyError> {
     let opened = open(input, true)?;
     if let Some(v) = &opened.volumes {
         v.with_set(|set| set.check_signature(trust))?;
     }
     let volumes = opened.volumes.clone();
-    read_opened(opened, trust, decide, sink).map_err(|e| name_the_volume(e, volumes.as_ref()))
+    read_opened(opened, trust, decide, sink, progress)
+        .map_err(|e| name_the_volume(e, volumes.as_ref()))
+}
+
+/// Where a pass over a bundle's entries shows its overall progress (bytes, rate, ETA
+/// of the entries once the manifest verified), under what label.
+#[derive(Clone, Copy)]
+pub struct Progress<'a> {
+    pub reporter: &'a dyn Reporter,
+    pub label: &'a str,
+}
+
+impl Progress<'_> {
+    /// No progress shown.
+    pub fn none() -> Progress<'static> {
+        Progress {
+            reporter: &crate::reporter::Quiet,
+            label: "",
+        }
+    }
 }
 
 fn read_opened(
@@ -229,6 +250,7 @@ fn read_opened(
     trust: &Trust<'_>,
     decide: &mut dyn FnMut(&Verified) -> Result<Decision, VerifyError>,
     sink: &mut dyn EntrySink,
+    progress: Progress<'_>,
 ) -> Result<Verified, VerifyError> {
     let Opened {
         mut archive,
@@ -302,6 +324,9 @@ fn read_opened(
     let listed = &verified.manifest.entries;
     let headers = 3 * 512 * (listed.len() as u64 + 4) + 2048;
     budget.set(verified.manifest.total_size().saturating_add(headers));
+    let task = progress
+        .reporter
+        .overall(progress.label, Some(verified.manifest.total_size()));
     let mut position = 0;
     let mut last: Option<String> = None;
     let mut current = pending;
@@ -340,6 +365,7 @@ fn read_opened(
             inner: &mut e,
             hasher: Hasher::default(),
             entry: listed_entry,
+            task: task.as_ref(),
             outcome: None,
         };
         let staged = sink.stage(listed_entry, &mut checking);
@@ -372,6 +398,7 @@ fn read_opened(
     if let Some(v) = &volumes {
         v.finish()?;
     }
+    task.finish();
     Ok(verified)
 }
 
@@ -734,6 +761,8 @@ struct Checking<'a, R> {
     inner: R,
     hasher: Hasher,
     entry: &'a Entry,
+    /// The pass's overall progress, advanced by every byte read.
+    task: &'a dyn Task,
     /// `Some(Ok)` once the whole entry was read and matched; `Some(Err(actual))` if not.
     outcome: Option<Result<(), Digest>>,
 }
@@ -752,6 +781,7 @@ impl<R: Read> Read for Checking<'_, R> {
         let n = self.inner.read(buf)?;
         if n > 0 {
             self.hasher.update(&buf[..n]);
+            self.task.advance(n as u64);
             return Ok(n);
         }
         if self.hasher.len() != self.entry.size {

@@ -189,7 +189,7 @@ pub fn verify(args: Verify, g: &Globals) -> crate::error::Result<()> {
     } = args;
 
     let trust = LoadedTrust::load(&trust)?;
-    let verified = crate::import::verify(&bundle, &trust.as_trust())?;
+    let verified = crate::import::verify(&bundle, &trust.as_trust(), g.reporter.as_ref())?;
     warn_not_counted(&verified, g);
     if json {
         println!(
@@ -312,8 +312,12 @@ pub fn sbom(args: Sbom, g: &Globals) -> crate::error::Result<()> {
     let manifest = match &trust {
         Some(t) => {
             let trust = LoadedTrust::load(t)?;
-            crate::import::verify(&reader::Input::from(bundle.as_path()), &trust.as_trust())?
-                .manifest
+            crate::import::verify(
+                &reader::Input::from(bundle.as_path()),
+                &trust.as_trust(),
+                g.reporter.as_ref(),
+            )?
+            .manifest
         }
         None => {
             let m = reader::peek(&reader::Input::from(bundle.as_path()))?.manifest;

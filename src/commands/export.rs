@@ -23,7 +23,8 @@ pub fn python(args: ExportPython, g: &Globals) -> crate::error::Result<()> {
     let store = Store::open(&store)?;
     match (to, upload) {
         (Some(dir), _) => {
-            let n = crate::ecosystems::python::export::python_tree(&store, &dir)?;
+            let n =
+                crate::ecosystems::python::export::python_tree(&store, &dir, g.reporter.as_ref())?;
             if !g.quiet {
                 println!(
                     "wrote {n} file(s) to {}: serve it, or use --index-url file://{}/simple/",
@@ -60,7 +61,7 @@ pub fn conda(args: ExportConda, g: &Globals) -> crate::error::Result<()> {
     let ExportConda { store, to } = args;
 
     let store = Store::open(&store)?;
-    let n = crate::ecosystems::conda::export::conda_channels(&store, &to)?;
+    let n = crate::ecosystems::conda::export::conda_channels(&store, &to, g.reporter.as_ref())?;
     if !g.quiet {
         println!(
             "wrote {n} package(s) to {}: use the channel file://{}/<channel>",
@@ -81,7 +82,7 @@ pub fn hf(args: ExportHf, g: &Globals) -> crate::error::Result<()> {
     let ExportHf { store, to } = args;
 
     let store = Store::open(&store)?;
-    let n = crate::ecosystems::model::export::hf_cache(&store, &to)?;
+    let n = crate::ecosystems::model::export::hf_cache(&store, &to, g.reporter.as_ref())?;
     if !g.quiet {
         println!(
             "wrote {n} file(s) to {}: load with HF_HUB_OFFLINE=1 HF_HUB_CACHE={}",

@@ -376,6 +376,7 @@ fn pull_spec(
 ) -> crate::error::Result<(Spec, Store, Vec<AnyArtifact>)> {
     let spec_file = Spec::load(spec)?;
     let store = Store::open_or_create(&store.unwrap_or_else(default_store))?;
+    reporter.line(&format!("store {}", absolute(store.root()).display()));
     let artifacts = pull_entries(&spec_file, &store, &options, reporter)?;
     Ok((spec_file, store, artifacts))
 }

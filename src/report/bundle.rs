@@ -44,7 +44,11 @@ pub fn from_bundle(
             };
             (m, d, sigs)
         }
-        Some(t) => match crate::import::verify(&reader::Input::from(bundle), &t.trust) {
+        Some(t) => match crate::import::verify(
+            &reader::Input::from(bundle),
+            &t.trust,
+            &crate::reporter::Quiet,
+        ) {
             Ok(v) => {
                 let sigs = Signatures {
                     checked: true,

@@ -240,7 +240,7 @@ impl RegistrySource {
             .map_err(|e| self.fetch_err(what.clone(), e))?
         {
             BlobResponse::Partial(s) => {
-                task.advance(offset);
+                task.resume_at(offset);
                 s
             }
             BlobResponse::Full(s) => {

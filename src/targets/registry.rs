@@ -200,17 +200,31 @@ pub async fn push(
         .await;
 
     let repos = &plan.repos;
-    let uploads = plan
-        .uploads
-        .iter()
-        .map(|&(repo, digest, size)| pusher.blob(&repos[repo], digest, size, None));
+    // Overall: a blob counts once it is in the target (there already, mounted or sent).
+    let total = plan.uploads.iter().map(|u| u.2).sum::<u64>()
+        + plan.mounts.iter().map(|m| m.2).sum::<u64>();
+    let overall = reporter.overall("push", Some(total));
+    let overall = overall.as_ref();
+    let pusher = &pusher;
+    let uploads = plan.uploads.iter().map(|&(repo, digest, size)| async move {
+        pusher.blob(&repos[repo], digest, size, None).await?;
+        overall.advance(size);
+        Ok::<(), PushError>(())
+    });
     futures_util::stream::iter(uploads)
         .buffer_unordered(PUSH_JOBS)
         .try_collect::<Vec<()>>()
         .await?;
-    let mounts = plan.mounts.iter().map(|&(repo, digest, size, from)| {
-        pusher.blob(&repos[repo], digest, size, Some(&repos[from]))
-    });
+    let mounts = plan
+        .mounts
+        .iter()
+        .map(|&(repo, digest, size, from)| async move {
+            pusher
+                .blob(&repos[repo], digest, size, Some(&repos[from]))
+                .await?;
+            overall.advance(size);
+            Ok::<(), PushError>(())
+        });
     futures_util::stream::iter(mounts)
         .buffer_unordered(PUSH_JOBS)
         .try_collect::<Vec<()>>()
@@ -226,6 +240,7 @@ pub async fn push(
             });
         }
     }
+    overall.finish();
     for (repo, tag, desc) in &plan.tags {
         let at_tag = pusher.reference(&repos[*repo], tag, false);
         pusher.manifest(&at_tag, desc).await?;

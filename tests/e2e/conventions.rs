@@ -190,3 +190,81 @@ fn install_puts_completions_and_man_pages_where_shells_and_man_find_them() {
         assert!(text.contains("tls-cert"), "{shell}");
     }
 }
+
+/// Without a terminal every long pass says when it starts and ends, with the bytes and
+/// the rate; with --quiet nothing is said; bundle create names the store it uses.
+#[test]
+fn long_passes_report_progress_as_lines_and_quiet_silences_them() {
+    let ctx = TestContext::new();
+    let fx = fixtures();
+    let verify = ctx.ferry(["bundle", "verify", p(&fx.bundle), "--trust", p(&fx.public)]);
+    verify.assert_success();
+    assert!(
+        verify.stderr.lines().any(|l| l.starts_with("verify: ")),
+        "{verify:?}"
+    );
+    assert!(
+        verify
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("verify: done, ") && l.contains("(100%)") && l.contains("/s")),
+        "{verify:?}"
+    );
+    let store = ctx.path("store");
+    let import = ctx.ferry([
+        "import",
+        p(&fx.bundle),
+        "--trust",
+        p(&fx.public),
+        "--store",
+        p(&store),
+    ]);
+    import.assert_success();
+    assert!(import.stderr.contains("import: done, "), "{import:?}");
+    let push = ctx.ferry([
+        "import",
+        p(&fx.bundle),
+        "--trust",
+        p(&fx.public),
+        "--to",
+        &format!("{}/progress", ctx.host()),
+    ]);
+    push.assert_success();
+    assert!(push.stderr.contains("push: done, "), "{push:?}");
+    let quiet = ctx.ferry([
+        "bundle",
+        "verify",
+        p(&fx.bundle),
+        "--trust",
+        p(&fx.public),
+        "--quiet",
+    ]);
+    quiet.assert_success();
+    assert_eq!(quiet.stderr, "", "{quiet:?}");
+
+    let spec = ctx.write_spec(
+        "demo.toml",
+        &format!(
+            "name = \"demo\"\n[[image]]\nref = \"oci:{}:app/web:1.0\"\n",
+            super::images::demo_layout().display()
+        ),
+    );
+    let (key, _) = ctx.generate_key("team");
+    let made = ctx.path("made-store");
+    let create = ctx.ferry([
+        "bundle",
+        "create",
+        p(&spec),
+        "-o",
+        p(&ctx.path("demo.ferry")),
+        "--key",
+        p(&key),
+        "--store",
+        p(&made),
+    ]);
+    create.assert_success();
+    assert!(
+        create.stderr.contains(&format!("store {}", made.display())),
+        "{create:?}"
+    );
+}

@@ -12,10 +12,21 @@ use crate::store::Store;
 /// Writes a Hugging Face hub cache (what `HF_HUB_CACHE` points at) from which
 /// huggingface_hub loads with `HF_HUB_OFFLINE=1`: `models--org--name/blobs/<etag>`,
 /// `snapshots/<commit>/<path>` as relative links into blobs, and `refs/<revision>`.
-pub fn hf_cache(store: &Store, out: &Path) -> crate::error::Result<usize> {
+pub fn hf_cache(
+    store: &Store,
+    out: &Path,
+    reporter: &dyn crate::reporter::Reporter,
+) -> crate::error::Result<usize> {
     let mut count = 0;
     // Every record is read and checked before the first file is written.
     let snapshots = super::record::snapshots(store)?;
+    let progress = crate::export::progress(
+        store,
+        snapshots
+            .iter()
+            .flat_map(|s| s.files.iter().map(|f| &f.sha256)),
+        reporter,
+    );
     for info in snapshots {
         let folder = out.join(format!("{}s--{}", info.kind, info.repo.replace('/', "--")));
         let blobs = folder.join("blobs");
@@ -23,7 +34,12 @@ pub fn hf_cache(store: &Store, out: &Path) -> crate::error::Result<usize> {
         fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
         for f in &info.files {
             let blob = blob_name(f)?;
-            copy_blob(store, &f.sha256, &names::join(&blobs, &blob))?;
+            copy_blob(
+                store,
+                &f.sha256,
+                &names::join(&blobs, &blob),
+                progress.as_ref(),
+            )?;
             let link = names::join_rel(&snapshot, &f.path);
             let target = PathBuf::from(format!(
                 "{}../../blobs/{}",

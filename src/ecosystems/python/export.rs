@@ -16,8 +16,20 @@ use crate::store::Store;
 /// Writes `out/simple/...` and `out/files/...`. Files are copied (never linked: the
 /// store's blobs must not be writable through the export) and written atomically;
 /// index pages are written last, so a reader never sees a link to a missing file.
-pub fn python_tree(store: &Store, out: &Path) -> crate::error::Result<usize> {
+pub fn python_tree(
+    store: &Store,
+    out: &Path,
+    reporter: &dyn crate::reporter::Reporter,
+) -> crate::error::Result<usize> {
     let releases = by_project(record::releases(store)?);
+    let progress = crate::export::progress(
+        store,
+        releases
+            .values()
+            .flat_map(|rels| rels.iter().flat_map(|r| &r.files))
+            .flat_map(|f| [&f.sha256, &f.metadata_sha256]),
+        reporter,
+    );
     let files_dir = out.join("files");
     let simple = out.join("simple");
     fs::create_dir_all(&files_dir)
@@ -26,10 +38,15 @@ pub fn python_tree(store: &Store, out: &Path) -> crate::error::Result<usize> {
     for rels in releases.values() {
         for f in rels.iter().flat_map(|r| &r.files) {
             let wheel = names::join(&files_dir, &f.filename);
-            copy_blob(store, &f.sha256, &wheel)?;
+            copy_blob(store, &f.sha256, &wheel, progress.as_ref())?;
             let mut metadata = wheel.into_os_string();
             metadata.push(".metadata");
-            copy_blob(store, &f.metadata_sha256, Path::new(&metadata))?;
+            copy_blob(
+                store,
+                &f.metadata_sha256,
+                Path::new(&metadata),
+                progress.as_ref(),
+            )?;
             count += 1;
         }
     }
