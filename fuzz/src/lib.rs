@@ -51,7 +51,13 @@ pub fn read_bundle_bytes(bytes: &[u8], keys: &[PublicKey]) -> Result<Verified, V
     std::fs::write(&path, bytes).expect("write the bundle");
     let path = reader::Input::from(path.as_path());
     let trust = Trust::Keys { keys, threshold: 1 };
-    let verified = reader::read(&path, &trust, &mut |_| Ok(Decision::Continue), &mut Discard);
+    let verified = reader::read(
+        &path,
+        &trust,
+        &mut |_| Ok(Decision::Continue),
+        &mut Discard,
+        reader::Progress::none(),
+    );
     if let Ok(peeked) = reader::peek(&path) {
         let _ = reader::peek_entries(&path, &peeked.manifest, &["index.json"], 1 << 20);
     }

@@ -108,6 +108,11 @@ fn unreachable_registry_is_an_error_with_a_hint() {
         out.stderr.contains("127.0.0.1:1"),
         "the error should name the registry: {out:?}"
     );
+    // A loopback registry is spoken to in clear already: --plain-http is no advice.
+    assert!(
+        !out.stderr.contains("--plain-http"),
+        "the hint suggests --plain-http for a loopback registry: {out:?}"
+    );
 }
 
 /// What a new user gets wrong first, and the error that says how to fix it.
