@@ -6,10 +6,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::oci::{self, Desc};
 use crate::store::{Store, StoreError};
 
@@ -383,17 +382,9 @@ pub fn check(store: &Store) -> Result<Checked, StoreError> {
 }
 
 fn hash_file(path: &Path) -> std::io::Result<Digest> {
-    let mut file = File::open(path)?;
-    let mut hasher = Hasher::default();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finish().0)
+    let mut reader = crate::digest::HashingReader::new(File::open(path)?);
+    std::io::copy(&mut reader, &mut std::io::sink())?;
+    Ok(reader.finish().0)
 }
 
 /// A name from the store as it may be printed: control characters escaped.

@@ -8,17 +8,8 @@ use super::registry::Registry;
 #[test]
 fn credentials_come_from_the_auth_file() {
     let ctx = TestContext::new();
-    let htpasswd = ctx.path("htpasswd");
-    let hashed = run_program("htpasswd", ["-Bbn", "alice", "s3cret"]);
-    hashed.assert_success();
-    std::fs::write(&htpasswd, hashed.stdout.trim()).unwrap();
-    // Its own root: the watchdog removes it when the test process ends.
-    let root = tempfile::Builder::new()
-        .prefix("ferry-e2e-auth-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let registry = Registry::start_with_auth(&root, &htpasswd);
+    let htpasswd = password_file(&ctx, "alice", "s3cret");
+    let registry = Registry::start_with_auth(&own_root("ferry-e2e-auth-"), &htpasswd);
     let host = &registry.host;
     run_program(
         "skopeo",
@@ -49,10 +40,7 @@ fn credentials_come_from_the_auth_file() {
 
     // The containers auth file, as `podman login` writes it.
     let auth_file = ctx.path("auth.json");
-    let token = run_program("sh", ["-c", "printf alice:s3cret | base64"])
-        .stdout
-        .trim()
-        .to_string();
+    let token = base64_of("alice:s3cret");
     std::fs::write(
         &auth_file,
         format!(r#"{{"auths":{{"{host}":{{"auth":"{token}"}}}}}}"#),
@@ -115,16 +103,8 @@ fn credentials_come_from_the_auth_file() {
 fn a_tls_registry_with_a_private_ca_and_an_authfile_on_the_command_line() {
     use super::pki::pki;
     let ctx = TestContext::new();
-    let htpasswd = ctx.path("htpasswd");
-    let hashed = run_program("htpasswd", ["-Bbn", "bob", "hunter22"]);
-    hashed.assert_success();
-    std::fs::write(&htpasswd, hashed.stdout.trim()).unwrap();
-    let root = tempfile::Builder::new()
-        .prefix("ferry-e2e-tls-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let registry = Registry::start_with_tls_and_auth(&root, &htpasswd);
+    let htpasswd = password_file(&ctx, "bob", "hunter22");
+    let registry = Registry::start_with_tls_and_auth(&own_root("ferry-e2e-tls-"), &htpasswd);
     let host = &registry.host;
     let cert_dir = p(&pki().cert_dir);
     run_program(
@@ -232,6 +212,24 @@ fn a_tls_registry_with_a_private_ca_and_an_authfile_on_the_command_line() {
         super::context::digest_of(pushed.stdout.as_bytes()),
         want["manifests"][0]["digest"].as_str().unwrap()
     );
+}
+
+/// An htpasswd file (bcrypt, by Apache's `htpasswd -B`) with one user.
+fn password_file(ctx: &TestContext, user: &str, password: &str) -> std::path::PathBuf {
+    let htpasswd = ctx.path("htpasswd");
+    let hashed = run_program("htpasswd", ["-Bbn", user, password]);
+    hashed.assert_success();
+    std::fs::write(&htpasswd, hashed.stdout.trim()).unwrap();
+    htpasswd
+}
+
+/// A registry's own root: the watchdog removes it when the test process ends.
+fn own_root(prefix: &str) -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .unwrap()
+        .keep()
 }
 
 fn base64_of(text: &str) -> String {

@@ -109,17 +109,7 @@ fn json_output_names_the_target_and_errors_come_as_json_too() {
 #[test]
 fn ferry_store_sets_the_default_store() {
     let ctx = TestContext::new();
-    let fx = fixtures();
-    let store = ctx.path("from-env");
-    ctx.ferry([
-        "import",
-        p(&fx.bundle),
-        "--trust",
-        p(&fx.public),
-        "--store",
-        p(&store),
-    ])
-    .assert_success();
+    let store = super::fixtures::import_fixture(&ctx, "from-env");
     let spec = ctx.write_spec(
         "demo.toml",
         &format!(

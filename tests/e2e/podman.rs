@@ -27,10 +27,8 @@ fn podman(dir: &Path, args: &[&str]) -> Output {
     run_program("podman", all)
 }
 
-#[test]
-fn podman_pulls_the_demo_image_from_ferry_serve() {
-    let _guard = PODMAN.lock().unwrap_or_else(|e| e.into_inner());
-    let ctx = TestContext::new();
+/// The checked-in demo layout, bundled and imported into a fresh store `ctx/store`.
+fn demo_store(ctx: &TestContext) -> std::path::PathBuf {
     let fx = fixtures();
     let spec = ctx.write_spec(
         "demo.toml",
@@ -50,6 +48,14 @@ fn podman_pulls_the_demo_image_from_ferry_serve() {
         p(&store),
     ])
     .assert_success();
+    store
+}
+
+#[test]
+fn podman_pulls_the_demo_image_from_ferry_serve() {
+    let _guard = PODMAN.lock().unwrap_or_else(|e| e.into_inner());
+    let ctx = TestContext::new();
+    let store = demo_store(&ctx);
     let server = ctx.serve(&store);
     let image = format!("{}/app/web:1.0", server.addr);
 
@@ -112,25 +118,7 @@ fn podman_pulls_from_ferry_serve_over_tls_with_credentials() {
     use super::pki::{PASSWORD, USER, pki};
     let _guard = PODMAN.lock().unwrap_or_else(|e| e.into_inner());
     let ctx = TestContext::new();
-    let fx = fixtures();
-    let spec = ctx.write_spec(
-        "demo.toml",
-        &format!(
-            "name = \"demo\"\n\n[[image]]\nref = \"oci:{}:app/web:1.0\"\nrepository = \"app/web\"\n",
-            demo_layout().display()
-        ),
-    );
-    let bundle = ctx.create_bundle(&spec, "demo.ferry", &fx.key, &[]);
-    let store = ctx.path("store");
-    ctx.ferry([
-        "import",
-        p(&bundle),
-        "--trust",
-        p(&fx.public),
-        "--store",
-        p(&store),
-    ])
-    .assert_success();
+    let store = demo_store(&ctx);
     let server = ctx.serve_secure(&store);
     let image = format!("{}/app/web:1.0", server.addr);
     let cert_dir = p(&pki().cert_dir);

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::context::{TestContext, digest_of, p, parse_json, run_program, sha256_hex};
-use super::fixtures::{fixtures, import_fixture};
+use super::fixtures::import_fixture;
 
 fn blob_names(store: &std::path::Path) -> BTreeSet<String> {
     std::fs::read_dir(store.join("blobs/sha256"))
@@ -146,16 +146,7 @@ fn store_rm_then_gc_frees_only_what_nothing_else_reaches_while_serve_runs() {
     );
 
     // The bundle imported again puts back what was removed.
-    let fx = fixtures();
-    ctx.ferry([
-        "import",
-        p(&fx.bundle),
-        "--trust",
-        p(&fx.public),
-        "--store",
-        p(&store),
-    ])
-    .assert_success();
+    import_fixture(&ctx, "store");
     assert_eq!(blob_names(&store), before);
 }
 
