@@ -144,11 +144,7 @@ fn record(line_no: usize, line: &[u8], proven: bool) -> Record {
             text(&v[k])
         }
     };
-    let signers = match &v["signers"] {
-        Value::Array(list) => list.iter().map(text).collect::<Vec<_>>().join(", "),
-        Value::Null => text(&v["signer"]),
-        other => text(other),
-    };
+    let signers = signers(&v);
     // A verdict (`{policy, verdict}`, as create records it), or an import's pair of the
     // bundle's own verdict and the site's.
     let verdict = |p: &serde_json::Map<String, Value>| {
@@ -218,6 +214,33 @@ impl Record {
     }
 }
 
+/// Who signed, for a person: under a trust policy the approvals by name and role
+/// (`alice (approver, 2F35EF6E446D0335)`) and the rule met; otherwise the key ids.
+fn signers(v: &Value) -> String {
+    let named = v["approvedBy"].as_array().map(|list| {
+        list.iter()
+            .map(|a| {
+                format!(
+                    "{} ({}, {})",
+                    text(&a["name"]),
+                    text(&a["role"]),
+                    text(&a["keyId"])
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    match (named, &v["signers"]) {
+        (Some(named), _) if !named.is_empty() => match &v["trustRule"] {
+            Value::Null => named,
+            rule => format!("{named}; trust rule {}", text(rule)),
+        },
+        (_, Value::Array(list)) => list.iter().map(text).collect::<Vec<_>>().join(", "),
+        (_, Value::Null) => text(&v["signer"]),
+        (_, other) => text(other),
+    }
+}
+
 /// A field as text: strings as they are, anything else as JSON, absent as empty; cut.
 fn text(v: &Value) -> String {
     match v {
@@ -271,5 +294,29 @@ mod tests {
 
         assert!(read(&dir.path().join("none"), false).is_err());
         assert!(!read(&dir.path().join("none"), true).unwrap().0.present);
+    }
+
+    #[test]
+    fn approvals_are_named_with_their_roles() {
+        let under_policy = serde_json::json!({
+            "signers": ["65380F425E041A1E", "505CEDEFE7D8FD8C"],
+            "approvedBy": [
+                {"name": "build", "role": "builder", "keyId": "65380F425E041A1E"},
+                {"name": "alice", "role": "approver", "keyId": "505CEDEFE7D8FD8C"}
+            ],
+            "trustRule": 1
+        });
+        assert_eq!(
+            signers(&under_policy),
+            "build (builder, 65380F425E041A1E), alice (approver, 505CEDEFE7D8FD8C); trust rule 1"
+        );
+        // Plain --trust: no names, the key ids as recorded.
+        let plain = serde_json::json!({"signers": ["65380F425E041A1E"], "approvedBy": null});
+        assert_eq!(signers(&plain), "65380F425E041A1E");
+        // A record that is not an object of the expected shape still reads.
+        assert_eq!(
+            signers(&serde_json::json!({"approvedBy": "x", "signer": "K"})),
+            "K"
+        );
     }
 }
