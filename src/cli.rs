@@ -48,7 +48,8 @@ pub enum Command {
     /// Verify a bundle, then put its contents into a registry or a store.
     #[command(group(clap::ArgGroup::new("target").required(true).multiple(false)))]
     Import {
-        /// The bundle, or any volume of a split one (or its name without the suffix).
+        /// The bundle, or any volume of a split one (or its name without the suffix);
+        /// `-` reads it from standard input (co-signatures beside it are then not found).
         bundle: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
@@ -304,7 +305,7 @@ pub enum PolicyCommand {
 
 #[derive(Args, Debug)]
 pub struct PolicyCheckArgs {
-    /// A spec file (ferry.toml) or a bundle (OUT.ferry).
+    /// A spec file (ferry.toml) or a bundle (OUT.ferry; `-` reads one from standard input).
     pub input: PathBuf,
     /// The Rego policy (`package ferry`, `deny`/`warn` sets).
     #[arg(long, value_name = "FILE.rego")]
@@ -374,7 +375,8 @@ pub enum BundleCommand {
     },
     /// Check a bundle's signature and every digest; writes nothing.
     Verify {
-        /// The bundle, or any volume of a split one (or its name without the suffix).
+        /// The bundle, or any volume of a split one (or its name without the suffix);
+        /// `-` reads it from standard input (co-signatures beside it are then not found).
         bundle: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
@@ -388,7 +390,7 @@ pub enum BundleCommand {
     },
     /// Show what a bundle holds (without verifying it).
     Inspect {
-        /// The bundle (not verified: see `bundle verify`).
+        /// The bundle (not verified: see `bundle verify`); `-` reads it from standard input.
         bundle: PathBuf,
         /// Print it as JSON.
         #[arg(long)]

@@ -49,6 +49,7 @@ mod e2e {
     mod serve_hostile;
     mod serve_secure;
     mod state;
+    mod stdin;
     mod store;
     mod volumes;
 }

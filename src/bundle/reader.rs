@@ -122,6 +122,10 @@ pub enum VerifyError {
     },
     #[error(transparent)]
     Volume(#[from] super::volumes::VolumeError),
+    /// Too few signatures, from standard input: co-signatures beside a bundle file may
+    /// have been left behind.
+    #[error(transparent)]
+    FromStdin(Box<VerifyError>),
     #[error("cannot stage entry `{path}`")]
     Stage {
         path: String,
@@ -138,6 +142,7 @@ impl Classify for VerifyError {
             VerifyError::Cosign(e) => e.exit_status(),
             VerifyError::Policy(e) => e.exit_status(),
             VerifyError::Volume(e) => e.exit_status(),
+            VerifyError::FromStdin(e) => e.exit_status(),
             _ => ExitStatus::Verification,
         }
     }
@@ -148,6 +153,10 @@ impl Classify for VerifyError {
             VerifyError::Cosign(e) => e.hint(),
             VerifyError::Policy(e) => e.hint(),
             VerifyError::Volume(e) => e.hint(),
+            VerifyError::FromStdin(e) => Some(format!(
+                "{}co-signatures (BUNDLE.KEYID.minisig) are read from beside a bundle file, and standard input has no beside: save the stream as a file next to its co-signatures and give that path",
+                e.hint().map(|h| format!("{h}; ")).unwrap_or_default()
+            )),
             VerifyError::Unsigned => Some("sign bundles with `ferry bundle create --key`; never import an unsigned one".into()),
             VerifyError::Rollback { .. } | VerifyError::SequenceReused { .. } => {
                 Some("import the newest bundle of the series; an older one may be a replay".into())
@@ -272,16 +281,27 @@ fn read_opened(
     if embedded.is_empty() {
         return Err(VerifyError::Unsigned);
     }
-    let found = signers::check(&manifest_bytes, embedded, cosign::find(&bundle)?, trust)?;
+    let found = signers::check(&manifest_bytes, embedded, cosignatures(&bundle)?, trust)?;
+    // Too few signers from standard input: say where the others may have stayed.
+    let short = |e: VerifyError| match e {
+        VerifyError::Signature(SignatureError::TooFew { .. }) | VerifyError::NotApproved(_)
+            if is_stdin(&bundle) =>
+        {
+            VerifyError::FromStdin(Box::new(e))
+        }
+        e => e,
+    };
     let signers = match trust {
-        Trust::Keys { keys, threshold } => signers::meet_threshold(&found, keys, *threshold)?,
+        Trust::Keys { keys, threshold } => {
+            signers::meet_threshold(&found, keys, *threshold).map_err(|e| short(e.into()))?
+        }
         Trust::Policy(policy) => {
             let valid = signers::valid_ids(&found);
             if valid.is_empty() {
-                return Err(not_approved(
+                return Err(short(not_approved(
                     policy.refuse_unsigned(&counted(&found)),
                     &found,
-                ));
+                )));
             }
             valid
         }
@@ -301,7 +321,7 @@ fn read_opened(
                     time::OffsetDateTime::now_utc(),
                     &counted(&found),
                 )
-                .map_err(|r| not_approved(r, &found))?,
+                .map_err(|r| short(not_approved(r, &found)))?,
         ),
     };
     let verified = Verified {
@@ -462,6 +482,7 @@ fn name_the_volume(e: VerifyError, volumes: Option<&VolumeStream>) -> VerifyErro
         | VerifyError::Volume(_)
         | VerifyError::Stage { .. }
         | VerifyError::NotApproved(_)
+        | VerifyError::FromStdin(_)
         | VerifyError::Cosign(_)
         | VerifyError::Rollback { .. }
         | VerifyError::SequenceReused { .. }
@@ -538,8 +559,9 @@ type Archive = tar::Archive<Stream>;
 
 /// What a bundle's compressed bytes come from.
 enum Source {
-    /// A bundle file: it is decompressed on a thread of its own (`ReadAhead`).
-    File(File),
+    /// A bundle file, or standard input: decompressed on a thread of its own
+    /// (`ReadAhead`).
+    File(Box<dyn Read + Send>),
     /// A split bundle's volumes, which share their position with the caller
     /// (`VolumeStream::finish` reads on from where the decoder stopped): decompressed on
     /// the reading thread.
@@ -554,6 +576,10 @@ pub struct Input {
     pub volume_dirs: Vec<PathBuf>,
 }
 
+/// The path that names standard input, as tar, zstd and sha256sum take it (a file of
+/// that name is `./-`).
+pub const STDIN: &str = "-";
+
 impl Input {
     pub fn new(path: &Path, volume_dirs: &[PathBuf]) -> Input {
         Input {
@@ -562,9 +588,17 @@ impl Input {
         }
     }
 
+    /// Read from standard input (`-`): one pass, no volumes, no co-signatures beside it.
+    pub fn is_stdin(&self) -> bool {
+        is_stdin(&self.path)
+    }
+
     /// The name the bundle goes by (co-signatures sit beside it): the path given, or
     /// for a split bundle `DIR/NAME.ferry`, DIR being where its index is.
     pub fn bundle_path(&self) -> Result<PathBuf, VerifyError> {
+        if self.is_stdin() {
+            return Ok(self.path.clone());
+        }
         Ok(volumes::find(&self.path, &self.volume_dirs)?
             .map_or_else(|| self.path.clone(), |set| set.bundle))
     }
@@ -587,6 +621,9 @@ struct Opened {
 /// take until the manifest says more. With `whole`, every volume of a split bundle must
 /// be there with its size; otherwise only those reached are needed.
 fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
+    if input.is_stdin() {
+        return open_stdin(input);
+    }
     let (source, volumes, bundle) = match volumes::find(&input.path, &input.volume_dirs)? {
         Some(set) => {
             if whole && let Err(e) = set.check_present() {
@@ -602,7 +639,7 @@ fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
                 source,
             })?;
             let file = looks_like_a_bundle(&input.path, file)?;
-            (Source::File(file), None, input.path.clone())
+            (Source::File(Box::new(file)), None, input.path.clone())
         }
     };
     let (archive, budget) =
@@ -615,6 +652,91 @@ fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
     })
 }
 
+/// Whether `path` names standard input.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == STDIN
+}
+
+/// Standard input can be read once: a second pass over it would see nothing and call
+/// the bundle truncated.
+static STDIN_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Opens standard input as the bundle: checked as a file is (not a directory, a zstd
+/// stream from its first bytes), which are then put back in front of the rest.
+fn open_stdin(input: &Input) -> Result<Opened, VerifyError> {
+    use std::os::fd::AsFd as _;
+    let open_err = |source| VerifyError::Open {
+        path: input.path.clone(),
+        source,
+    };
+    if !input.volume_dirs.is_empty() {
+        return Err(VerifyError::NotABundle {
+            path: input.path.clone(),
+            reason: "a split bundle cannot come from standard input: give its volumes' paths",
+        });
+    }
+    if STDIN_TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(open_err(io::Error::other(
+            "standard input was read already; this needs the bundle as a file",
+        )));
+    }
+    let fd = io::stdin().as_fd().try_clone_to_owned().map_err(open_err)?;
+    let file = File::from(fd);
+    let damaged = |source| VerifyError::Damaged { at: None, source };
+    if file.metadata().map_err(damaged)?.is_dir() {
+        return Err(VerifyError::NotABundle {
+            path: input.path.clone(),
+            reason: "standard input is a directory",
+        });
+    }
+    let (head, rest) = sniff(&input.path, file)?;
+    let source = Source::File(Box::new(io::Cursor::new(head).chain(rest)));
+    let (archive, budget) =
+        archive(source).map_err(|source| VerifyError::Damaged { at: None, source })?;
+    Ok(Opened {
+        archive,
+        budget,
+        volumes: None,
+        bundle: input.path.clone(),
+    })
+}
+
+/// The first bytes of `r` (up to the zstd magic's length), refused as no bundle when
+/// they cannot start a zstd stream; `r` is left after them.
+fn sniff<R: Read>(path: &Path, mut r: R) -> Result<(Vec<u8>, R), VerifyError> {
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(VerifyError::Damaged {
+                    at: None,
+                    source: e,
+                });
+            }
+        }
+    }
+    if got > 0 && head[..got] != ZSTD_MAGIC[..got] {
+        return Err(VerifyError::NotABundle {
+            path: path.to_path_buf(),
+            reason: "it does not start as a zstd stream, as every bundle does",
+        });
+    }
+    Ok((head[..got].to_vec(), r))
+}
+
+/// The co-signatures beside `bundle`; none for standard input, which has no "beside".
+fn cosignatures(bundle: &Path) -> Result<Vec<Detached>, CosignError> {
+    if is_stdin(bundle) {
+        Ok(Vec::new())
+    } else {
+        cosign::find(bundle)
+    }
+}
+
 /// The zstd frame magic every bundle starts with (little-endian 0xFD2FB528).
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
@@ -622,31 +744,16 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 /// damaged in transit: a bundle is a zstd stream, so anything else given as one is a
 /// usage error (exit 2), while a zstd stream that goes wrong later is damage (exit 3).
 /// An empty file counts as a truncated bundle.
-fn looks_like_a_bundle(path: &Path, mut file: File) -> Result<File, VerifyError> {
+fn looks_like_a_bundle(path: &Path, file: File) -> Result<File, VerifyError> {
     use std::io::Seek as _;
-    let not = |reason| VerifyError::NotABundle {
-        path: path.to_path_buf(),
-        reason,
-    };
     let damaged = |source| VerifyError::Damaged { at: None, source };
     if file.metadata().map_err(damaged)?.is_dir() {
-        return Err(not("it is a directory"));
+        return Err(VerifyError::NotABundle {
+            path: path.to_path_buf(),
+            reason: "it is a directory",
+        });
     }
-    let mut head = [0u8; 4];
-    let mut got = 0;
-    while got < head.len() {
-        match file.read(&mut head[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(damaged(e)),
-        }
-    }
-    if got > 0 && head[..got] != ZSTD_MAGIC[..got] {
-        return Err(not(
-            "it does not start as a zstd stream, as every bundle does",
-        ));
-    }
+    let (_, mut file) = sniff(path, file)?;
     file.rewind().map_err(damaged)?;
     Ok(file)
 }
@@ -966,7 +1073,7 @@ pub fn peek(input: &Input) -> Result<Peeked, VerifyError> {
             .into_iter()
             .filter_map(|(p, s)| Some((p, s.ok()?.key_id)))
             .collect(),
-        detached: cosign::find(&bundle)?,
+        detached: cosignatures(&bundle)?,
     })
 }
 

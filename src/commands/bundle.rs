@@ -309,6 +309,10 @@ pub fn sbom(args: Sbom, g: &Globals) -> crate::error::Result<()> {
         output,
         trust,
     } = args;
+    bundle_file(
+        &bundle,
+        "it reads the manifest, then the SBOM entry it names",
+    )?;
     let manifest = match &trust {
         Some(t) => {
             let trust = LoadedTrust::load(t)?;
@@ -483,6 +487,7 @@ pub fn sign(args: Sign, g: &Globals) -> crate::error::Result<()> {
         json,
     } = args;
 
+    bundle_file(&bundle, "the co-signature is written beside the bundle")?;
     let key = SecretKey::load(&key)?;
     // A split bundle goes by NAME.ferry (where its index is), whichever volume is named.
     let bundle = reader::Input::from(bundle.as_path()).bundle_path()?;

@@ -91,9 +91,13 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         Err(e) => {
             // What the bundle claims (not verified: that is what failed, or did not
             // get that far), so an auditor can tell which bundle was refused.
-            let claimed = crate::bundle::reader::peek(&bundle).ok().map(|p| {
-                serde_json::json!({"series": p.manifest.series, "sequence": p.manifest.sequence})
-            });
+            // (Standard input is read once: what it claimed is gone.)
+            let claimed = (!bundle.is_stdin())
+                .then(|| crate::bundle::reader::peek(&bundle).ok())
+                .flatten()
+                .map(|p| {
+                    serde_json::json!({"series": p.manifest.series, "sequence": p.manifest.sequence})
+                });
             audit(
                 &log,
                 serde_json::json!({
@@ -101,7 +105,7 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
                     "outcome": "refused",
                     "exit": e.classify().0 as u8,
                     "error": error_text(&e),
-                    "bundle": absolute(&bundle.path),
+                    "bundle": logged_path(&bundle),
                     "claimed": claimed,
                     "target": target_name,
                 }),
@@ -121,7 +125,7 @@ pub fn run(args: Import, g: &Globals) -> crate::error::Result<()> {
         serde_json::json!({
             "action": "import",
             "outcome": if already { "already-imported" } else { "imported" },
-            "bundle": absolute(&bundle.path),
+            "bundle": logged_path(&bundle),
             "manifest": v.manifest_digest,
             "series": v.manifest.series,
             "sequence": v.manifest.sequence,
@@ -244,4 +248,13 @@ fn write_receipt(
         );
     }
     Ok(())
+}
+
+/// How the audit log names the bundle: its absolute path, or `-` for standard input.
+fn logged_path(bundle: &crate::bundle::reader::Input) -> PathBuf {
+    if bundle.is_stdin() {
+        bundle.path.clone()
+    } else {
+        absolute(&bundle.path)
+    }
 }

@@ -54,6 +54,18 @@ impl Classify for UsageError {
     }
 }
 
+/// Refuses `-` (standard input, read once from start to end) as the bundle of a command
+/// that reads it twice or writes beside it; `why` says which.
+pub(crate) fn bundle_file(path: &Path, why: &str) -> Result<(), UsageError> {
+    if !crate::bundle::reader::is_stdin(path) {
+        return Ok(());
+    }
+    Err(UsageError {
+        message: format!("this command cannot take the bundle from standard input (-): {why}"),
+        hint: Some("save the stream to a file and give its path (a file named - is ./-)".into()),
+    })
+}
+
 /// What every command gets besides its own arguments.
 pub struct Globals {
     pub quiet: bool,

@@ -11,10 +11,12 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 pub fn check(args: PolicyCheckArgs, g: &Globals) -> crate::error::Result<()> {
     let policy = Policy::load(&args.policy)?;
     let mut head = [0u8; 4];
-    let is_bundle = std::fs::File::open(&args.input)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && head == ZSTD_MAGIC;
+    // `-` is a bundle on standard input (a spec names files beside it: it is a file).
+    let is_bundle = crate::bundle::reader::is_stdin(&args.input)
+        || std::fs::File::open(&args.input)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok()
+            && head == ZSTD_MAGIC;
     let (verdict, what) = if is_bundle {
         // The manifest as it was signed; its signatures are not checked here (that is
         // `bundle verify`), so `signers` lists the key ids the signatures claim.

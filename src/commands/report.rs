@@ -58,6 +58,10 @@ pub fn run(args: Report, g: &Globals) -> crate::error::Result<()> {
     }
     let (report, failure) = match subject {
         Subject::Bundle(bundle) => {
+            bundle_file(
+                &bundle,
+                "a report of a bundle that does not verify reads it again for what it claims",
+            )?;
             let loaded = trust
                 .as_ref()
                 .map(super::bundle::LoadedTrust::load)

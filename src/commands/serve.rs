@@ -23,6 +23,7 @@ pub fn run(args: crate::cli::ServeArgs, g: &Globals) -> crate::error::Result<()>
         tokens,
         access_log,
         quiet: g.quiet,
+        reporter: g.reporter.clone(),
     };
     runtime()?.block_on(crate::serve::serve(store, options))
 }

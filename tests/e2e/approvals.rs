@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::context::{Output, TestContext, p, repo_root, run_program, run_shell, snapshot_tree};
+use super::context::{
+    Output, TestContext, p, repo_root, run_piped, run_program, run_shell, snapshot_tree,
+};
 use super::images::demo_layout;
 use super::tamper::Bundle;
 
@@ -489,6 +491,21 @@ fn approvals_import_under_a_trust_policy() {
 
     // Approved: imported.
     w.sign(&w.bundle, "alice");
+    // Through a pipe the co-signature beside the file stays behind: refused, saying so.
+    let mut cmd = w.ctx.ferry_command();
+    cmd.args([
+        "import",
+        "-",
+        "--trust-policy",
+        p(&policy),
+        "--store",
+        p(&store),
+    ]);
+    run_piped(cmd, std::fs::read(&w.bundle).unwrap())
+        .assert_code(3)
+        .assert_stderr_contains("approver needs 1, has 0")
+        .assert_stderr_contains("standard input has no beside");
+    assert!(!store.exists(), "a refused import created the store");
     let out = import(&w.bundle);
     out.assert_success();
     assert!(out.stdout.contains("alice (approver"), "{out:?}");

@@ -227,14 +227,31 @@ impl Output {
 }
 
 /// Runs a command to completion (with a timeout), capturing its output.
-pub fn run(mut cmd: Command) -> Output {
+pub fn run(cmd: Command) -> Output {
+    run_with_stdin(cmd, Stdio::null(), None)
+}
+
+/// Runs a command with `input` fed to its standard input through a pipe, which is then
+/// closed: a pipe, unlike a file, can be read only once and not sought.
+pub fn run_piped(cmd: Command, input: Vec<u8>) -> Output {
+    run_with_stdin(cmd, Stdio::piped(), Some(input))
+}
+
+/// Runs a command with standard input `stdin` (fed `input` when it is a pipe).
+pub fn run_with_stdin(mut cmd: Command, stdin: Stdio, input: Option<Vec<u8>>) -> Output {
     let command = describe(&cmd);
-    cmd.stdin(Stdio::null())
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run `{command}`: {e}"));
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        // A reader that stops early closes its end: the rest is not its to take.
+        thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut pipe, &input);
+        });
+    }
     let stdout = drain(child.stdout.take().unwrap());
     let stderr = drain(child.stderr.take().unwrap());
     let status = wait_timeout(&mut child, COMMAND_TIMEOUT)
