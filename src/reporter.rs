@@ -17,6 +17,9 @@ pub trait Reporter: Send + Sync {
     /// rate and time left on a terminal; a line at its start, every
     /// `OVERALL_EVERY` and at its end otherwise.
     fn overall(&self, label: &str, total: Option<u64>) -> Box<dyn Task>;
+    /// Starts the overall progress of a pass counted in items rather than bytes
+    /// (`unit`, plural: "index entries"); its task advances by items.
+    fn counted(&self, label: &str, total: u64, unit: &'static str) -> Box<dyn Task>;
     /// A line worth telling a person (one step done).
     fn line(&self, text: &str);
 }
@@ -46,6 +49,9 @@ impl Reporter for Quiet {
         Box::new(NoTask)
     }
     fn overall(&self, _: &str, _: Option<u64>) -> Box<dyn Task> {
+        Box::new(NoTask)
+    }
+    fn counted(&self, _: &str, _: u64, _: &'static str) -> Box<dyn Task> {
         Box::new(NoTask)
     }
     fn line(&self, _: &str) {}
@@ -80,14 +86,11 @@ impl Reporter for Lines {
             "{label}: {}",
             total.map_or_else(|| "started".to_string(), |t| HumanBytes(t).to_string())
         );
-        Box::new(OverallLine {
-            label: label.to_string(),
-            total,
-            started: Instant::now(),
-            done: AtomicU64::new(0),
-            resumed: AtomicU64::new(0),
-            last: std::sync::Mutex::new(Instant::now()),
-        })
+        Box::new(OverallLine::new(label, total, None))
+    }
+    fn counted(&self, label: &str, total: u64, unit: &'static str) -> Box<dyn Task> {
+        eprintln!("{label}: {total} {unit}");
+        Box::new(OverallLine::new(label, Some(total), Some(unit)))
     }
     fn line(&self, text: &str) {
         eprintln!("{text}");
@@ -144,6 +147,8 @@ const OVERALL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 struct OverallLine {
     label: String,
     total: Option<u64>,
+    /// What is counted: bytes (None) or items of this name.
+    unit: Option<&'static str>,
     started: Instant,
     done: AtomicU64,
     resumed: AtomicU64,
@@ -151,22 +156,42 @@ struct OverallLine {
 }
 
 impl OverallLine {
+    fn new(label: &str, total: Option<u64>, unit: Option<&'static str>) -> OverallLine {
+        OverallLine {
+            label: label.to_string(),
+            total,
+            unit,
+            started: Instant::now(),
+            done: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
+            last: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
     fn progress(&self) -> String {
         let done = self.done.load(Relaxed);
         let resumed = self.resumed.load(Relaxed);
+        let amount = |n: u64| match self.unit {
+            Some(_) => n.to_string(),
+            None => HumanBytes(n).to_string(),
+        };
         let of = match self.total {
-            Some(t) if t > 0 => format!(
-                " of {} ({:.0}%)",
-                HumanBytes(t),
-                done as f64 * 100.0 / t as f64
-            ),
+            Some(t) if t > 0 => {
+                format!(" of {} ({:.0}%)", amount(t), done as f64 * 100.0 / t as f64)
+            }
             _ => String::new(),
         };
-        format!(
-            "{}{of}, {}/s",
-            HumanBytes(done),
-            rate(done, resumed, self.started)
-        )
+        match self.unit {
+            Some(unit) => {
+                let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+                format!("{done}{of} {unit}, {:.0}/s", done as f64 / secs)
+            }
+            None => format!(
+                "{}{of}, {}/s",
+                HumanBytes(done),
+                rate(done, resumed, self.started)
+            ),
+        }
     }
 }
 
@@ -242,6 +267,19 @@ impl Reporter for Bars {
         // Above the per-file bars.
         let bar = self.multi.insert(0, bar);
         bar.set_prefix(short(label));
+        Box::new(BarTask(bar))
+    }
+    fn counted(&self, label: &str, total: u64, unit: &'static str) -> Box<dyn Task> {
+        let bar = ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{prefix:>12.bold} [{wide_bar}] {human_pos}/{human_len} {msg} {per_sec} ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        let bar = self.multi.insert(0, bar);
+        bar.set_prefix(short(label));
+        bar.set_message(unit);
         Box::new(BarTask(bar))
     }
     fn line(&self, text: &str) {

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::digest::Digest;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// A GET or HEAD request, as the routes of every ecosystem see it.
 pub struct Request<'a> {
@@ -142,46 +142,46 @@ pub struct StoredRecord {
     pub config: Vec<u8>,
 }
 
-/// What `index.json` lists of `artifact_type` under `prefix`: each entry's digest,
-/// manifest bytes and config bytes. Each is read and checked on its own; one that
+/// `entry` of `index.json` when it is an artifact of `artifact_type` under `prefix`: its
+/// digest, manifest bytes and config bytes. Each is read and checked on its own; one that
 /// cannot be read (a missing blob, a manifest that does not parse) is left out with a
 /// warning, so one bad record does not take the rest of the store down.
-pub fn artifacts(
+pub fn artifact(
     store: &Store,
+    entry: &crate::oci::Desc,
     prefix: &str,
     artifact_type: &str,
-) -> Result<Vec<StoredRecord>, StoreError> {
-    let mut out = Vec::new();
-    for entry in store.entries()? {
-        let ours = entry
-            .annotations
-            .get(crate::oci::REPOSITORY)
-            .is_some_and(|r| r.starts_with(prefix));
-        if !ours || entry.artifact_type.as_deref() != Some(artifact_type) {
-            continue;
-        }
-        let read = || -> crate::error::Result<Option<(Vec<u8>, Vec<u8>)>> {
-            let bytes = store.read_blob(&entry.digest)?;
-            let manifest = crate::oci::Manifest::parse(&bytes, Some(&entry.media_type))?;
-            let Some(config) = manifest.children.first() else {
-                return Ok(None);
-            };
-            Ok(Some((bytes, store.read_blob(&config.digest)?)))
+) -> Option<StoredRecord> {
+    let ours = entry
+        .annotations
+        .get(crate::oci::REPOSITORY)
+        .is_some_and(|r| r.starts_with(prefix));
+    if !ours || entry.artifact_type.as_deref() != Some(artifact_type) {
+        return None;
+    }
+    let read = || -> crate::error::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let bytes = store.read_blob(&entry.digest)?;
+        let manifest = crate::oci::Manifest::parse(&bytes, Some(&entry.media_type))?;
+        let Some(config) = manifest.children.first() else {
+            return Ok(None);
         };
-        match read() {
-            Ok(Some((manifest, config))) => out.push(StoredRecord {
-                digest: entry.digest,
-                manifest,
-                config,
-            }),
-            Ok(None) => {}
-            Err(e) => eprintln!(
+        Ok(Some((bytes, store.read_blob(&config.digest)?)))
+    };
+    match read() {
+        Ok(Some((manifest, config))) => Some(StoredRecord {
+            digest: entry.digest,
+            manifest,
+            config,
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!(
                 "warning: {} ({artifact_type}) is not served: {e:#}",
                 entry.digest
-            ),
+            );
+            None
         }
     }
-    Ok(out)
 }
 
 /// `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`, within `size`.

@@ -88,9 +88,15 @@ pub trait Ecosystem {
     /// The lines `bundle inspect` prints below an artifact of this ecosystem.
     fn describe(a: &Head, record: &Self::Record) -> Vec<String>;
 
-    /// Indexes the store for serving. A record that cannot be served safely is left out
-    /// with a warning.
-    fn catalog(store: &Store, modified: SystemTime) -> crate::error::Result<Self::Catalog>;
+    /// An empty catalog for serving a store whose index changed last at `modified`.
+    fn new_catalog(_modified: SystemTime) -> Self::Catalog {
+        Self::Catalog::default()
+    }
+
+    /// Adds one entry of the store's index to the catalog: every ecosystem sees every
+    /// entry, in index order, and takes what is its own. A record that cannot be served
+    /// safely is left out with a warning.
+    fn catalog(catalog: &mut Self::Catalog, store: &Store, entry: &crate::oci::Desc);
 
     /// Whether a request path is this ecosystem's to answer.
     fn claims(path: &str) -> bool;
@@ -305,13 +311,29 @@ pub struct Catalogs {
 }
 
 impl Catalogs {
-    pub fn build(store: &Store, modified: SystemTime) -> crate::error::Result<Catalogs> {
-        Ok(Catalogs {
-            image: image::Image::catalog(store, modified)?,
-            python: python::Python::catalog(store, modified)?,
-            conda: conda::Conda::catalog(store, modified)?,
-            model: model::Model::catalog(store, modified)?,
-        })
+    /// Indexes the store in one pass over its index, `progress` counting its entries.
+    pub fn build(
+        store: &Store,
+        modified: SystemTime,
+        reporter: &dyn crate::reporter::Reporter,
+    ) -> crate::error::Result<Catalogs> {
+        let entries = store.entries()?;
+        let mut c = Catalogs {
+            image: image::Image::new_catalog(modified),
+            python: python::Python::new_catalog(modified),
+            conda: conda::Conda::new_catalog(modified),
+            model: model::Model::new_catalog(modified),
+        };
+        let progress = reporter.counted("catalog", entries.len() as u64, "index entries");
+        for entry in &entries {
+            image::Image::catalog(&mut c.image, store, entry);
+            python::Python::catalog(&mut c.python, store, entry);
+            conda::Conda::catalog(&mut c.conda, store, entry);
+            model::Model::catalog(&mut c.model, store, entry);
+            progress.advance(1);
+        }
+        progress.finish();
+        Ok(c)
     }
 }
 

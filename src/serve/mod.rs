@@ -49,6 +49,8 @@ pub struct ServeOptions {
     /// The access log (`-`: standard output).
     pub access_log: Option<PathBuf>,
     pub quiet: bool,
+    /// Shows the catalog's first build (rebuilds while serving are silent).
+    pub reporter: std::sync::Arc<dyn crate::reporter::Reporter>,
 }
 
 pub async fn serve(store: Store, options: ServeOptions) -> crate::error::Result<()> {
@@ -69,7 +71,7 @@ pub async fn serve(store: Store, options: ServeOptions) -> crate::error::Result<
         Some(path) => Some(access::AccessLog::open(path)?),
         None => None,
     };
-    app.catalog()?;
+    app.catalog(options.reporter.as_ref())?;
     let listen = options.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -130,12 +132,15 @@ impl App {
     /// manifest, so it runs off the async workers.
     async fn current_catalog(self: &Arc<App>) -> crate::error::Result<Arc<Catalog>> {
         let app = self.clone();
-        tokio::task::spawn_blocking(move || app.catalog())
+        tokio::task::spawn_blocking(move || app.catalog(&crate::reporter::Quiet))
             .await
             .map_err(|e| crate::error::Error::msg(format!("catalog rebuild failed: {e}")))?
     }
 
-    fn catalog(&self) -> crate::error::Result<Arc<Catalog>> {
+    fn catalog(
+        &self,
+        reporter: &dyn crate::reporter::Reporter,
+    ) -> crate::error::Result<Arc<Catalog>> {
         let stamp = || -> crate::error::Result<_> {
             let meta = std::fs::metadata(self.store.root().join("index.json"))?;
             Ok((Some((meta.modified()?, meta.len())), meta.modified()?))
@@ -154,7 +159,7 @@ impl App {
         }
         let catalog = Arc::new(Catalog {
             stamp,
-            ecosystems: ecosystems::Catalogs::build(&self.store, modified)?,
+            ecosystems: ecosystems::Catalogs::build(&self.store, modified, reporter)?,
         });
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = catalog.clone();
         Ok(catalog)

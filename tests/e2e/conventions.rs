@@ -211,6 +211,22 @@ fn long_passes_report_progress_as_lines_and_quiet_silences_them() {
     ]);
     import.assert_success();
     assert!(import.stderr.contains("import: done, "), "{import:?}");
+    // serve's startup: the catalog's pass over the index, counted, before it listens.
+    let entries = std::fs::read_to_string(store.join("index.json")).unwrap();
+    let n = serde_json::from_str::<serde_json::Value>(&entries).unwrap()["manifests"]
+        .as_array()
+        .unwrap()
+        .len();
+    let server = ctx.serve(&store);
+    let said = server.stderr();
+    let start = said.find(&format!("catalog: {n} index entries\n"));
+    let done = said.find(&format!("catalog: done, {n} of {n} (100%) index entries, "));
+    let listening = said.find("listening on");
+    assert!(
+        start.is_some() && start < done && done < listening,
+        "{said}"
+    );
+    drop(server);
     let push = ctx.ferry([
         "import",
         p(&fx.bundle),

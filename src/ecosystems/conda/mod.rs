@@ -773,11 +773,12 @@ impl crate::ecosystems::Ecosystem for Conda {
         )]
     }
 
-    fn catalog(
-        store: &Store,
-        modified: std::time::SystemTime,
-    ) -> crate::error::Result<serve::CondaCatalog> {
-        serve::CondaCatalog::build(store, modified)
+    fn new_catalog(modified: std::time::SystemTime) -> serve::CondaCatalog {
+        serve::CondaCatalog::new(modified)
+    }
+
+    fn catalog(catalog: &mut serve::CondaCatalog, store: &Store, entry: &crate::oci::Desc) {
+        catalog.add(store, entry);
     }
 
     fn claims(path: &str) -> bool {

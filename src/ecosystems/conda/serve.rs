@@ -21,26 +21,35 @@ pub struct CondaCatalog {
 }
 
 impl CondaCatalog {
-    pub fn build(store: &Store, modified: SystemTime) -> crate::error::Result<CondaCatalog> {
-        let mut catalog = CondaCatalog {
+    /// An empty catalog of a store whose index changed last at `modified`.
+    pub fn new(modified: SystemTime) -> CondaCatalog {
+        CondaCatalog {
             last_modified: http_date(modified),
             ..Default::default()
-        };
-        for crate::respond::StoredRecord { digest, config, .. } in
-            crate::respond::artifacts(store, record::REPOSITORY_PREFIX, record::ARTIFACT_TYPE)?
-        {
-            let p: CondaPackage = match record::read(&config) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("warning: conda package {digest} is not served: {e}");
-                    continue;
-                }
-            };
-            let subdirs = catalog.channels.entry(p.channel.to_string()).or_default();
-            subdirs.entry("noarch".into()).or_default();
-            subdirs.entry(p.subdir.to_string()).or_default().push(p);
         }
-        Ok(catalog)
+    }
+
+    /// Adds `entry` of the store's index when it is a conda package that can be
+    /// served.
+    pub fn add(&mut self, store: &Store, entry: &crate::oci::Desc) {
+        let Some(crate::respond::StoredRecord { digest, config, .. }) = crate::respond::artifact(
+            store,
+            entry,
+            record::REPOSITORY_PREFIX,
+            record::ARTIFACT_TYPE,
+        ) else {
+            return;
+        };
+        let p: CondaPackage = match record::read(&config) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("warning: conda package {digest} is not served: {e}");
+                return;
+            }
+        };
+        let subdirs = self.channels.entry(p.channel.to_string()).or_default();
+        subdirs.entry("noarch".into()).or_default();
+        subdirs.entry(p.subdir.to_string()).or_default().push(p);
     }
 }
 

@@ -6,7 +6,6 @@ mod serve;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
@@ -140,8 +139,8 @@ impl Ecosystem for Image {
         lines
     }
 
-    fn catalog(store: &Store, _modified: SystemTime) -> crate::error::Result<serve::OciCatalog> {
-        serve::OciCatalog::build(store)
+    fn catalog(catalog: &mut serve::OciCatalog, store: &Store, entry: &crate::oci::Desc) {
+        catalog.add(store, entry);
     }
 
     fn claims(path: &str) -> bool {

@@ -32,47 +32,45 @@ struct Repo {
 }
 
 impl OciCatalog {
-    pub fn build(store: &Store) -> crate::error::Result<OciCatalog> {
-        let mut catalog = OciCatalog::default();
-        for entry in store.entries()? {
-            let Some(repo_name) = entry.annotations.get(oci::REPOSITORY).cloned() else {
-                continue;
-            };
-            let nodes = match store.reachable(&entry) {
-                Ok(nodes) => nodes,
-                Err(e) => {
-                    eprintln!(
-                        "warning: {} in {repo_name} is incomplete and not served: {e}",
-                        entry.digest
-                    );
-                    continue;
-                }
-            };
-            let repo = catalog.repos.entry(repo_name.clone()).or_default();
-            if let Some(tag) = entry
-                .annotations
-                .get(oci::REF_NAME)
-                .and_then(|r| r.strip_prefix(&format!("{repo_name}:")))
-            {
-                repo.tags.insert(tag.to_string(), entry.clone());
+    /// Adds `entry` of the store's index when it names a repository and its whole graph
+    /// is in the store.
+    pub fn add(&mut self, store: &Store, entry: &Desc) {
+        let Some(repo_name) = entry.annotations.get(oci::REPOSITORY).cloned() else {
+            return;
+        };
+        let nodes = match store.reachable(entry) {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                eprintln!(
+                    "warning: {} in {repo_name} is incomplete and not served: {e}",
+                    entry.digest
+                );
+                return;
             }
-            for (desc, manifest) in nodes {
-                if let Some(subject) = manifest.as_ref().and_then(|m| m.subject.as_ref()) {
-                    let mut d = desc.clone();
-                    d.artifact_type = manifest.as_ref().and_then(|m| m.artifact_type.clone());
-                    let list = repo.referrers.entry(subject.digest).or_default();
-                    if !list.iter().any(|x| x.digest == d.digest) {
-                        list.push(d);
-                    }
-                }
-                let mut desc = desc;
-                if let Some(m) = &manifest {
-                    desc.media_type = m.media_type.clone();
-                }
-                repo.content.insert(desc.digest, desc);
-            }
+        };
+        let repo = self.repos.entry(repo_name.clone()).or_default();
+        if let Some(tag) = entry
+            .annotations
+            .get(oci::REF_NAME)
+            .and_then(|r| r.strip_prefix(&format!("{repo_name}:")))
+        {
+            repo.tags.insert(tag.to_string(), entry.clone());
         }
-        Ok(catalog)
+        for (desc, manifest) in nodes {
+            if let Some(subject) = manifest.as_ref().and_then(|m| m.subject.as_ref()) {
+                let mut d = desc.clone();
+                d.artifact_type = manifest.as_ref().and_then(|m| m.artifact_type.clone());
+                let list = repo.referrers.entry(subject.digest).or_default();
+                if !list.iter().any(|x| x.digest == d.digest) {
+                    list.push(d);
+                }
+            }
+            let mut desc = desc;
+            if let Some(m) = &manifest {
+                desc.media_type = m.media_type.clone();
+            }
+            repo.content.insert(desc.digest, desc);
+        }
     }
 }
 

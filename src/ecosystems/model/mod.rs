@@ -380,11 +380,8 @@ impl crate::ecosystems::Ecosystem for Model {
             .collect()
     }
 
-    fn catalog(
-        store: &Store,
-        _modified: std::time::SystemTime,
-    ) -> crate::error::Result<serve::HfCatalog> {
-        serve::HfCatalog::build(store)
+    fn catalog(catalog: &mut serve::HfCatalog, store: &Store, entry: &crate::oci::Desc) {
+        catalog.add(store, entry);
     }
 
     fn claims(path: &str) -> bool {

@@ -28,38 +28,44 @@ struct HfRepo {
 }
 
 impl HfCatalog {
-    pub fn build(store: &Store) -> crate::error::Result<HfCatalog> {
-        let mut catalog = HfCatalog::default();
-        for crate::respond::StoredRecord {
+    /// Adds `entry` of the store's index when it is a model or dataset snapshot that
+    /// can be served.
+    pub fn add(&mut self, store: &Store, entry: &crate::oci::Desc) {
+        let Some(crate::respond::StoredRecord {
             digest, manifest, ..
-        } in crate::respond::artifacts(store, record::REPOSITORY_PREFIX, record::ARTIFACT_TYPE)?
-        {
-            let info = match record::read(&manifest).unwrap_or(Err("not a model manifest".into())) {
-                Ok(info) => info,
-                Err(why) => {
-                    eprintln!("warning: model {digest} is not served: {why}");
-                    continue;
-                }
-            };
-            if let Err(why) = servable(&info) {
-                eprintln!(
-                    "warning: model {digest} ({}) is not served: {why}",
-                    info.repo.escape_debug()
-                );
-                continue;
+        }) = crate::respond::artifact(
+            store,
+            entry,
+            record::REPOSITORY_PREFIX,
+            record::ARTIFACT_TYPE,
+        )
+        else {
+            return;
+        };
+        let info = match record::read(&manifest).unwrap_or(Err("not a model manifest".into())) {
+            Ok(info) => info,
+            Err(why) => {
+                eprintln!("warning: model {digest} is not served: {why}");
+                return;
             }
-            let repo = catalog
-                .repos
-                .entry((info.kind.to_string(), info.repo.to_ascii_lowercase()))
-                .or_default();
-            repo.id = info.repo.to_string();
-            repo.revisions
-                .insert(info.revision.to_string(), info.commit.to_string());
-            repo.revisions
-                .insert(info.commit.to_string(), info.commit.to_string());
-            repo.snapshots.insert(info.commit.to_string(), info.files);
+        };
+        if let Err(why) = servable(&info) {
+            eprintln!(
+                "warning: model {digest} ({}) is not served: {why}",
+                info.repo.escape_debug()
+            );
+            return;
         }
-        Ok(catalog)
+        let repo = self
+            .repos
+            .entry((info.kind.to_string(), info.repo.to_ascii_lowercase()))
+            .or_default();
+        repo.id = info.repo.to_string();
+        repo.revisions
+            .insert(info.revision.to_string(), info.commit.to_string());
+        repo.revisions
+            .insert(info.commit.to_string(), info.commit.to_string());
+        repo.snapshots.insert(info.commit.to_string(), info.files);
     }
 }
 

@@ -417,11 +417,8 @@ impl crate::ecosystems::Ecosystem for Python {
             .collect()
     }
 
-    fn catalog(
-        store: &Store,
-        _modified: std::time::SystemTime,
-    ) -> crate::error::Result<serve::PypiCatalog> {
-        serve::PypiCatalog::build(store)
+    fn catalog(catalog: &mut serve::PypiCatalog, store: &Store, entry: &crate::oci::Desc) {
+        catalog.add(store, entry);
     }
 
     fn claims(path: &str) -> bool {

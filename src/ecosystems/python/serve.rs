@@ -22,43 +22,47 @@ pub struct PypiCatalog {
 }
 
 impl PypiCatalog {
-    pub fn build(store: &Store) -> crate::error::Result<PypiCatalog> {
-        let mut catalog = PypiCatalog::default();
-        for crate::respond::StoredRecord { digest, config, .. } in
-            crate::respond::artifacts(store, record::REPOSITORY_PREFIX, record::ARTIFACT_TYPE)?
-        {
-            let mut r: PythonRelease = match serde_json::from_slice(&config) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("warning: Python release {digest} is not served: {e}");
-                    continue;
-                }
-            };
-            if !valid_project(&r.project) || has_control(&r.version) {
-                eprintln!(
-                    "warning: Python release {digest} is not served: invalid project {:?} or version {:?}",
-                    r.project, r.version
-                );
-                continue;
+    /// Adds `entry` of the store's index when it is a Python release that can be
+    /// served.
+    pub fn add(&mut self, store: &Store, entry: &crate::oci::Desc) {
+        let Some(crate::respond::StoredRecord { digest, config, .. }) = crate::respond::artifact(
+            store,
+            entry,
+            record::REPOSITORY_PREFIX,
+            record::ARTIFACT_TYPE,
+        ) else {
+            return;
+        };
+        let mut r: PythonRelease = match serde_json::from_slice(&config) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("warning: Python release {digest} is not served: {e}");
+                return;
             }
-            r.files.retain(|f| {
-                let ok = servable_file(f);
-                if !ok {
-                    eprintln!(
-                        "warning: {:?} of Python release {digest} is not served: invalid file name or digest",
-                        f.filename
-                    );
-                }
-                ok
-            });
-            for f in &r.files {
-                catalog.files.insert(f.sha256.to_string(), f.clone());
-            }
-            let list = catalog.projects.entry(r.project.to_string()).or_default();
-            list.retain(|old| old.version != r.version);
-            list.push(r);
+        };
+        if !valid_project(&r.project) || has_control(&r.version) {
+            eprintln!(
+                "warning: Python release {digest} is not served: invalid project {:?} or version {:?}",
+                r.project, r.version
+            );
+            return;
         }
-        Ok(catalog)
+        r.files.retain(|f| {
+            let ok = servable_file(f);
+            if !ok {
+                eprintln!(
+                    "warning: {:?} of Python release {digest} is not served: invalid file name or digest",
+                    f.filename
+                );
+            }
+            ok
+        });
+        for f in &r.files {
+            self.files.insert(f.sha256.to_string(), f.clone());
+        }
+        let list = self.projects.entry(r.project.to_string()).or_default();
+        list.retain(|old| old.version != r.version);
+        list.push(r);
     }
 }
 
