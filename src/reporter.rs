@@ -272,14 +272,14 @@ impl Reporter for Bars {
     fn counted(&self, label: &str, total: u64, unit: &'static str) -> Box<dyn Task> {
         let bar = ProgressBar::new(total).with_style(
             ProgressStyle::with_template(
-                "{prefix:>12.bold} [{wide_bar}] {human_pos}/{human_len} {msg} {per_sec} ETA {eta}",
+                "{prefix:>12.bold} [{wide_bar}] {human_pos}/{human_len} {msg} ETA {eta}",
             )
             .expect("valid template")
             .progress_chars("=> "),
         );
-        let bar = self.multi.insert(0, bar);
         bar.set_prefix(short(label));
         bar.set_message(unit);
+        let bar = self.multi.insert(0, bar);
         Box::new(BarTask(bar))
     }
     fn line(&self, text: &str) {

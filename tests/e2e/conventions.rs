@@ -274,3 +274,42 @@ fn long_passes_report_progress_as_lines_and_quiet_silences_them() {
         "{create:?}"
     );
 }
+
+/// On a terminal (a pty that util-linux's `script` makes) a long pass draws an indicatif
+/// bar with bytes, rate and ETA, in place of the lines it prints without one.
+#[test]
+fn long_passes_draw_a_bar_on_a_terminal() {
+    let ctx = TestContext::new();
+    let fx = fixtures();
+    let ferry = ctx.ferry_command();
+    let mut cmd = std::process::Command::new("script");
+    for (k, v) in ferry.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let line = format!(
+        "'{}' bundle verify '{}' --trust '{}'",
+        ferry.get_program().to_string_lossy(),
+        fx.bundle.display(),
+        fx.public.display()
+    );
+    cmd.current_dir(ctx.path("."))
+        .args(["-qec", &line, "/dev/null"]);
+    let out = run(cmd);
+    out.assert_success();
+    // What the pty showed (stdout and stderr of ferry both) is script's stdout.
+    let shown = out.stdout.replace('\r', "\n");
+    assert!(shown.contains("verified "), "{out:?}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("verify") && l.contains("B/") && l.contains("ETA")),
+        "no bar was drawn: {out:?}"
+    );
+    assert!(
+        !shown.contains("verify: done,"),
+        "lines on a terminal: {out:?}"
+    );
+}
