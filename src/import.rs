@@ -228,9 +228,13 @@ fn import_into_existing(
         });
     }
     // (Staging skips what the store holds: the walk reads manifests from both.)
-    let missing = left_out(&verified.manifest, &[&staging.layout, store])?;
+    let missing = left_out(
+        &verified.manifest,
+        &[&staging.layout, store],
+        &staging.passed,
+    )?;
     refuse_missing(&verified.manifest, missing)?;
-    check_artifacts(&verified.manifest, &[&staging.layout, store], false)?;
+    check_artifacts(&verified.manifest, &[&staging.layout, store], &|_| false)?;
     targets::store::commit(
         store,
         &staging,
@@ -281,9 +285,9 @@ fn import_into_new(
     )?;
     refuse_missing(
         &verified.manifest,
-        left_out(&verified.manifest, &[&staging.layout])?,
+        left_out(&verified.manifest, &[&staging.layout], &staging.passed)?,
     )?;
-    check_artifacts(&verified.manifest, &[&staging.layout], false)?;
+    check_artifacts(&verified.manifest, &[&staging.layout], &|_| false)?;
     let built = staging.layout.clone();
     targets::store::commit(
         &built,
@@ -339,6 +343,13 @@ fn import_to_registry(
     // killed one left (`reclaim` above) rather than reuse it: syncing each blob to disk
     // would buy nothing. The registry makes the pushed bytes durable.
     staging.durable = false;
+    // A bundle that can be read again keeps only its documents in staging: the other
+    // blobs are checked here, then streamed from a second pass that checks them again
+    // (300 MB of layers written to staging and read back cost more than reading the
+    // bundle twice). Standard input, a pipe or a device is read once, staged whole.
+    let pinned = bundle.pin();
+    let bundle = pinned.as_ref().unwrap_or(bundle);
+    staging.json_only = pinned.is_some();
     let mut already = false;
     let mut verdict = None;
     let verified = reader::read(
@@ -377,7 +388,7 @@ fn import_to_registry(
             verdict,
         });
     }
-    let left_out = left_out(&verified.manifest, &[&staging.layout])?;
+    let left_out = left_out(&verified.manifest, &[&staging.layout], &staging.passed)?;
     let incremental = !left_out.is_empty();
     if incremental {
         let missing = runtime.block_on(targets::registry::missing(
@@ -387,15 +398,41 @@ fn import_to_registry(
         ));
         refuse_missing(&verified.manifest, missing)?;
     }
-    check_artifacts(&verified.manifest, &[&staging.layout], incremental)?;
-    runtime.block_on(targets::registry::push(
+    check_artifacts(&verified.manifest, &[&staging.layout], &|d| {
+        incremental || staging.passed.contains(&d.digest)
+    })?;
+    // The second pass must read the bundle the first one verified: the same signed
+    // manifest (and so the same entries, each hashed again as it streams).
+    let mut pass = |sink: &mut dyn crate::bundle::EntrySink| {
+        let again = reader::read(
+            bundle,
+            &options.trust,
+            &mut |v| {
+                if v.manifest_digest != verified.manifest_digest {
+                    return Err(VerifyError::Changed {
+                        path: bundle.path.clone(),
+                    });
+                }
+                Ok(Decision::Continue)
+            },
+            sink,
+            reader::Progress {
+                reporter,
+                label: "push",
+            },
+        );
+        again.map(|_| ())
+    };
+    targets::registry::push(
         target,
-        &staging.layout,
+        &staging,
         &verified.manifest.placements(),
         incremental,
         &options.registry,
+        runtime,
+        &mut pass,
         reporter,
-    ))?;
+    )?;
     state.record(&verified)?;
     let mut held = carried(&verified);
     held.extend(left_out.iter().map(|(_, d)| d.digest));
@@ -533,13 +570,12 @@ fn complete_in_bundle(
 fn check_artifacts(
     manifest: &crate::bundle::BundleManifest,
     stores: &[&Store],
-    held_by_target: bool,
+    elsewhere: &dyn Fn(&crate::oci::Desc) -> bool,
 ) -> Result<(), VerifyError> {
     check_sbom(manifest, stores)?;
     let mut seen = std::collections::HashSet::new();
     for p in manifest.placements() {
-        let elsewhere = |_: &crate::oci::Desc| held_by_target;
-        crate::store::reachable_with(stores, &p.root, &mut seen, &elsewhere, &mut |_, _| {})
+        crate::store::reachable_with(stores, &p.root, &mut seen, elsewhere, &mut |_, _| {})
             .map_err(|e| VerifyError::Incomplete {
                 artifact: format!("{}@{}", p.repository, p.root.digest),
                 reason: e.to_string(),
@@ -560,6 +596,7 @@ fn check_artifacts(
 fn left_out(
     manifest: &crate::bundle::BundleManifest,
     stores: &[&Store],
+    passed: &std::collections::HashSet<crate::digest::Digest>,
 ) -> Result<Vec<(String, crate::oci::Desc)>, VerifyError> {
     let mut out = Vec::new();
     if manifest.base.is_none() {
@@ -569,6 +606,7 @@ fn left_out(
     for p in manifest.placements() {
         let mut each = |d: crate::oci::Desc, m: Option<crate::oci::Manifest>| {
             if m.is_none()
+                && !passed.contains(&d.digest)
                 && !stores.iter().any(|s| s.has_blob(&d.digest, d.size))
                 && listed.insert((p.repository.clone(), d.digest))
             {

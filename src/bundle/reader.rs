@@ -46,6 +46,12 @@ pub enum VerifyError {
     NoManifest { found: String },
     #[error("bundle is not signed: no signature entry follows `{MANIFEST_NAME}`")]
     Unsigned,
+    /// A second pass over a bundle (an import that streams its blobs to a registry)
+    /// found another signed manifest than the first pass verified.
+    #[error(
+        "{path} changed while it was being imported (its signed manifest is not the one verified)"
+    )]
+    Changed { path: PathBuf },
     #[error("{}", match .0 {
         SignatureError::TooFew { .. } => "bundle is not signed by enough trusted keys",
         _ => "bundle signature does not verify",
@@ -157,6 +163,7 @@ impl Classify for VerifyError {
                 "{}co-signatures (BUNDLE.KEYID.minisig) are read from beside a bundle file, and standard input has no beside: save the stream as a file next to its co-signatures and give that path",
                 e.hint().map(|h| format!("{h}; ")).unwrap_or_default()
             )),
+            VerifyError::Changed { .. } => Some("nothing was tagged; make sure nothing writes the bundle file while it is imported, then import it again".into()),
             VerifyError::Unsigned => Some("sign bundles with `ferry bundle create --key`; never import an unsigned one".into()),
             VerifyError::Rollback { .. } | VerifyError::SequenceReused { .. } => {
                 Some("import the newest bundle of the series; an older one may be a replay".into())
@@ -350,6 +357,9 @@ fn read_opened(
     let mut position = 0;
     let mut last: Option<String> = None;
     let mut current = pending;
+    // What the sink leaves unread is read through here, 256 KiB at a time (`io::copy`
+    // would take 8 KiB a call).
+    let mut spare = Vec::new();
     loop {
         let mut e = match current.take() {
             Some(e) => e,
@@ -390,7 +400,7 @@ fn read_opened(
         };
         let staged = sink.stage(listed_entry, &mut checking);
         if checking.outcome.is_none() && staged.is_ok() {
-            io::copy(&mut checking, &mut io::sink())
+            drain(&mut checking, &mut spare)
                 .map_err(|err| damaged(Some(p.clone()), err, &budget))?;
         }
         match (checking.outcome.take(), staged) {
@@ -574,6 +584,9 @@ enum Source {
 pub struct Input {
     pub path: PathBuf,
     pub volume_dirs: Vec<PathBuf>,
+    /// The bundle file opened once (`Input::pin`): every pass reads it, whatever the
+    /// path comes to name meanwhile.
+    pinned: Option<std::sync::Arc<File>>,
 }
 
 /// The path that names standard input, as tar, zstd and sha256sum take it (a file of
@@ -585,12 +598,32 @@ impl Input {
         Input {
             path: path.to_path_buf(),
             volume_dirs: volume_dirs.to_vec(),
+            pinned: None,
         }
     }
 
     /// Read from standard input (`-`): one pass, no volumes, no co-signatures beside it.
     pub fn is_stdin(&self) -> bool {
         is_stdin(&self.path)
+    }
+
+    /// The same input with its file opened once, for a second pass that must read the
+    /// file the first one read (a rename over the path meanwhile changes nothing; a
+    /// write into the file is caught by the hashes). `None` when it cannot be read
+    /// twice: standard input, a pipe or a device, a split bundle (whose volumes may be
+    /// on media that change between passes), or a file that does not open.
+    pub fn pin(&self) -> Option<Input> {
+        if self.is_stdin() || !matches!(volumes::find(&self.path, &self.volume_dirs), Ok(None)) {
+            return None;
+        }
+        let file = File::open(&self.path).ok()?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return None;
+        }
+        Some(Input {
+            pinned: Some(std::sync::Arc::new(file)),
+            ..self.clone()
+        })
     }
 
     /// The name the bundle goes by (co-signatures sit beside it): the path given, or
@@ -634,12 +667,26 @@ fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
             (Source::Volumes(stream.clone()), Some(stream), bundle)
         }
         None => {
-            let file = File::open(&input.path).map_err(|source| VerifyError::Open {
-                path: input.path.clone(),
-                source,
-            })?;
-            let file = looks_like_a_bundle(&input.path, file)?;
-            (Source::File(Box::new(file)), None, input.path.clone())
+            let file: Box<dyn Read + Send> = match &input.pinned {
+                Some(file) => {
+                    let (_, read) = sniff(
+                        &input.path,
+                        ReadAt {
+                            file: file.clone(),
+                            at: 0,
+                        },
+                    )?;
+                    Box::new(ReadAt { at: 0, ..read })
+                }
+                None => {
+                    let file = File::open(&input.path).map_err(|source| VerifyError::Open {
+                        path: input.path.clone(),
+                        source,
+                    })?;
+                    Box::new(looks_like_a_bundle(&input.path, file)?)
+                }
+            };
+            (Source::File(file), None, input.path.clone())
         }
     };
     let (archive, budget) =
@@ -863,6 +910,19 @@ fn read_small(
     Ok(bytes)
 }
 
+/// Reads `r` to its end into `buffer` (sized on first use), discarding the bytes.
+fn drain(r: &mut impl Read, buffer: &mut Vec<u8>) -> io::Result<()> {
+    buffer.resize(256 << 10, 0);
+    loop {
+        match r.read(buffer) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Hashes an entry as it is read and settles, at its end, whether it matched.
 struct Checking<'a, R> {
     inner: R,
@@ -929,6 +989,21 @@ fn is_over_budget(e: &io::Error) -> bool {
         };
     }
     false
+}
+
+/// A file read from its start by position, so that passes over one open file do not
+/// share an offset.
+struct ReadAt {
+    file: std::sync::Arc<File>,
+    at: u64,
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(&*self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// Caps the decompressed bytes read through it.

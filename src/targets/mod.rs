@@ -33,6 +33,10 @@ pub struct Staging<'a> {
     /// takes them. Off where the staging is thrown away when the process ends (`bundle
     /// verify`) or the target makes the bytes durable itself (a registry).
     pub durable: bool,
+    /// Blobs that were hashed against the manifest but not kept (over `max_size`, or
+    /// not documents under `json_only`): the bundle carries them, checked, and a second
+    /// pass over it can stream them on (`targets::registry::push`).
+    pub passed: std::collections::HashSet<Digest>,
     /// For `copy`: allocated once.
     buffer: Vec<u8>,
 }
@@ -55,6 +59,7 @@ impl<'a> Staging<'a> {
             max_size: u64::MAX,
             json_only: false,
             durable: true,
+            passed: std::collections::HashSet::new(),
             buffer: Vec::new(),
         })
     }
@@ -103,11 +108,14 @@ impl<'a> Staging<'a> {
 impl EntrySink for Staging<'_> {
     fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> io::Result<()> {
         let Some(digest) = entry.blob_digest() else {
-            return io::copy(content, &mut io::sink()).map(|_| ());
+            return Ok(());
         };
-        if entry.size > self.max_size || self.skip.is_some_and(|s| s.has_blob(&digest, entry.size))
-        {
-            return io::copy(content, &mut io::sink()).map(|_| ());
+        if self.skip.is_some_and(|s| s.has_blob(&digest, entry.size)) {
+            return Ok(()); // the reader hashes what is left unread
+        }
+        if entry.size > self.max_size {
+            self.passed.insert(digest);
+            return Ok(());
         }
         let mut head = Vec::new();
         if self.json_only {
@@ -127,7 +135,8 @@ impl EntrySink for Staging<'_> {
             let undecided = !ended && head.iter().all(u8::is_ascii_whitespace);
             let first = head.iter().find(|b| !b.is_ascii_whitespace());
             if !undecided && !matches!(first, Some(b'{' | b'[')) {
-                return io::copy(content, &mut io::sink()).map(|_| ());
+                self.passed.insert(digest);
+                return Ok(());
             }
         }
         let path = self.layout.blob_path(&digest);

@@ -9,12 +9,16 @@ use futures_util::{StreamExt, TryStreamExt};
 use oci_client::Reference;
 use tokio_util::io::ReaderStream;
 
+use std::io::{self, Read};
+
+use crate::bundle::{Entry, EntrySink, VerifyError};
 use crate::digest::Digest;
 use crate::exit::{Classify, ExitStatus};
 use crate::oci::{Desc, Placement};
 use crate::reporter::Reporter;
 use crate::sources::registry::{RegistryOptions, client_for, retrying};
 use crate::store::{self, Store, StoreError};
+use crate::targets::Staging;
 
 /// `HOST[:PORT][/PREFIX]`.
 #[derive(Debug, Clone)]
@@ -42,6 +46,10 @@ pub enum PushError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The second pass over the bundle (streaming what was not staged) found it changed
+    /// or damaged.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
 }
 
 impl Classify for PushError {
@@ -49,6 +57,7 @@ impl Classify for PushError {
         match self {
             PushError::BadTarget(_) => ExitStatus::Usage,
             PushError::Store(e) => e.exit_status(),
+            PushError::Verify(e) => e.exit_status(),
             _ => ExitStatus::Error,
         }
     }
@@ -58,6 +67,7 @@ impl Classify for PushError {
                 "check that the registry is reachable and accepts pushes ({}); nothing is tagged until every blob and manifest is in",
                 crate::sources::auth::connection_hint(target)
             )),
+            PushError::Verify(e) => e.hint(),
             _ => None,
         }
     }
@@ -117,8 +127,11 @@ const PUSH_JOBS: usize = 4;
 struct Plan {
     /// The target's repositories, each once.
     repos: Vec<String>,
-    /// (repository, digest, size) of each first use of a digest.
+    /// (repository, digest, size) of each first use of a digest the staging holds.
     uploads: Vec<(usize, Digest, u64)>,
+    /// The same for blobs the bundle carries that were checked but not staged: they
+    /// are streamed from a second pass over the bundle.
+    streamed: HashMap<Digest, (usize, u64)>,
     /// (repository, digest, size, repository it was uploaded to).
     mounts: Vec<(usize, Digest, u64, usize)>,
     manifests: Vec<(usize, Desc)>,
@@ -127,13 +140,14 @@ struct Plan {
 
 fn plan(
     target: &RegistryTarget,
-    staging: &Store,
+    staging: &Staging<'_>,
     placements: &[Placement],
     incremental: bool,
 ) -> Result<Plan, PushError> {
     let mut plan = Plan::default();
     let mut seen: HashSet<(usize, Digest)> = HashSet::new();
     let mut first_repo: HashMap<Digest, usize> = HashMap::new();
+    let layout = &staging.layout;
     for p in placements {
         let name = target.repository(&p.repository);
         let repo = match plan.repos.iter().position(|r| *r == name) {
@@ -145,19 +159,22 @@ fn plan(
         };
         let mut reached = Vec::new();
         // An incremental bundle's blobs that staging lacks were checked to be in the
-        // target's repository already (see `missing`): nothing to send.
+        // target's repository already (see `missing`): nothing to send. Those it
+        // carries but did not stage come from the second pass.
         store::reachable_with(
-            &[staging],
+            &[layout],
             &p.root,
             &mut HashSet::new(),
-            &|_| incremental,
+            &|d| incremental || staging.passed.contains(&d.digest),
             &mut |d, m| reached.push((d, m.is_some())),
         )?;
         for (desc, is_manifest) in reached {
             if !seen.insert((repo, desc.digest)) {
                 continue;
             }
-            if !is_manifest && !staging.has_blob(&desc.digest, desc.size) {
+            let staged = layout.has_blob(&desc.digest, desc.size);
+            let passed = !staged && staging.passed.contains(&desc.digest);
+            if !is_manifest && !staged && !passed {
                 continue;
             }
             if is_manifest {
@@ -166,7 +183,11 @@ fn plan(
                 plan.mounts.push((repo, desc.digest, desc.size, from));
             } else {
                 first_repo.insert(desc.digest, repo);
-                plan.uploads.push((repo, desc.digest, desc.size));
+                if passed {
+                    plan.streamed.insert(desc.digest, (repo, desc.size));
+                } else {
+                    plan.uploads.push((repo, desc.digest, desc.size));
+                }
             }
         }
         if let Some(tag) = &p.tag {
@@ -176,77 +197,247 @@ fn plan(
     Ok(plan)
 }
 
-/// Pushes the artifacts from the verified staging layout. Nothing is tagged until every
-/// blob and manifest is in.
-pub async fn push(
+/// A pass over the bundle that hands each entry, checked again against the manifest the
+/// first pass verified, to a sink. Given to `push` when the staging left blobs out
+/// (`Staging::passed`): they are streamed from it.
+pub type Pass<'a> = dyn FnMut(&mut dyn EntrySink) -> Result<(), VerifyError> + 'a;
+
+/// Pushes the artifacts: blobs the staging left out streamed from `pass` as it reads
+/// them, the staged ones from their files, then mounts, manifests and, once every
+/// blob and manifest is in, tags.
+#[allow(clippy::too_many_arguments)] // each is one thing a push needs
+pub fn push(
     target: &RegistryTarget,
-    staging: &Store,
+    staging: &Staging<'_>,
     placements: &[Placement],
     incremental: bool,
     options: &RegistryOptions,
+    runtime: &tokio::runtime::Runtime,
+    pass: &mut Pass<'_>,
     reporter: &dyn Reporter,
 ) -> Result<(), PushError> {
     let plan = plan(target, staging, placements, incremental)?;
     let pusher = Pusher {
         client: client_for(std::slice::from_ref(&target.registry), options),
         target,
-        staging,
+        staging: &staging.layout,
         reporter,
     };
     let auth = options.auth(&target.registry);
-    pusher
-        .client
-        .store_auth_if_needed(&target.registry, &auth)
-        .await;
+    runtime.block_on(pusher.client.store_auth_if_needed(&target.registry, &auth));
+    if !plan.streamed.is_empty() {
+        pusher.stream(&plan, runtime, pass)?;
+    }
+    runtime.block_on(pusher.rest(&plan))
+}
 
-    let repos = &plan.repos;
-    // Overall: a blob counts once it is in the target (there already, mounted or sent).
-    let total = plan.uploads.iter().map(|u| u.2).sum::<u64>()
-        + plan.mounts.iter().map(|m| m.2).sum::<u64>();
-    let overall = reporter.overall("push", Some(total));
-    let overall = overall.as_ref();
-    let pusher = &pusher;
-    let uploads = plan.uploads.iter().map(|&(repo, digest, size)| async move {
-        pusher.blob(&repos[repo], digest, size, None).await?;
-        overall.advance(size);
-        Ok::<(), PushError>(())
-    });
-    futures_util::stream::iter(uploads)
-        .buffer_unordered(PUSH_JOBS)
-        .try_collect::<Vec<()>>()
-        .await?;
-    let mounts = plan
-        .mounts
-        .iter()
-        .map(|&(repo, digest, size, from)| async move {
-            pusher
-                .blob(&repos[repo], digest, size, Some(&repos[from]))
-                .await?;
+impl Pusher<'_> {
+    /// Uploads the blobs of `plan.streamed` as a pass over the bundle reaches them, up
+    /// to `PUSH_JOBS` at once. An upload that fails for a reason worth retrying is
+    /// tried again in another pass (as `retrying` does for one request).
+    fn stream(
+        &self,
+        plan: &Plan,
+        runtime: &tokio::runtime::Runtime,
+        pass: &mut Pass<'_>,
+    ) -> Result<(), PushError> {
+        let mut wanted: HashMap<Digest, (Reference, u64)> = plan
+            .streamed
+            .iter()
+            .map(|(&d, &(repo, size))| {
+                let at = self.reference(&plan.repos[repo], &d.to_string(), true);
+                (d, (at, size))
+            })
+            .collect();
+        let retry = crate::fetch::Retry::default();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut streamer = Streamer {
+                client: &self.client,
+                runtime,
+                wanted: &wanted,
+                in_flight: std::collections::VecDeque::new(),
+                done: Vec::new(),
+            };
+            let read = pass(&mut streamer);
+            let mut done = streamer.wait_all();
+            read?;
+            let mut again = HashMap::new();
+            let mut failure = None;
+            for (digest, result) in done.drain(..) {
+                match result {
+                    Ok(()) => {}
+                    Err(e)
+                        if attempt < retry.attempts && crate::sources::registry::transient(&e) =>
+                    {
+                        if let Some(w) = wanted.remove(&digest) {
+                            again.insert(digest, w);
+                        }
+                    }
+                    Err(e) => {
+                        let repo = wanted.get(&digest).map(|w| w.0.repository().to_string());
+                        failure.get_or_insert((digest, repo, e));
+                    }
+                }
+            }
+            if let Some((digest, repo, e)) = failure {
+                let repo = repo.unwrap_or_default();
+                return Err(self.error(format!("blob {digest} to {repo}"), e));
+            }
+            if again.is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(retry.delay(attempt, None));
+            wanted = again;
+        }
+    }
+
+    /// Everything but the streamed blobs, in order: staged blobs, mounts, manifests,
+    /// tags.
+    async fn rest(&self, plan: &Plan) -> Result<(), PushError> {
+        let repos = &plan.repos;
+        // Overall: a blob counts once it is in the target (there already, mounted or
+        // sent).
+        let total = plan.uploads.iter().map(|u| u.2).sum::<u64>()
+            + plan.mounts.iter().map(|m| m.2).sum::<u64>();
+        let overall = self.reporter.overall("push", Some(total));
+        let overall = overall.as_ref();
+        let uploads = plan.uploads.iter().map(|&(repo, digest, size)| async move {
+            self.blob(&repos[repo], digest, size, None).await?;
             overall.advance(size);
             Ok::<(), PushError>(())
         });
-    futures_util::stream::iter(mounts)
-        .buffer_unordered(PUSH_JOBS)
-        .try_collect::<Vec<()>>()
-        .await?;
-    for (repo, desc) in &plan.manifests {
-        let at_digest = pusher.reference(&repos[*repo], &desc.digest.to_string(), true);
-        let url = pusher.manifest(&at_digest, desc).await?;
-        if !url.ends_with(&desc.digest.to_string()) {
-            return Err(PushError::DigestChanged {
-                target: target.display(),
-                expected: desc.digest,
-                actual: url,
+        futures_util::stream::iter(uploads)
+            .buffer_unordered(PUSH_JOBS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let mounts = plan
+            .mounts
+            .iter()
+            .map(|&(repo, digest, size, from)| async move {
+                self.blob(&repos[repo], digest, size, Some(&repos[from]))
+                    .await?;
+                overall.advance(size);
+                Ok::<(), PushError>(())
             });
+        futures_util::stream::iter(mounts)
+            .buffer_unordered(PUSH_JOBS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        for (repo, desc) in &plan.manifests {
+            let at_digest = self.reference(&repos[*repo], &desc.digest.to_string(), true);
+            let url = self.manifest(&at_digest, desc).await?;
+            if !url.ends_with(&desc.digest.to_string()) {
+                return Err(PushError::DigestChanged {
+                    target: self.target.display(),
+                    expected: desc.digest,
+                    actual: url,
+                });
+            }
         }
+        overall.finish();
+        for (repo, tag, desc) in &plan.tags {
+            let at_tag = self.reference(&repos[*repo], tag, false);
+            self.manifest(&at_tag, desc).await?;
+            self.reporter
+                .line(&format!("pushed {at_tag} {}", desc.digest));
+        }
+        Ok(())
     }
-    overall.finish();
-    for (repo, tag, desc) in &plan.tags {
-        let at_tag = pusher.reference(&repos[*repo], tag, false);
-        pusher.manifest(&at_tag, desc).await?;
-        reporter.line(&format!("pushed {at_tag} {}", desc.digest));
+}
+
+/// Bytes handed to an upload at a time.
+const STREAM_CHUNK: usize = 1 << 20;
+/// Chunks that may wait for an upload to take them.
+const STREAM_AHEAD: usize = 4;
+
+type Upload = tokio::task::JoinHandle<Result<(), oci_client::errors::OciDistributionError>>;
+
+/// Streams the entries it is handed that `wanted` names into uploads, each one a
+/// monolithic PUT whose body is the entry as the reader checks it: an entry that does
+/// not match its digest ends the body with an error, so that the registry never
+/// completes that upload (it checks the digest too).
+struct Streamer<'a> {
+    client: &'a oci_client::Client,
+    runtime: &'a tokio::runtime::Runtime,
+    wanted: &'a HashMap<Digest, (Reference, u64)>,
+    in_flight: std::collections::VecDeque<(Digest, Upload)>,
+    done: Vec<(Digest, Result<(), oci_client::errors::OciDistributionError>)>,
+}
+
+impl Streamer<'_> {
+    fn settle(&mut self, digest: Digest, upload: Upload) {
+        let result = self.runtime.block_on(upload).unwrap_or_else(|e| {
+            Err(oci_client::errors::OciDistributionError::GenericError(
+                Some(e.to_string()),
+            ))
+        });
+        self.done.push((digest, result));
     }
-    Ok(())
+
+    /// Waits for every upload still running; what each came to.
+    fn wait_all(mut self) -> Vec<(Digest, Result<(), oci_client::errors::OciDistributionError>)> {
+        while let Some((digest, upload)) = self.in_flight.pop_front() {
+            self.settle(digest, upload);
+        }
+        self.done
+    }
+}
+
+impl EntrySink for Streamer<'_> {
+    fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> io::Result<()> {
+        let Some((at, size)) = entry.blob_digest().and_then(|d| self.wanted.get(&d)) else {
+            return Ok(()); // the reader checks what is left unread
+        };
+        let digest = entry.sha256;
+        let (send, receive) =
+            tokio::sync::mpsc::channel::<Result<bytes::Bytes, io::Error>>(STREAM_AHEAD);
+        let client = self.client.clone();
+        let (at, size, name) = (at.clone(), *size, digest.to_string());
+        let upload = self.runtime.spawn(async move {
+            // Already there (an earlier import, or a retried pass): nothing to send.
+            if client.blob_exists(&at, &name).await? {
+                return Ok(());
+            }
+            let body = futures_util::stream::unfold(receive, |mut r| async move {
+                r.recv().await.map(|chunk| (chunk.map_err(Into::into), r))
+            });
+            client
+                .push_blob_stream(&at, body, &name, Some(size))
+                .await
+                .map(|_| ())
+        });
+        let mut taken = true;
+        loop {
+            let mut chunk = vec![0u8; STREAM_CHUNK];
+            let n = match content.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // The body ends in an error: the upload is not completed.
+                    let _ = send.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
+                    drop(send);
+                    self.in_flight.push_back((digest, upload));
+                    return Err(e);
+                }
+            };
+            chunk.truncate(n);
+            // An upload that stopped taking bytes (the blob was there, or it failed)
+            // says why when it is waited for; the rest is only checked.
+            if taken && send.blocking_send(Ok(chunk.into())).is_err() {
+                taken = false;
+            }
+        }
+        drop(send);
+        self.in_flight.push_back((digest, upload));
+        while self.in_flight.len() > PUSH_JOBS {
+            let (d, u) = self.in_flight.pop_front().expect("not empty");
+            self.settle(d, u);
+        }
+        Ok(())
+    }
 }
 
 /// Which of `blobs` (repository on the target, blob) the registry does not hold, or

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -623,4 +624,148 @@ fn faults_import_to_a_registry_that_never_takes_it_tags_nothing_missing() {
         let tags: usize = registry.snapshot("faults").values().map(|t| t.len()).sum();
         assert_eq!(tags, 0, "{case}: a failed import left tags");
     }
+}
+
+/// `import --to` checks a bundle file in one pass and streams its layers to the
+/// registry from a second (nothing is staged but its documents). Between the two, the
+/// file can change: a rename over its path changes nothing (the file stays open), and
+/// bytes written into it are caught as the second pass reads them, the upload they
+/// were in is left unfinished and nothing is tagged. Both are done at the registry's
+/// first request, which for an incremental bundle is the check, between the passes,
+/// that the target holds what the bundle left out.
+#[test]
+fn faults_a_bundle_changed_between_its_check_and_its_push_is_caught() {
+    let ctx = TestContext::new();
+    let registry = ctx.registry();
+    let layout = ctx.path("layout");
+    super::images::mkimage(&layout, "v1", &["--seed", "base"]);
+    // Three 8 MiB layers: the second pass is far from the bytes changed (at 3/4 of
+    // the file) when it starts.
+    let digest = super::images::mkimage(
+        &layout,
+        "v2",
+        &[
+            "--layers",
+            "3",
+            "--layer-size",
+            "8388608",
+            "--seed",
+            "changed",
+        ],
+    );
+    let image = |tag: &str| {
+        format!(
+            "[[image]]\nref = \"oci:{}:{tag}\"\nrepository = \"big/app\"\n",
+            layout.display()
+        )
+    };
+    let base_spec = ctx.write_spec("base.toml", &format!("name = \"changed\"\n{}", image("v1")));
+    let spec = ctx.write_spec(
+        "ferry.toml",
+        &format!("name = \"changed\"\n{}{}", image("v1"), image("v2")),
+    );
+    let (key, public) = ctx.generate_key("changed");
+    let base = ctx.create_bundle(&base_spec, "base.ferry", &key, &["--sequence", "1"]);
+    let since = ["--since", p(&base)];
+    let bundle = ctx.create_bundle(
+        &spec,
+        "changed.ferry",
+        &key,
+        &[&["--sequence", "2"], &since[..]].concat(),
+    );
+    let other = ctx.create_bundle(
+        &spec,
+        "other.ferry",
+        &key,
+        &[&["--sequence", "3"], &since[..]].concat(),
+    );
+    let original = std::fs::read(&bundle).unwrap();
+    let import = |bundle: &Path, to: &str, prefix: &str| {
+        ctx.ferry([
+            "import",
+            p(bundle),
+            "--trust",
+            p(&public),
+            "--to",
+            &format!("{to}/{prefix}"),
+            "--state-dir",
+            p(&ctx.path(format!("state-{prefix}"))),
+        ])
+    };
+
+    // Another signed bundle renamed over the path: the open file is still the one
+    // that was checked, and it is what lands.
+    import(&base, ctx.host(), "changed-renamed").assert_success();
+    let (from, to) = (other.clone(), bundle.clone());
+    let once = std::sync::Once::new();
+    let proxy = FaultProxy::start(ctx.host(), move |_| {
+        once.call_once(|| std::fs::rename(&from, &to).unwrap());
+        Fault::Pass
+    });
+    import(&bundle, &proxy.addr, "changed-renamed").assert_success();
+    assert!(!other.exists(), "the rename did not happen");
+    assert_eq!(
+        registry
+            .manifest_digest("changed-renamed/big/app", "v2")
+            .as_deref(),
+        Some(digest.as_str())
+    );
+    assert_registry_consistent(ctx.host(), "changed-renamed", "after a rename mid-import");
+
+    // One byte changed in place, far into the file.
+    std::fs::write(&bundle, &original).unwrap();
+    import(&base, ctx.host(), "changed-written").assert_success();
+    let before = registry.snapshot("changed-written");
+    let blobs_before = super::kill::registry_blobs("changed-written");
+    let (path, at) = (bundle.clone(), original.len() as u64 * 3 / 4);
+    let once = std::sync::Once::new();
+    let proxy = FaultProxy::start(ctx.host(), move |_| {
+        once.call_once(|| {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap();
+            let mut byte = [0u8];
+            file.read_exact_at(&mut byte, at).unwrap();
+            file.write_all_at(&[byte[0] ^ 0x5a], at).unwrap();
+        });
+        Fault::Pass
+    });
+    let out = import(&bundle, &proxy.addr, "changed-written");
+    out.assert_code(3);
+    assert!(
+        out.stderr.contains("damaged") || out.stderr.contains("does not match"),
+        "{out:?}"
+    );
+    assert_eq!(
+        registry.snapshot("changed-written"),
+        before,
+        "a bundle caught changing moved tags"
+    );
+    assert_registry_consistent(
+        ctx.host(),
+        "changed-written",
+        "after a bundle changed mid-import",
+    );
+    // Every blob that did land is a layer the bundle carries, whole (the registry
+    // checked each against its digest as ferry did).
+    for blob in super::kill::registry_blobs("changed-written").difference(&blobs_before) {
+        let (_, hex) = blob.split_once('@').unwrap();
+        assert!(
+            layout.join("blobs/sha256").join(hex).is_file(),
+            "the target holds {blob}, which the bundle does not carry"
+        );
+    }
+
+    // Put back, the same import goes through.
+    std::fs::write(&bundle, &original).unwrap();
+    import(&bundle, ctx.host(), "changed-written").assert_success();
+    assert_eq!(
+        registry
+            .manifest_digest("changed-written/big/app", "v2")
+            .as_deref(),
+        Some(digest.as_str())
+    );
 }

@@ -173,7 +173,7 @@ impl Images {
 }
 
 /// Runs `scripts/mkimage.py LAYOUT --tag TAG ARGS`; returns the digest it prints.
-fn mkimage(layout: &Path, tag: &str, args: &[&str]) -> String {
+pub(super) fn mkimage(layout: &Path, tag: &str, args: &[&str]) -> String {
     let script = repo_root().join("scripts/mkimage.py");
     let mut all: Vec<&std::ffi::OsStr> = vec![
         script.as_os_str(),

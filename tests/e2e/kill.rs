@@ -262,7 +262,7 @@ fn store_blobs(store: &Path) -> HashSet<String> {
 
 /// `REPO@HEX` for every blob linked into a repository under `prefix`, from the
 /// registry's own storage.
-fn registry_blobs(prefix: &str) -> HashSet<String> {
+pub(super) fn registry_blobs(prefix: &str) -> HashSet<String> {
     let root = super::context::shared()
         .root
         .join("registry/docker/registry/v2/repositories");

@@ -172,3 +172,47 @@ fn stdin_that_is_no_bundle_or_cut_short_is_refused_and_nothing_is_written() {
     }
     assert!(!report.exists());
 }
+
+/// A registry import from a pipe cannot read the bundle twice (as one from a file does,
+/// checking it, then streaming its layers): it stages the whole stream, then pushes,
+/// and lands what the file would. Cut short, it tags nothing.
+#[test]
+fn stdin_bundle_imports_into_a_registry_and_a_cut_one_tags_nothing() {
+    let ctx = TestContext::new();
+    let fx = fixtures();
+    let registry = ctx.registry();
+    let bytes = std::fs::read(&fx.bundle).unwrap();
+    let import = |prefix: &str, input: Vec<u8>| {
+        let to = format!("{}/{prefix}", ctx.host());
+        let state = ctx.path(format!("state-{prefix}"));
+        piped(
+            &ctx,
+            &[
+                "import",
+                "-",
+                "--trust",
+                p(&fx.public),
+                "--to",
+                &to,
+                "--state-dir",
+                p(&state),
+            ],
+            input,
+        )
+    };
+    import("stdin-cut", bytes[..bytes.len() * 2 / 3].to_vec()).assert_code(3);
+    assert!(
+        registry.snapshot("stdin-cut").is_empty(),
+        "a cut stream left tags"
+    );
+
+    import("stdin-whole", bytes).assert_success();
+    let images = ctx.images();
+    assert_eq!(
+        registry
+            .manifest_digest("stdin-whole/e2e/multi", "v1")
+            .as_deref(),
+        Some(images.multi.digest.as_str())
+    );
+    super::kill::assert_registry_consistent(ctx.host(), "stdin-whole", "after a piped import");
+}
