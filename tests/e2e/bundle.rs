@@ -228,3 +228,70 @@ fn bundle_inspect_lists_the_artifacts() {
         );
     }
 }
+
+/// Every blob is hashed again as it goes into the bundle: a store whose layer was
+/// changed in place (same size, one byte) makes no bundle, and says which blob to
+/// remove. Put back, the same create succeeds and the bundle verifies.
+#[test]
+fn bundle_create_from_a_store_with_a_changed_layer_is_refused() {
+    let ctx = TestContext::new();
+    let layout = ctx.path("layout");
+    super::images::mkimage(
+        &layout,
+        "v1",
+        &["--layers", "2", "--layer-size", "3000000", "--seed", "rot"],
+    );
+    let spec = ctx.write_spec(
+        "ferry.toml",
+        &format!(
+            "name = \"rot\"\n[[image]]\nref = \"oci:{}:v1\"\nrepository = \"rot/app\"\n",
+            layout.display()
+        ),
+    );
+    let (key, public) = ctx.generate_key("rot");
+    let store = ctx.path("store");
+    ctx.ferry(["pull", p(&spec), "--store", p(&store)])
+        .assert_success();
+    // The largest blob of the store: a layer.
+    let blobs = store.join("blobs/sha256");
+    let layer = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let original = std::fs::read(&layer).unwrap();
+    let mut changed = original.clone();
+    let at = changed.len() * 2 / 3;
+    changed[at] ^= 0x01;
+    std::fs::write(&layer, &changed).unwrap();
+
+    let out = ctx.path("rot.ferry");
+    let create = [
+        "bundle",
+        "create",
+        p(&spec),
+        "-o",
+        p(&out),
+        "--key",
+        p(&key),
+        "--store",
+        p(&store),
+    ];
+    let hex = layer.file_name().unwrap().to_string_lossy().into_owned();
+    ctx.ferry(create)
+        .assert_code(3)
+        .assert_stderr_contains("the store is corrupted")
+        .assert_stderr_contains(&format!("remove blobs/sha256/{hex}"));
+    assert!(!out.exists(), "a bundle was written from a changed store");
+    let partial: Vec<_> = std::fs::read_dir(ctx.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("rot.ferry"))
+        .collect();
+    assert!(partial.is_empty(), "left behind: {partial:?}");
+
+    std::fs::write(&layer, &original).unwrap();
+    ctx.ferry(create).assert_success();
+    ctx.ferry(["bundle", "verify", p(&out), "--trust", p(&public)])
+        .assert_success();
+}
