@@ -141,6 +141,9 @@ impl<W: Write> HashingWriter<W> {
     pub fn is_empty(&self) -> bool {
         self.hasher.is_empty()
     }
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
     pub fn finish(self) -> (W, Digest, u64) {
         let (digest, len) = self.hasher.finish();
         (self.inner, digest, len)

@@ -147,22 +147,11 @@ impl EntrySink for Staging<'_> {
         io::Write::write_all(&mut file, &head)?;
         copy(content, &mut file, &mut self.buffer)?;
         if self.durable {
-            start_writeback(&file.0);
+            crate::store::start_writeback(&file.0, 0, 0);
         }
         std::fs::rename(&tmp, &path).map_err(stage_error)?;
         self.staged.push(digest);
         Ok(())
-    }
-}
-
-/// Starts writing a staged file's data to the disk without waiting for it, so that the
-/// disk works while the bundle streams on and `Staging::sync` finds little left to do.
-/// Only a hint: `sync` is what makes the data durable.
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `file` is an open descriptor; the call reads no memory of ours.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
