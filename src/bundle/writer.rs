@@ -12,7 +12,7 @@ use crate::bundle::base::Base;
 use crate::bundle::manifest::{BaseRef, BundleManifest, Entry, EntryName, PolicyVerdict};
 use crate::bundle::volumes::{self, VolumeWriter};
 use crate::bundle::{FORMAT, MANIFEST_NAME, SIGNATURE_NAME};
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingReader};
 use crate::ecosystems::AnyArtifact as Artifact;
 use crate::oci::Desc;
 use crate::reporter::Reporter;
@@ -295,7 +295,6 @@ pub fn write(
         append(&mut tar, "oci-layout", OCI_LAYOUT, mtime).map_err(io_err)?;
         append(&mut tar, "index.json", &index, mtime).map_err(io_err)?;
         let task = reporter.task("bundle", Some(manifest.total_size()));
-        let mut hasher = OffThread::spawn();
         for b in &blobs {
             let b = match b {
                 Blob::Made(desc, bytes) => {
@@ -314,14 +313,18 @@ pub fn write(
                 options.level
             };
             tar.get_mut().set_level(level).map_err(io_err)?;
-            let path = format!("blobs/sha256/{}", b.digest.hex());
-            let mut reader = Progress {
+            let mut reader = HashingReader::new(Progress {
                 inner: file.take(b.size),
                 task: task.as_ref(),
-            };
-            append_stream(&mut tar, &path, b.size, mtime, &mut reader, &mut hasher)
-                .map_err(io_err)?;
-            let (actual, len) = hasher.finish().map_err(io_err)?;
+            });
+            let mut header = header(b.size, mtime);
+            tar.append_data(
+                &mut header,
+                format!("blobs/sha256/{}", b.digest.hex()),
+                &mut reader,
+            )
+            .map_err(io_err)?;
+            let (actual, len) = reader.finish();
             if actual != b.digest || len != b.size {
                 return Err(WriteError::Corrupt {
                     digest: b.digest,
@@ -490,123 +493,6 @@ fn append<W: Write>(
     tar.append_data(&mut h, path, bytes)
 }
 
-/// Bytes moved from a blob into the bundle at a time (`tar::Builder::append_data` copies
-/// 8 KiB a call, each one a write into the compressor).
-const COPY_BUFFER: usize = 256 << 10;
-
-/// Appends a tar entry of `size` bytes from `reader`, as `append_data` does (a ustar
-/// header, the bytes, zeros to the next 512-byte block) but `COPY_BUFFER` at a time,
-/// each chunk also handed to `hasher`. The path must fit the header's name field (a
-/// blob's `blobs/sha256/HEX` does).
-fn append_stream<W: Write>(
-    tar: &mut tar::Builder<W>,
-    path: &str,
-    size: u64,
-    mtime: u64,
-    reader: &mut dyn Read,
-    hasher: &mut OffThread,
-) -> io::Result<()> {
-    let mut h = header(size, mtime);
-    h.set_path(path)?;
-    h.set_cksum();
-    let out = tar.get_mut();
-    out.write_all(h.as_bytes())?;
-    let mut written = 0u64;
-    loop {
-        let mut chunk = hasher.buffer();
-        let n = match reader.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        out.write_all(&chunk[..n])?;
-        chunk.truncate(n);
-        hasher.update(chunk)?;
-        written += n as u64;
-    }
-    if written != size {
-        // The header promised `size`: an archive that goes on would be misread.
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("{path}: {written} bytes where {size} were promised"),
-        ));
-    }
-    let pad = (512 - size % 512) % 512;
-    out.write_all(&[0u8; 512][..pad as usize])
-}
-
-/// sha256 on a thread of its own, so that hashing a chunk runs beside the compression
-/// and writing of the next (each takes most of a core at full speed). At most `AHEAD`
-/// chunks wait; hashed chunks come back to be read into again, so that the write holds
-/// a few buffers rather than allocating one per chunk.
-struct OffThread {
-    chunks: Option<std::sync::mpsc::SyncSender<Option<Vec<u8>>>>,
-    digests: std::sync::mpsc::Receiver<(Digest, u64)>,
-    spent: std::sync::mpsc::Receiver<Vec<u8>>,
-}
-
-impl OffThread {
-    const AHEAD: usize = 4;
-
-    fn spawn() -> OffThread {
-        let (chunks, receive) = std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(Self::AHEAD);
-        let (send, digests) = std::sync::mpsc::channel();
-        let (give_back, spent) = std::sync::mpsc::sync_channel(Self::AHEAD + 1);
-        std::thread::spawn(move || {
-            let mut hasher = crate::digest::Hasher::default();
-            // `None` ends a blob; the channel's end ends the thread.
-            while let Ok(chunk) = receive.recv() {
-                match chunk {
-                    Some(bytes) => {
-                        hasher.update(&bytes);
-                        let _ = give_back.try_send(bytes);
-                    }
-                    None => {
-                        if send.send(std::mem::take(&mut hasher).finish()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        OffThread {
-            chunks: Some(chunks),
-            digests,
-            spent,
-        }
-    }
-
-    fn gone() -> io::Error {
-        io::Error::other("the hashing thread stopped")
-    }
-
-    /// A buffer of `COPY_BUFFER` bytes to read the next chunk into.
-    fn buffer(&self) -> Vec<u8> {
-        let mut b = self.spent.try_recv().unwrap_or_default();
-        b.resize(COPY_BUFFER, 0);
-        b
-    }
-
-    fn update(&mut self, chunk: Vec<u8>) -> io::Result<()> {
-        let send = self.chunks.as_ref().ok_or_else(Self::gone)?;
-        send.send(Some(chunk)).map_err(|_| Self::gone())
-    }
-
-    /// The digest and length of everything handed over since the last `finish`.
-    fn finish(&mut self) -> io::Result<(Digest, u64)> {
-        let send = self.chunks.as_ref().ok_or_else(Self::gone)?;
-        send.send(None).map_err(|_| Self::gone())?;
-        self.digests.recv().map_err(|_| Self::gone())
-    }
-}
-
-impl Drop for OffThread {
-    fn drop(&mut self) {
-        self.chunks.take(); // ends the thread
-    }
-}
-
 /// gzip, zstd, bzip2, xz and zip content gains nothing from a slow zstd level.
 fn is_compressed(file: &mut File) -> io::Result<bool> {
     use std::io::Seek;
@@ -685,66 +571,5 @@ impl<W: Write> Write for FrameWriter<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.encoder.as_mut().expect("encoder present").flush()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_hashing_thread_settles_each_blob_apart_and_entries_are_tar_blocks() {
-        let first = vec![7u8; 3 * COPY_BUFFER + 5];
-        let second = b"second".to_vec();
-        let mut tar = tar::Builder::new(Vec::new());
-        let mut hasher = OffThread::spawn();
-        for blob in [&first, &second, &Vec::new()] {
-            let path = format!("blobs/sha256/{}", Digest::of(blob).hex());
-            append_stream(
-                &mut tar,
-                &path,
-                blob.len() as u64,
-                0,
-                &mut &blob[..],
-                &mut hasher,
-            )
-            .unwrap();
-            assert_eq!(
-                hasher.finish().unwrap(),
-                (Digest::of(blob), blob.len() as u64)
-            );
-        }
-        // A reader shorter than the size promised is an error, not a short entry.
-        let path = format!("blobs/sha256/{}", Digest::of(b"x").hex());
-        assert!(append_stream(&mut tar, &path, 2, 0, &mut &b"x"[..], &mut hasher).is_err());
-        hasher.finish().unwrap();
-
-        // What was appended before reads back as tar, each entry whole.
-        let mut tar = tar::Builder::new(Vec::new());
-        for blob in [&first, &second] {
-            let path = format!("blobs/sha256/{}", Digest::of(blob).hex());
-            append_stream(
-                &mut tar,
-                &path,
-                blob.len() as u64,
-                0,
-                &mut &blob[..],
-                &mut hasher,
-            )
-            .unwrap();
-            hasher.finish().unwrap();
-        }
-        let bytes = tar.into_inner().unwrap();
-        let mut archive = tar::Archive::new(&bytes[..]);
-        let read: Vec<Vec<u8>> = archive
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let mut v = Vec::new();
-                e.unwrap().read_to_end(&mut v).unwrap();
-                v
-            })
-            .collect();
-        assert_eq!(read, vec![first, second]);
     }
 }
