@@ -1,6 +1,7 @@
 //! Where an import lands: a store directory (served by `ferry serve`) or any OCI
-//! registry. Both receive only what the bundle reader already verified, from a staging
-//! area, and make it visible last (index entries, tags).
+//! registry. Both receive only what the bundle reader already verified (from a staging
+//! area, or for a registry from a second pass that checks the bytes again), and make
+//! it visible last (index entries, tags).
 
 pub mod registry;
 pub mod store;

@@ -1,4 +1,5 @@
-//! Import into any OCI registry: blobs the registry lacks are streamed up from staging,
+//! Import into any OCI registry: blobs the registry lacks are streamed up, from staging
+//! or, for those the staging only hashed, from a second pass over the bundle file;
 //! manifests are pushed by digest as the exact bytes that were signed (so digests are
 //! preserved), children before parents, and tags go last.
 
