@@ -798,18 +798,11 @@ impl Write for BlobWriter {
         let inner = self.inner.as_mut().expect("not committed");
         let n = inner.write(buf)?;
         let len = inner.len();
-        if len < self.written_back {
-            self.written_back = 0; // restarted
-        }
         if len - self.written_back >= WRITEBACK_STEP {
             // What the buffer still holds is not in the file yet: it goes next time.
-            let buffered = inner.get_ref().buffer().len() as u64;
-            let upto = len.saturating_sub(buffered);
-            start_writeback(
-                inner.get_ref().get_ref(),
-                self.written_back,
-                upto - self.written_back.min(upto),
-            );
+            let upto = len - inner.get_ref().buffer().len() as u64;
+            let from = self.written_back;
+            start_writeback(inner.get_ref().get_ref(), from, upto.saturating_sub(from));
             self.written_back = upto;
         }
         Ok(n)
@@ -852,6 +845,7 @@ impl BlobWriter {
             BufWriter::with_capacity(1 << 20, file),
             Default::default(),
         ));
+        self.written_back = 0;
         Ok(())
     }
 
