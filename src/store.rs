@@ -452,8 +452,40 @@ impl Store {
         layers: Vec<serde_json::Value>,
         annotations: serde_json::Value,
     ) -> Result<(Desc, Vec<u8>), StoreError> {
+        let made = ArtifactBlobs::new(artifact_type, config_type, config, layers, annotations);
+        self.put_blob(config, &made.config_digest, &made.config_what)?;
+        self.put_blob(&made.bytes, &made.desc.digest, &made.manifest_what)?;
+        Ok((made.desc, made.bytes))
+    }
+
+    /// A batch of small blobs made durable together (see [`Batch`]).
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            store: self,
+            pending: Vec::new(),
+            seen: std::collections::HashSet::new(),
+        }
+    }
+}
+
+/// The config and manifest of an artifact, as `put_artifact` writes them.
+struct ArtifactBlobs {
+    config_digest: Digest,
+    config_what: String,
+    bytes: Vec<u8>,
+    manifest_what: String,
+    desc: Desc,
+}
+
+impl ArtifactBlobs {
+    fn new(
+        artifact_type: &str,
+        config_type: &str,
+        config: &[u8],
+        layers: Vec<serde_json::Value>,
+        annotations: serde_json::Value,
+    ) -> ArtifactBlobs {
         let config_digest = Digest::of(config);
-        self.put_blob(config, &config_digest, &format!("{artifact_type} config"))?;
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": oci::OCI_MANIFEST,
@@ -463,19 +495,128 @@ impl Store {
             "annotations": annotations,
         });
         let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
-        let digest = Digest::of(&bytes);
-        self.put_blob(&bytes, &digest, &format!("{artifact_type} manifest"))?;
         let desc = Desc {
             media_type: oci::OCI_MANIFEST.into(),
-            digest,
+            digest: Digest::of(&bytes),
             size: bytes.len() as u64,
             platform: None,
             artifact_type: Some(artifact_type.into()),
             annotations: Default::default(),
         };
-        Ok((desc, bytes))
+        ArtifactBlobs {
+            config_digest,
+            config_what: format!("{artifact_type} config"),
+            bytes,
+            manifest_what: format!("{artifact_type} manifest"),
+            desc,
+        }
+    }
+}
+
+/// Small blobs (records: configs and manifests) written together. Each goes to its
+/// partial file without a sync; [`Batch::commit`] makes all of them durable with one
+/// `syncfs` and only then renames them into place, so a blob under its name holds its
+/// bytes after a crash just as with `put_blob`, for one journal commit per batch where
+/// `put_blob` costs one per blob. Nothing is visible before `commit`; a batch dropped
+/// uncommitted leaves nothing behind.
+pub struct Batch<'a> {
+    store: &'a Store,
+    pending: Vec<Deferred>,
+    seen: std::collections::HashSet<Digest>,
+}
+
+/// A blob written and checked, waiting for its batch's sync to be renamed into place.
+struct Deferred {
+    path: PathBuf,
+    dest: PathBuf,
+    /// Held until the rename, so no other writer takes the partial file meanwhile.
+    _lock: Option<PartialLock>,
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        // Renamed: the path is gone and this does nothing.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Batch<'_> {
+    /// `Store::put_blob`, deferred to the batch's commit.
+    pub fn put_blob(
+        &mut self,
+        bytes: &[u8],
+        expected: &Digest,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        if self.seen.contains(expected) {
+            // Put before in this batch: the same bytes, or a caller's mistake to refuse.
+            let actual = Digest::of(bytes);
+            if actual != *expected {
+                return Err(StoreError::DigestMismatch {
+                    what: what.to_string(),
+                    expected: *expected,
+                    expected_size: bytes.len() as u64,
+                    actual,
+                    actual_size: bytes.len() as u64,
+                });
+            }
+            return Ok(());
+        }
+        if self.store.has_blob(expected, bytes.len() as u64) {
+            return Ok(());
+        }
+        let mut w = self.store.blob_writer(expected, false)?;
+        w.write_all(bytes)
+            .map_err(io_err("cannot write into", &self.store.root))?;
+        self.pending
+            .push(w.check(self.store, expected, bytes.len() as u64, what)?);
+        self.seen.insert(*expected);
+        Ok(())
     }
 
+    /// `Store::put_artifact`, deferred to the batch's commit.
+    pub fn put_artifact(
+        &mut self,
+        artifact_type: &str,
+        config_type: &str,
+        config: &[u8],
+        layers: Vec<serde_json::Value>,
+        annotations: serde_json::Value,
+    ) -> Result<(Desc, Vec<u8>), StoreError> {
+        let made = ArtifactBlobs::new(artifact_type, config_type, config, layers, annotations);
+        self.put_blob(config, &made.config_digest, &made.config_what)?;
+        self.put_blob(&made.bytes, &made.desc.digest, &made.manifest_what)?;
+        Ok((made.desc, made.bytes))
+    }
+
+    /// Makes every blob of the batch durable, then renames each into place (configs
+    /// before the manifests that name them: the order they were put in).
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let dir = self.store.state_dir().join("partial");
+        syncfs(&dir).map_err(io_err("cannot sync", &dir))?;
+        for d in self.pending.drain(..) {
+            fs::rename(&d.path, &d.dest).map_err(io_err("cannot rename into", &d.dest))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes everything of the file system that holds `path` to the disk: one journal
+/// commit, where a sync per file commits it per file.
+pub(crate) fn syncfs(path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = File::open(path)?;
+    // SAFETY: `dir` is an open descriptor for the call's duration.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Store {
     /// The manifests (bytes) and config blobs (bytes) of the entries of `artifact_type`
     /// in repositories under `prefix`.
     pub fn artifacts(
@@ -730,6 +871,48 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     }
 }
 
+/// A file written start to end that starts the writeback of what it was given every
+/// [`WRITEBACK_STEP`] (see `start_writeback`): for big outputs synced once at their end
+/// (a bundle), so that the sync does not find the whole file still to write.
+pub(crate) struct WritebackFile {
+    file: File,
+    written: u64,
+    written_back: u64,
+}
+
+impl WritebackFile {
+    pub(crate) fn new(file: File) -> WritebackFile {
+        WritebackFile {
+            file,
+            written: 0,
+            written_back: 0,
+        }
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Write for WritebackFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.written_back >= WRITEBACK_STEP {
+            start_writeback(
+                &self.file,
+                self.written_back,
+                self.written - self.written_back,
+            );
+            self.written_back = self.written;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// An exclusive lock on `<partial>.lock`, removed when released. A waiter that got the
 /// lock on a file already removed tries again on the new one.
 pub(crate) struct PartialLock {
@@ -870,20 +1053,52 @@ impl BlobWriter {
     /// Checks digest and size, syncs, and renames the blob into place. On a mismatch the
     /// partial file is removed and the store is unchanged.
     pub fn commit(
-        mut self,
+        self,
         store: &Store,
         expected: &Digest,
         expected_size: u64,
         what: &str,
     ) -> Result<(), StoreError> {
+        let (file, deferred) = self.finish(store, expected, expected_size, what)?;
+        file.sync_data()
+            .map_err(io_err("cannot sync", &deferred.path))?;
+        fs::rename(&deferred.path, &deferred.dest)
+            .map_err(io_err("cannot rename into", &deferred.dest))?;
+        Ok(())
+    }
+
+    /// Checks digest and size and closes the file, unsynced, for a [`Batch`].
+    fn check(
+        self,
+        store: &Store,
+        expected: &Digest,
+        expected_size: u64,
+        what: &str,
+    ) -> Result<Deferred, StoreError> {
+        self.finish(store, expected, expected_size, what)
+            .map(|(_, deferred)| deferred)
+    }
+
+    fn finish(
+        mut self,
+        store: &Store,
+        expected: &Digest,
+        expected_size: u64,
+        what: &str,
+    ) -> Result<(File, Deferred), StoreError> {
         self.done = true;
         let path = self.path.clone();
         let (buf, actual, actual_size) = self.inner.take().expect("committed once").finish();
         let file = buf
             .into_inner()
             .map_err(|e| io_err("cannot write", &path)(e.into_error()));
+        // From here the partial file is the deferred's to remove if it is not renamed.
+        let deferred = Deferred {
+            path: path.clone(),
+            dest: store.blob_path(expected),
+            _lock: self._lock.take(),
+        };
         if actual != *expected || actual_size != expected_size {
-            let _ = fs::remove_file(&path);
             return Err(StoreError::DigestMismatch {
                 what: what.to_string(),
                 expected: *expected,
@@ -892,17 +1107,54 @@ impl BlobWriter {
                 actual_size,
             });
         }
-        let file = file?;
-        file.sync_data().map_err(io_err("cannot sync", &path))?;
-        let dest = store.blob_path(expected);
-        fs::rename(&path, &dest).map_err(io_err("cannot rename into", &dest))?;
-        Ok(())
+        Ok((file?, deferred))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_shows_nothing_until_its_commit_and_nothing_at_all_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&dir.path().join("s")).unwrap();
+        let partials = || {
+            fs::read_dir(store.state_dir().join("partial"))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        let (a, b) = (b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec());
+        let (da, db) = (Digest::of(&a), Digest::of(&b));
+
+        let mut batch = store.batch();
+        batch.put_blob(&a, &da, "a").unwrap();
+        batch.put_blob(&a, &da, "a again").unwrap(); // once, not a wait on its own lock
+        batch.put_blob(&b, &db, "b").unwrap();
+        assert!(!store.has_blob(&da, a.len() as u64) && !store.has_blob(&db, b.len() as u64));
+        drop(batch);
+        assert!(!store.has_blob(&da, a.len() as u64) && !store.has_blob(&db, b.len() as u64));
+        assert_eq!(
+            partials(),
+            0,
+            "a dropped batch leaves partial files or locks"
+        );
+
+        let mut batch = store.batch();
+        batch.put_blob(&a, &da, "a").unwrap();
+        // A blob that is not what it claims is refused at once and leaves nothing.
+        let err = batch.put_blob(&b, &da, "b as a").unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+        let other = Digest::of(b"other");
+        let err = batch.put_blob(&b, &other, "b as other").unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+        batch.put_blob(&b, &db, "b").unwrap();
+        batch.commit().unwrap();
+        assert!(!store.has_blob(&other, b.len() as u64));
+        assert_eq!(store.read_blob(&da).unwrap(), a);
+        assert_eq!(store.read_blob(&db).unwrap(), b);
+        assert_eq!(partials(), 0);
+    }
 
     #[test]
     fn a_blob_written_past_several_writeback_steps_and_restarted_commits_whole() {

@@ -236,7 +236,7 @@ fn dir_of(path: &Path) -> &Path {
 pub struct VolumeWriter {
     bundle: PathBuf,
     size: u64,
-    current: Option<(File, Hasher)>,
+    current: Option<(crate::store::WritebackFile, Hasher)>,
     written: Vec<(PathBuf, VolumeEntry)>,
 }
 
@@ -257,7 +257,7 @@ impl VolumeWriter {
 
     fn close_current(&mut self) -> io::Result<()> {
         if let Some((file, hasher)) = self.current.take() {
-            file.sync_all()?;
+            file.file().sync_all()?;
             let (digest, size) = hasher.finish();
             let path = self.partial(self.written.len() + 1);
             self.written.push((
@@ -337,7 +337,10 @@ impl Write for VolumeWriter {
                 return Err(io::Error::other(VolumeError::TooMany { split: self.size }));
             }
             let path = self.partial(self.written.len() + 1);
-            self.current = Some((File::create(&path)?, Hasher::default()));
+            self.current = Some((
+                crate::store::WritebackFile::new(File::create(&path)?),
+                Hasher::default(),
+            ));
         }
         let (file, hasher) = self.current.as_mut().expect("a volume is open");
         let room = (self.size - hasher.len()).min(buf.len() as u64) as usize;

@@ -350,7 +350,10 @@ pub fn write(
 /// Where the compressed stream goes: `OUT.partial`, renamed to `OUT` at the end, or
 /// volumes (`OUT.NNN.partial`, renamed with their signed index written last).
 enum Output {
-    File { file: File, out: PathBuf },
+    File {
+        file: store::WritebackFile,
+        out: PathBuf,
+    },
     Volumes(VolumeWriter),
 }
 
@@ -363,7 +366,7 @@ impl Output {
                 Output::Volumes(VolumeWriter::new(out, size))
             }
             None => Output::File {
-                file: File::create(partial_path(out))?,
+                file: store::WritebackFile::new(File::create(partial_path(out))?),
                 out: out.to_path_buf(),
             },
         })
@@ -382,7 +385,7 @@ impl Output {
                     path: out.clone(),
                     source,
                 };
-                file.sync_all().map_err(io_err)?;
+                file.file().sync_all().map_err(io_err)?;
                 std::fs::rename(partial_path(&out), &out).map_err(io_err)?;
                 // What an earlier split bundle of this name left would be read instead.
                 volumes::remove_set(&out)?;

@@ -71,16 +71,10 @@ impl<'a> Staging<'a> {
     /// the stream while each one reached the disk. Called before the blobs are moved
     /// into a store or the staging becomes one.
     pub fn sync(&self) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
         if !self.durable || self.staged.is_empty() {
             return Ok(());
         }
-        let dir = File::open(self.layout.root())?;
-        // SAFETY: `dir` is an open descriptor for the call's duration.
-        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        crate::store::syncfs(self.layout.root())
     }
 
     /// Makes the staging layout itself the store at `dest` (absent or an empty

@@ -243,7 +243,7 @@ pub fn main_bundle() -> &'static MainBundle {
 }
 
 /// A `ferry.toml` with one `[[conda]]` entry.
-fn conda_spec(channel: &str, specs: &[&str], platforms: &[&str]) -> String {
+pub(super) fn conda_spec(channel: &str, specs: &[&str], platforms: &[&str]) -> String {
     let list = |items: &[&str]| {
         items
             .iter()

@@ -473,3 +473,52 @@ fn kill_minus_9_anywhere_then_rerun_leaves_targets_consistent() {
         (method == "PUT" && path.contains("/blobs/uploads/")).then(|| format!("{repo}@{hex}"))
     });
 }
+
+/// A conda pull writes every package's record in one batch (one sync, then the renames)
+/// and tags them all with one change of the index: killed anywhere, the store is
+/// consistent and holds the entry's packages all tagged or none, and a re-run finishes.
+#[test]
+fn kill_minus_9_in_a_conda_pull_tags_all_its_packages_or_none() {
+    let ctx = TestContext::new();
+    let fx = super::conda::conda();
+    let spec = ctx.write_spec(
+        "conda.toml",
+        &super::conda::conda_spec(&fx.channel_url(), &["app"], &["linux-64"]),
+    );
+    let store = ctx.path("store");
+    let conda_tags = |when: &str| -> usize {
+        let Ok(bytes) = std::fs::read(store.join("index.json")) else {
+            return 0;
+        };
+        let index: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{when}: index.json does not parse: {e}"));
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["annotations"]["dev.ferry.repository"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("conda/"))
+            })
+            .count()
+    };
+    kill_and_rerun(
+        &ctx,
+        "conda pull",
+        &["pull", p(&spec), "--store", p(&store)],
+        0x2545_f491_4f6c_dd1d,
+        &|| {
+            let _ = std::fs::remove_dir_all(&store);
+        },
+        &|when| {
+            assert_store_consistent(&store, when);
+            let n = conda_tags(when);
+            assert!(
+                n == 0 || n == 3,
+                "{when}: {n} conda packages tagged, not none or all three"
+            );
+        },
+    );
+    assert_eq!(conda_tags("after the final run"), 3);
+}

@@ -154,13 +154,17 @@ pub async fn pull(
         Some(locked) => pull_locked(locked, &spec.platforms, store, &http, plan, reporter).await?,
         None => solve_and_fetch(spec, store, &http, jobs, plan, reporter).await?,
     };
+    // The records of every package are made durable together, then tagged with one
+    // change of the index: two syncs for the entry where three per package were.
+    let mut batch = store.batch();
+    let mut tags = Vec::new();
     let mut artifacts = Vec::new();
     for package in packages {
         let licenses = licences(store, &package).finish(&package.file_name, reporter.as_ref());
-        let (desc, bytes) = record::write(store, &package)?;
+        let (desc, bytes) = record::write(&mut batch, &package)?;
         let repository = package.repository();
         let tag = package.tag();
-        store.update_entries(|e| store::upsert_entry(e, &repository, Some(&tag), &desc))?;
+        tags.push((repository.clone(), tag.clone(), desc.clone()));
         artifacts.push(Artifact {
             repository,
             tag: Some(tag),
@@ -173,6 +177,14 @@ pub async fn pull(
             licenses,
             record: package,
         });
+    }
+    batch.commit()?;
+    let items: Vec<(&str, Option<&str>, crate::oci::Desc)> = tags
+        .iter()
+        .map(|(r, t, d)| (r.as_str(), Some(t.as_str()), d.clone()))
+        .collect();
+    if !items.is_empty() {
+        store.update_entries(|e| store::upsert_entries(e, &items))?;
     }
     Ok(artifacts)
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::names::{ChannelName, CondaFileName, CondaToken, Sha256Hex, Subdir};
 use crate::oci::Desc;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 
 pub const ARTIFACT_TYPE: &str = "application/vnd.ferry.conda.package.v1";
 pub const RECORD_TYPE: &str = "application/vnd.ferry.conda.record.v1+json";
@@ -84,14 +84,17 @@ impl CondaPackage {
     }
 }
 
-pub fn write(store: &Store, package: &CondaPackage) -> Result<(Desc, Vec<u8>), StoreError> {
+pub fn write(
+    batch: &mut store::Batch<'_>,
+    package: &CondaPackage,
+) -> Result<(Desc, Vec<u8>), StoreError> {
     let config = serde_json::to_vec(package).expect("package serialises");
     let layers = vec![serde_json::json!({
         "mediaType": package.media_type(), "digest": format!("sha256:{}", package.sha256), "size": package.size,
         "annotations": {TITLE: package.file_name},
     })];
     let annotations = serde_json::json!({"dev.ferry.conda.channel": package.channel, "dev.ferry.conda.subdir": package.subdir});
-    store.put_artifact(ARTIFACT_TYPE, RECORD_TYPE, &config, layers, annotations)
+    batch.put_artifact(ARTIFACT_TYPE, RECORD_TYPE, &config, layers, annotations)
 }
 
 /// Reads a package back from its stored config, checking every name in it. The
