@@ -315,7 +315,7 @@ impl Store {
         let path = dir.join(expected.hex());
         let lock = PartialLock::acquire(dir.join(format!("{}.lock", expected.hex())))?;
         let mut hasher = crate::digest::Hasher::default();
-        let file = if resume && path.is_file() {
+        let (file, resumed) = if resume && path.is_file() {
             let mut existing = File::open(&path).map_err(io_err("cannot open", &path))?;
             let mut buf = vec![0u8; 1 << 20];
             loop {
@@ -327,22 +327,25 @@ impl Store {
                 }
                 hasher.update(&buf[..n]);
             }
-            fs::OpenOptions::new()
+            let file = fs::OpenOptions::new()
                 .append(true)
                 .open(&path)
-                .map_err(io_err("cannot open", &path))?
+                .map_err(io_err("cannot open", &path))?;
+            (file, hasher.len())
         } else {
-            File::create(&path).map_err(io_err("cannot create", &path))?
+            (
+                File::create(&path).map_err(io_err("cannot create", &path))?,
+                0,
+            )
         };
         Ok(BlobWriter {
             inner: Some(HashingWriter::resume(
-                BufWriter::with_capacity(1 << 20, file),
+                BufWriter::with_capacity(1 << 20, WritebackFile::at(file, resumed)),
                 hasher,
             )),
             path,
             keep_on_drop: resume,
             done: false,
-            written_back: 0,
             _lock: Some(lock),
         })
     }
@@ -361,13 +364,12 @@ impl Store {
             .map_err(|e| io_err("cannot create a file in", &dir)(e.error))?;
         Ok(BlobWriter {
             inner: Some(HashingWriter::resume(
-                BufWriter::with_capacity(1 << 20, file),
+                BufWriter::with_capacity(1 << 20, WritebackFile::new(file)),
                 Default::default(),
             )),
             path,
             keep_on_drop: false,
             done: false,
-            written_back: 0,
             _lock: None,
         })
     }
@@ -452,10 +454,10 @@ impl Store {
         layers: Vec<serde_json::Value>,
         annotations: serde_json::Value,
     ) -> Result<(Desc, Vec<u8>), StoreError> {
-        let made = ArtifactBlobs::new(artifact_type, config_type, config, layers, annotations);
-        self.put_blob(config, &made.config_digest, &made.config_what)?;
-        self.put_blob(&made.bytes, &made.desc.digest, &made.manifest_what)?;
-        Ok((made.desc, made.bytes))
+        ArtifactBlobs::new(artifact_type, config_type, config, layers, annotations)
+            .put(config, |bytes, digest, what| {
+                self.put_blob(bytes, digest, what)
+            })
     }
 
     /// A batch of small blobs made durable together (see [`Batch`]).
@@ -510,6 +512,17 @@ impl ArtifactBlobs {
             manifest_what: format!("{artifact_type} manifest"),
             desc,
         }
+    }
+
+    /// Puts the config, then the manifest that names it, with `put_blob`.
+    fn put(
+        self,
+        config: &[u8],
+        mut put_blob: impl FnMut(&[u8], &Digest, &str) -> Result<(), StoreError>,
+    ) -> Result<(Desc, Vec<u8>), StoreError> {
+        put_blob(config, &self.config_digest, &self.config_what)?;
+        put_blob(&self.bytes, &self.desc.digest, &self.manifest_what)?;
+        Ok((self.desc, self.bytes))
     }
 }
 
@@ -583,10 +596,10 @@ impl Batch<'_> {
         layers: Vec<serde_json::Value>,
         annotations: serde_json::Value,
     ) -> Result<(Desc, Vec<u8>), StoreError> {
-        let made = ArtifactBlobs::new(artifact_type, config_type, config, layers, annotations);
-        self.put_blob(config, &made.config_digest, &made.config_what)?;
-        self.put_blob(&made.bytes, &made.desc.digest, &made.manifest_what)?;
-        Ok((made.desc, made.bytes))
+        ArtifactBlobs::new(artifact_type, config_type, config, layers, annotations)
+            .put(config, |bytes, digest, what| {
+                self.put_blob(bytes, digest, what)
+            })
     }
 
     /// Makes every blob of the batch durable, then renames each into place (configs
@@ -843,13 +856,10 @@ pub fn index_json(entries: &[Desc]) -> Vec<u8> {
 
 /// A blob being written; nothing is visible in the store until `commit`.
 pub struct BlobWriter {
-    inner: Option<HashingWriter<BufWriter<File>>>,
+    inner: Option<HashingWriter<BufWriter<WritebackFile>>>,
     path: PathBuf,
     keep_on_drop: bool,
     done: bool,
-    /// Bytes whose writeback to the disk was started (`start_writeback`), so that the
-    /// sync at `commit` finds little left to write.
-    written_back: u64,
     /// Dropped after the fields above (declaration order): the partial file is settled
     /// before another writer may take it. Scratch writers need none.
     _lock: Option<PartialLock>,
@@ -882,15 +892,24 @@ pub(crate) struct WritebackFile {
 
 impl WritebackFile {
     pub(crate) fn new(file: File) -> WritebackFile {
+        WritebackFile::at(file, 0)
+    }
+
+    /// For a file opened to append after `len` bytes already written.
+    fn at(file: File, len: u64) -> WritebackFile {
         WritebackFile {
             file,
-            written: 0,
-            written_back: 0,
+            written: len,
+            written_back: len,
         }
     }
 
     pub(crate) fn file(&self) -> &File {
         &self.file
+    }
+
+    fn into_file(self) -> File {
+        self.file
     }
 }
 
@@ -978,17 +997,7 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let inner = self.inner.as_mut().expect("not committed");
-        let n = inner.write(buf)?;
-        let len = inner.len();
-        if len - self.written_back >= WRITEBACK_STEP {
-            // What the buffer still holds is not in the file yet: it goes next time.
-            let upto = len - inner.get_ref().buffer().len() as u64;
-            let from = self.written_back;
-            start_writeback(inner.get_ref().get_ref(), from, upto.saturating_sub(from));
-            self.written_back = upto;
-        }
-        Ok(n)
+        self.inner.as_mut().expect("not committed").write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.as_mut().expect("not committed").flush()
@@ -1020,15 +1029,15 @@ impl BlobWriter {
         let (buf, _, _) = old.finish();
         let file = buf
             .into_inner()
-            .map_err(|e| io_err("cannot write", &path)(e.into_error()))?;
+            .map_err(|e| io_err("cannot write", &path)(e.into_error()))?
+            .into_file();
         file.set_len(0).map_err(io_err("cannot truncate", &path))?;
         let mut file = file;
         io::Seek::seek(&mut file, io::SeekFrom::Start(0)).map_err(io_err("cannot seek", &path))?;
         self.inner = Some(HashingWriter::resume(
-            BufWriter::with_capacity(1 << 20, file),
+            BufWriter::with_capacity(1 << 20, WritebackFile::new(file)),
             Default::default(),
         ));
-        self.written_back = 0;
         Ok(())
     }
 
@@ -1040,7 +1049,8 @@ impl BlobWriter {
         let (buf, actual, size) = self.inner.take().expect("committed once").finish();
         let file = buf
             .into_inner()
-            .map_err(|e| io_err("cannot write", &path)(e.into_error()))?;
+            .map_err(|e| io_err("cannot write", &path)(e.into_error()))?
+            .into_file();
         file.sync_data().map_err(io_err("cannot sync", &path))?;
         let dest = store.blob_path(&actual);
         if let Err(e) = fs::rename(&path, &dest) {
@@ -1091,6 +1101,7 @@ impl BlobWriter {
         let (buf, actual, actual_size) = self.inner.take().expect("committed once").finish();
         let file = buf
             .into_inner()
+            .map(WritebackFile::into_file)
             .map_err(|e| io_err("cannot write", &path)(e.into_error()));
         // From here the partial file is the deferred's to remove if it is not renamed.
         let deferred = Deferred {
