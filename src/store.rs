@@ -526,6 +526,68 @@ impl ArtifactBlobs {
     }
 }
 
+/// Blobs promised to the store by downloads that are still running, so that a reader
+/// (`bundle create` writing the bundle while its layers arrive) can wait for each one.
+/// A blob is `promise`d before anyone waits for it; `arrived` once it is in the store
+/// under its name; `fail` when the downloads stop, which wakes every waiter with an
+/// error (nothing waits for a blob that will not come).
+#[derive(Default)]
+pub struct Arrivals {
+    state: std::sync::Mutex<ArrivalState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct ArrivalState {
+    /// Every blob ever promised (it stays when it arrives).
+    promised: std::collections::HashSet<Digest>,
+    pending: std::collections::HashSet<Digest>,
+    failed: bool,
+}
+
+impl Arrivals {
+    fn state(&self) -> std::sync::MutexGuard<'_, ArrivalState> {
+        // A waiter that panicked leaves nothing half-done in the set.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Promises `digest`; false when it was promised already.
+    pub fn promise(&self, digest: Digest) -> bool {
+        let mut state = self.state();
+        state.pending.insert(digest);
+        state.promised.insert(digest)
+    }
+
+    /// Whether `digest` was promised (it may have arrived since).
+    pub fn is_promised(&self, digest: &Digest) -> bool {
+        self.state().promised.contains(digest)
+    }
+
+    pub fn arrived(&self, digest: &Digest) {
+        self.state().pending.remove(digest);
+        self.changed.notify_all();
+    }
+
+    /// The downloads stopped: whatever is still pending will not arrive.
+    pub fn fail(&self) {
+        self.state().failed = true;
+        self.changed.notify_all();
+    }
+
+    /// Blocks until `digest` is in the store (at once when it was never promised); false
+    /// when the downloads stopped before it arrived.
+    pub fn wait(&self, digest: &Digest) -> bool {
+        let mut state = self.state();
+        while state.pending.contains(digest) {
+            if state.failed {
+                return false;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        true
+    }
+}
+
 /// Small blobs (records: configs and manifests) written together. Each goes to its
 /// partial file without a sync; [`Batch::commit`] makes all of them durable with one
 /// `syncfs` and only then renames them into place, so a blob under its name holds its

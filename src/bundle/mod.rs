@@ -107,6 +107,7 @@ mod tests {
                 artifacts: &[artifact],
                 gate: &|_| Ok(PolicyVerdict::not_evaluated()),
                 base: None,
+                arriving: None,
             },
             &key,
             &out,

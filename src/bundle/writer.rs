@@ -39,6 +39,8 @@ pub enum WriteError {
     Volume(#[from] crate::bundle::volumes::VolumeError),
     #[error("another ferry is writing bundle {path} (it holds {lock})")]
     Busy { path: PathBuf, lock: PathBuf },
+    #[error("blob {digest} did not arrive in the store: its download stopped")]
+    NotArrived { digest: Digest },
 }
 
 impl crate::exit::Classify for WriteError {
@@ -46,7 +48,9 @@ impl crate::exit::Classify for WriteError {
         match self {
             WriteError::Store(e) => e.exit_status(),
             WriteError::Corrupt { .. } => crate::exit::ExitStatus::Verification,
-            WriteError::Io { .. } | WriteError::Busy { .. } => crate::exit::ExitStatus::Error,
+            WriteError::Io { .. } | WriteError::Busy { .. } | WriteError::NotArrived { .. } => {
+                crate::exit::ExitStatus::Error
+            }
             WriteError::Policy(e) => e.exit_status(),
             WriteError::Volume(e) => e.exit_status(),
         }
@@ -88,6 +92,8 @@ pub struct BundleSpec<'a> {
     pub gate: &'a dyn Fn(&BundleManifest) -> Result<PolicyVerdict, crate::policy::PolicyError>,
     /// For an incremental bundle: the blobs to leave out.
     pub base: Option<&'a Base>,
+    /// Blobs still being downloaded into the store: each is written once it arrives.
+    pub arriving: Option<&'a store::Arrivals>,
 }
 
 const OCI_LAYOUT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
@@ -95,7 +101,8 @@ const OCI_LAYOUT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
 const COMPRESSED_LEVEL: i32 = 1;
 
 /// What a bundle of `artifacts` will hold: its manifest (policy `not-evaluated`), the
-/// blobs in order and the layout's `index.json`. Reads the store, writes nothing.
+/// blobs in order and the layout's `index.json`. Reads the store, writes nothing; a blob
+/// that is not a manifest may be missing from the store when `arriving` promises it.
 pub struct Layout {
     pub manifest: BundleManifest,
     blobs: Vec<Blob>,
@@ -123,7 +130,9 @@ pub fn layout(
     sequence: u64,
     artifacts: &[Artifact],
     base: Option<&Base>,
+    arriving: Option<&store::Arrivals>,
 ) -> Result<Layout, WriteError> {
+    let promised = |d: &Desc| arriving.is_some_and(|a| a.is_promised(&d.digest));
     let created = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("0 is a valid nanosecond");
@@ -134,7 +143,15 @@ pub fn layout(
     let mut omitted: std::collections::HashSet<Digest> = std::collections::HashSet::new();
     for a in artifacts {
         let root = a.root();
-        for (desc, manifest) in store.reachable(&root)? {
+        let mut reached = Vec::new();
+        store::reachable_with(
+            &[store],
+            &root,
+            &mut Default::default(),
+            &promised,
+            &mut |d, m| reached.push((d, m)),
+        )?;
+        for (desc, manifest) in reached {
             if let Some(m) = &manifest {
                 always.insert(desc.digest);
                 if !m.is_index()
@@ -260,7 +277,14 @@ pub fn write(
         blobs,
         index,
         created,
-    } = layout(store, spec.series, spec.sequence, spec.artifacts, spec.base)?;
+    } = layout(
+        store,
+        spec.series,
+        spec.sequence,
+        spec.artifacts,
+        spec.base,
+        spec.arriving,
+    )?;
     manifest.policy = (spec.gate)(&manifest)?;
     manifest.validate().expect("ferry writes valid manifests");
     let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
@@ -306,6 +330,11 @@ pub fn write(
                 }
                 Blob::Stored(desc) => desc,
             };
+            if let Some(arriving) = spec.arriving
+                && !arriving.wait(&b.digest)
+            {
+                return Err(WriteError::NotArrived { digest: b.digest });
+            }
             let mut file = store.open_blob(&b.digest)?;
             let level = if is_compressed(&mut file).map_err(io_err)? {
                 COMPRESSED_LEVEL

@@ -67,15 +67,26 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
         .as_ref()
         .map(|p| crate::bundle::base::load(p))
         .transpose()?;
-    let (spec_file, store, artifacts) = pull_spec(
-        &spec,
-        store,
-        PullOptions {
+    // The images' layers are fetched while the bundle is written: the pull brings the
+    // manifests and configs (all the signed manifest needs), and `deferred` the rest, in
+    // the order the bundle holds it. The hold keeps gc off the store until it is done.
+    let spec_file = Spec::load(&spec)?;
+    let store = Store::open_or_create(&store.unwrap_or_else(default_store))?;
+    reporter.line(&format!("store {}", absolute(store.root()).display()));
+    let _hold = crate::inventory::hold(store.root())?;
+    let rt = runtime()?;
+    let deferred = crate::ecosystems::image::Deferred::default();
+    let artifacts = pull_entries(
+        &spec_file,
+        &store,
+        &PullOptions {
             registry,
             jobs,
             plan: None,
         },
         &reporter,
+        &rt,
+        Some(&deferred),
     )?;
     if let (Some(base), Some(path)) = (&base, &since) {
         base.check_series(path, &spec_file.name)?;
@@ -105,21 +116,32 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
             Ok(PolicyVerdict::allowed(&verdict))
         },
         base: base.as_ref(),
+        arriving: Some(deferred.arrivals()),
     };
     let log = store.state_dir().join(crate::audit::FILE);
-    let written = writer::write(
-        &store,
-        bundle_spec,
-        &key,
-        &output,
-        &WriteOptions {
-            level,
-            threads,
-            split,
-        },
-        reporter.as_ref(),
-    )
-    .with_context(|| format!("cannot create bundle {}", output.display()));
+    let (written, fetched) = std::thread::scope(|s| {
+        let fetching = s.spawn(|| rt.block_on(deferred.run(&store, jobs, &reporter)));
+        let written = writer::write(
+            &store,
+            bundle_spec,
+            &key,
+            &output,
+            &WriteOptions {
+                level,
+                threads,
+                split,
+            },
+            reporter.as_ref(),
+        );
+        let fetched = fetching
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (written, fetched)
+    });
+    // A download that failed is the cause of the write's failure: say that one.
+    let written = fetched
+        .and_then(|()| written.map_err(Into::into))
+        .with_context(|| format!("cannot create bundle {}", output.display()));
     let (manifest, manifest_digest) = match written {
         Ok(w) => w,
         Err(e) => {

@@ -329,12 +329,15 @@ pub struct PullOptions {
     pub plan: Option<Arc<crate::plan::Plan>>,
 }
 
-/// Pulls every entry of the spec into the store.
+/// Pulls every entry of the spec into the store, on `rt`; images leave their layers and
+/// tags to `defer` when given.
 fn pull_entries(
     spec: &Spec,
     store: &Store,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
+    rt: &tokio::runtime::Runtime,
+    defer: Option<&crate::ecosystems::image::Deferred>,
 ) -> crate::error::Result<Vec<AnyArtifact>> {
     // A pull writes blobs before the entries that name them: no gc meanwhile (a dry
     // run writes nothing, not even the hold).
@@ -348,8 +351,9 @@ fn pull_entries(
         plan: options.plan.as_deref(),
         reporter,
         registry: &options.registry,
+        defer,
     };
-    runtime()?.block_on(crate::ecosystems::pull_all(&spec.entries, &cx))
+    rt.block_on(crate::ecosystems::pull_all(&spec.entries, &cx))
 }
 
 /// `--dry-run`: resolves the spec against the store (which is not created when it does
@@ -370,7 +374,7 @@ fn dry_run(
         jobs,
         plan: Some(plan.clone()),
     };
-    pull_entries(&spec_file, &store, &options, reporter)?;
+    pull_entries(&spec_file, &store, &options, reporter, &runtime()?, None)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
     } else {
@@ -389,7 +393,7 @@ fn pull_spec(
     let spec_file = Spec::load(spec)?;
     let store = Store::open_or_create(&store.unwrap_or_else(default_store))?;
     reporter.line(&format!("store {}", absolute(store.root()).display()));
-    let artifacts = pull_entries(&spec_file, &store, &options, reporter)?;
+    let artifacts = pull_entries(&spec_file, &store, &options, reporter, &runtime()?, None)?;
     Ok((spec_file, store, artifacts))
 }
 

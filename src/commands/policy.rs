@@ -44,7 +44,7 @@ pub fn check(args: PolicyCheckArgs, g: &Globals) -> crate::error::Result<()> {
             &g.reporter,
         )?;
         // What `bundle create` would sign (sequence 0: a check reserves none).
-        let layout = crate::bundle::writer::layout(&store, &spec.name, 0, &artifacts, None)?;
+        let layout = crate::bundle::writer::layout(&store, &spec.name, 0, &artifacts, None, None)?;
         let input = crate::policy::input(&layout.manifest, serde_json::json!([]));
         (
             policy.evaluate(&input)?,

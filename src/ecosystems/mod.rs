@@ -53,6 +53,8 @@ pub struct PullContext<'a> {
     pub plan: Option<&'a Plan>,
     pub reporter: &'a Arc<dyn Reporter>,
     pub registry: &'a RegistryOptions,
+    /// Images leave their layers and tags to this, when given (see [`image::Deferred`]).
+    pub defer: Option<&'a image::Deferred>,
 }
 
 /// One ecosystem: see the module documentation for what each part is for.

@@ -24,6 +24,23 @@ pub struct RegistryOptions {
     pub ca_certs: Vec<Vec<u8>>,
     /// The one auth file to take credentials from (`--authfile`).
     pub auth_file: Option<std::path::PathBuf>,
+    /// The clients made so far, shared by every clone of these options.
+    pub clients: Clients,
+}
+
+/// One oci-client per configuration, made once: each `Client::new` reads the system's
+/// certificate store (tens of ms), and one client keeps its connections and tokens for
+/// the next image of the same registry.
+#[derive(Clone, Default)]
+pub struct Clients(std::sync::Arc<std::sync::Mutex<Vec<(ClientKey, Client)>>>);
+
+/// What a client is made from: the registries it may speak plain HTTP to and the CAs.
+type ClientKey = (Vec<String>, Vec<Vec<u8>>);
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clients")
+    }
 }
 
 impl RegistryOptions {
@@ -42,6 +59,11 @@ pub fn client_for(registries: &[String], options: &RegistryOptions) -> Client {
         .cloned()
         .collect();
     plain.extend(options.plain_http.iter().cloned());
+    let key = (plain.clone(), options.ca_certs.clone());
+    let mut clients = options.clients.0.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, client)) = clients.iter().find(|(k, _)| *k == key) {
+        return client.clone();
+    }
     let extra_root_certificates = options
         .ca_certs
         .iter()
@@ -50,7 +72,7 @@ pub fn client_for(registries: &[String], options: &RegistryOptions) -> Client {
             data: der.clone(),
         })
         .collect();
-    Client::new(ClientConfig {
+    let client = Client::new(ClientConfig {
         extra_root_certificates,
         protocol: ClientProtocol::HttpsExcept(plain),
         use_monolithic_push: true,
@@ -61,7 +83,9 @@ pub fn client_for(registries: &[String], options: &RegistryOptions) -> Client {
         read_timeout: Some(crate::fetch::read_timeout()),
         user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")),
         ..Default::default()
-    })
+    });
+    clients.push((key, client.clone()));
+    client
 }
 
 /// Whether an oci-client error is worth another try: the connection failed, broke or

@@ -553,6 +553,96 @@ fn faults_import_to_a_registry_through_resets_503s_cut_uploads_and_stalls() {
 /// How long a command may take to give up on a source or target that never answers.
 const GIVE_UP_WITHIN: Duration = Duration::from_secs(30);
 
+// ---------------------------------------------------------------------------------------
+// bundle create: the layers are fetched while the bundle is written.
+
+/// A spec of `e2e/docker` and `e2e/multi` through `proxy`.
+fn two_images(proxy: &str) -> String {
+    format!(
+        "name = \"faults\"\n[[image]]\nref = \"{proxy}/e2e/docker:v1\"\n\
+         [[image]]\nref = \"{proxy}/e2e/multi:v1\"\n"
+    )
+}
+
+#[test]
+fn faults_bundle_create_writes_through_faults_and_stops_cleanly_when_a_layer_never_comes() {
+    let ctx = TestContext::new();
+    let images = ctx.images();
+    let (key, public) = ctx.generate_key("k");
+
+    // Resets, 503s, cuts and stalls of the first request of each kind: the layers that
+    // arrive while the bundle is written come whole, and the bundle verifies.
+    let proxy = FaultProxy::first_of_each(ctx.host(), SURVIVABLE);
+    let spec = ctx.write_spec("ferry.toml", &two_images(&proxy.addr));
+    let (store, bundle) = (ctx.path("store-0"), ctx.path("b0.ferry"));
+    let create = |spec: &Path, store: &Path, bundle: &Path| {
+        ferry(
+            &ctx,
+            &[
+                "bundle",
+                "create",
+                p(spec),
+                "-o",
+                p(bundle),
+                "--key",
+                p(&key),
+                "--store",
+                p(store),
+            ],
+        )
+    };
+    let (out, took) = create(&spec, &store, &bundle);
+    eprintln!("create took {took:?}\n{}", proxy.describe());
+    out.assert_success();
+    proxy.assert_applied(SURVIVABLE);
+    ctx.ferry(["bundle", "verify", p(&bundle), "--trust", p(&public)])
+        .assert_success();
+    assert_store_consistent(&store, "after a bundle create through faults");
+
+    // Hostile twin: one layer of `multi` never comes (every request for it gets a 503).
+    // The command fails naming that layer, leaves no bundle and no partial file, and
+    // the store is consistent: `docker`, whose layers all came, is tagged; `multi` is
+    // not, nor the signature attached to it.
+    let (layer, _) = images
+        .multi
+        .blobs
+        .iter()
+        .filter(|b| !images.docker.blobs.contains(b))
+        .max_by_key(|(_, size)| *size)
+        .cloned()
+        .unwrap();
+    let hex = layer[7..].to_string();
+    let proxy = FaultProxy::start(ctx.host(), move |s| {
+        if s.target.contains(&hex) {
+            Fault::Unavailable
+        } else {
+            Fault::Pass
+        }
+    });
+    let spec = ctx.write_spec("ferry.toml", &two_images(&proxy.addr));
+    let (store, bundle) = (ctx.path("store-1"), ctx.path("b1.ferry"));
+    let (out, took) = create(&spec, &store, &bundle);
+    eprintln!("gave up after {took:?}: {}", out.stderr);
+    assert_gave_up(&out, took);
+    out.assert_stderr_contains(&layer[7..]);
+    let leftovers: Vec<_> = std::fs::read_dir(ctx.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("b1."))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert_store_consistent(&store, "after a bundle create whose layer never came");
+    let index = std::fs::read_to_string(store.join("index.json")).unwrap();
+    assert!(
+        index.contains(&images.docker.digest),
+        "the complete image is not tagged: {index}"
+    );
+    assert!(
+        !index.contains(&images.multi.digest) && !index.contains(&images.sig.digest),
+        "the image with a missing layer, or its signature, is tagged: {index}"
+    );
+}
+
 #[track_caller]
 fn assert_gave_up(out: &Output, took: Duration) {
     assert!(

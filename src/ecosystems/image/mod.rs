@@ -4,6 +4,8 @@
 mod pull;
 mod serve;
 
+pub use pull::Deferred;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,10 @@
 //! the store lacks, fetch those blobs concurrently (each hashed as it streams), then
 //! write manifests and, last, the tag into `index.json`. A second run fetches nothing
 //! the store already holds.
+//!
+//! Asked to ([`Deferred`], for `bundle create`), a pull fetches only the manifests and
+//! configs at once and leaves the layers and the tags for later, so that the bundle can
+//! be written while the layers arrive.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +22,7 @@ use crate::reporter::Reporter;
 use crate::sources::layout::{LayoutSource, split_layout_ref};
 use crate::sources::registry::RegistrySource;
 use crate::sources::{ManifestRef, Source, SourceError};
-use crate::store::{self, Store};
+use crate::store::{self, Arrivals, Store};
 
 /// The manifests and blobs below one top manifest.
 #[derive(Default)]
@@ -26,6 +30,109 @@ struct Tree {
     /// Child manifests, leaves first, with their bytes.
     manifests: Vec<(Digest, Vec<u8>)>,
     blobs: BTreeMap<Digest, Desc>,
+    /// The configs among `blobs` (the first blob of each image manifest).
+    configs: std::collections::HashSet<Digest>,
+}
+
+/// What image pulls leave for later when the context carries one: the blobs the store
+/// lacks but configs, and the tags that wait for them. Manifests and configs are fetched
+/// at once and written to the store, untagged (the bundle manifest is made from them; an
+/// untagged manifest is what a pull killed halfway leaves too, and `store gc` collects
+/// it), so the bundle can be signed before the layers come. Each layer is promised in
+/// [`Deferred::arrivals`] in the order a bundle of the pulled artifacts holds it (that
+/// of `store::reachable_in` over the artifacts); [`Deferred::run`] fetches them in that
+/// order and then tags the images.
+#[derive(Default)]
+pub struct Deferred {
+    arrivals: Arrivals,
+    later: std::sync::Mutex<Later>,
+}
+
+#[derive(Default)]
+struct Later {
+    downloads: Vec<(Arc<Source>, Desc)>,
+    tags: Vec<Tag>,
+}
+
+/// An index entry to write once its tree is in the store, and the line that says so.
+struct Tag {
+    repository: String,
+    tag: Option<String>,
+    top: Desc,
+    line: String,
+}
+
+impl Deferred {
+    pub fn arrivals(&self) -> &Arrivals {
+        &self.arrivals
+    }
+
+    fn later(&self) -> std::sync::MutexGuard<'_, Later> {
+        self.later.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn download(&self, source: &Arc<Source>, desc: Desc) {
+        if self.arrivals.promise(desc.digest) {
+            self.later().downloads.push((source.clone(), desc));
+        }
+    }
+
+    fn tag(&self, tag: Tag) {
+        self.later().tags.push(tag);
+    }
+
+    /// Fetches the promised blobs, `jobs` at a time in the order promised, each marked
+    /// arrived once it is in the store; then tags the images in the order they were
+    /// pulled, up to the first whose tree is incomplete (after a failed download, what a
+    /// pull without the overlap would have tagged). A failure stops the downloads and
+    /// tells every waiter.
+    pub async fn run(
+        &self,
+        store: &Store,
+        jobs: usize,
+        reporter: &Arc<dyn Reporter>,
+    ) -> crate::error::Result<()> {
+        let Later { downloads, tags } = std::mem::take(&mut *self.later());
+        let fetched = futures_util::stream::iter(downloads.into_iter().map(|(source, desc)| {
+            let reporter = reporter.clone();
+            async move {
+                let task = reporter.task(&desc.digest.to_string()[7..19], Some(desc.size));
+                let result = source.blob(&desc, store, task.as_ref()).await;
+                task.finish();
+                result?;
+                self.arrivals.arrived(&desc.digest);
+                Ok::<(), SourceError>(())
+            }
+        }))
+        .buffer_unordered(jobs.max(1))
+        .try_collect::<Vec<()>>()
+        .await;
+        if fetched.is_err() {
+            self.arrivals.fail();
+        }
+        // What a pull without the overlap would have tagged before it stopped: the
+        // images before the first one left incomplete (and so no referrer of it).
+        let complete: Vec<&Tag> = tags
+            .iter()
+            .take_while(|t| store.reachable(&t.top).is_ok())
+            .collect();
+        let tagged = if complete.is_empty() {
+            Ok(())
+        } else {
+            store.update_entries(|entries| {
+                for t in &complete {
+                    store::upsert_entry(entries, &t.repository, t.tag.as_deref(), &t.top);
+                }
+            })
+        };
+        if tagged.is_ok() {
+            for t in &complete {
+                reporter.line(&t.line);
+            }
+        }
+        fetched?;
+        Ok(tagged?)
+    }
 }
 
 /// Pulls one image, and the referrers attached to it when the spec asks for them.
@@ -48,7 +155,7 @@ pub async fn pull_image(
                 .repository
                 .clone()
                 .unwrap_or_else(|| base.repository().to_string());
-            (Source::Registry(src), repo, reference)
+            (Arc::new(Source::Registry(src)), repo, reference)
         }
         ImageSource::Layout { dir, reference } => {
             let (repo, tag) = split_layout_ref(dir, reference);
@@ -58,7 +165,7 @@ pub async fn pull_image(
             };
             let src = LayoutSource::open(dir, Some(repo.clone()))?;
             (
-                Source::Layout(src),
+                Arc::new(Source::Layout(src)),
                 image.repository.clone().unwrap_or(repo),
                 reference,
             )
@@ -83,20 +190,20 @@ pub async fn pull_image(
     if cx.plan.is_some() {
         return Ok(Vec::new());
     }
-    store.update_entries(|entries| {
-        store::upsert_entry(
-            entries,
-            &repository,
-            tag.as_deref(),
-            &top_desc(&top, &top_bytes),
-        )
-    })?;
-    reporter.line(&format!(
-        "pulled {}{} {}",
-        repository,
-        tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default(),
-        top.digest
-    ));
+    tag_entry(
+        cx,
+        Tag {
+            repository: repository.clone(),
+            tag: tag.clone(),
+            top: top_desc(&top, &top_bytes),
+            line: format!(
+                "pulled {}{} {}",
+                repository,
+                tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default(),
+                top.digest
+            ),
+        },
+    )?;
 
     let licenses = licences(store, &top_bytes)?.finish(&origin, reporter.as_ref());
     let mut artifacts = vec![Artifact {
@@ -131,6 +238,19 @@ pub async fn pull_image(
         );
     }
     Ok(artifacts)
+}
+
+/// Writes an index entry now, or leaves it to the context's [`Deferred`].
+fn tag_entry(cx: &PullContext<'_>, t: Tag) -> crate::error::Result<()> {
+    if let Some(defer) = cx.defer {
+        defer.tag(t);
+        return Ok(());
+    }
+    cx.store.update_entries(|entries| {
+        store::upsert_entry(entries, &t.repository, t.tag.as_deref(), &t.top)
+    })?;
+    cx.reporter.line(&t.line);
+    Ok(())
 }
 
 fn top_desc(top: &Manifest, bytes: &[u8]) -> Desc {
@@ -189,9 +309,11 @@ fn filter_platforms(
 }
 
 /// Fetches every manifest and blob below `top` that the store lacks, then writes the
-/// manifests (leaves first) and `top`. Returns the platforms it covers.
+/// manifests (leaves first) and `top`. With a [`Deferred`], only the configs are fetched
+/// before the manifests are written; the other blobs are promised to it. Returns the
+/// platforms it covers.
 async fn fetch_tree(
-    source: &Source,
+    source: &Arc<Source>,
     top: &Manifest,
     top_bytes: &[u8],
     store: &Store,
@@ -221,6 +343,9 @@ async fn fetch_tree(
                 pending.push(parsed);
             }
         } else {
+            if let Some(config) = m.children.first() {
+                tree.configs.insert(config.digest);
+            }
             for blob in &m.children {
                 tree.blobs.insert(blob.digest, blob.clone());
             }
@@ -245,6 +370,7 @@ async fn fetch_tree(
         .blobs
         .values()
         .filter(|d| !store.has_blob(&d.digest, d.size))
+        .filter(|d| cx.defer.is_none() || tree.configs.contains(&d.digest))
         .cloned()
         .collect();
     futures_util::stream::iter(missing.into_iter().map(|desc| {
@@ -263,6 +389,20 @@ async fn fetch_tree(
         store.put_blob(bytes, digest, &format!("manifest {digest}"))?;
     }
     store.put_blob(top_bytes, &top.digest, &format!("manifest {}", top.digest))?;
+    if let Some(defer) = cx.defer {
+        // Promised in the order of `reachable_in`, which is the order bundles hold them.
+        store::reachable_with(
+            &[store],
+            &top_desc(top, top_bytes),
+            &mut Default::default(),
+            &|_| true,
+            &mut |desc, manifest| {
+                if manifest.is_none() && !store.has_blob(&desc.digest, desc.size) {
+                    defer.download(source, desc);
+                }
+            },
+        )?;
+    }
     platforms.sort();
     platforms.dedup();
     Ok(platforms)
@@ -317,7 +457,7 @@ fn licences(store: &Store, top: &[u8]) -> crate::error::Result<crate::licence::F
 /// Brings what is attached to the subjects: cosign-style `sha256-<hex>.sig/.att/.sbom`
 /// tags, the referrers tag-schema index `sha256-<hex>`, and OCI referrers.
 async fn pull_referrers(
-    source: &Source,
+    source: &Arc<Source>,
     subjects: &[Digest],
     repository: &str,
     origin: &str,
@@ -357,14 +497,19 @@ async fn pull_referrers(
         if cx.plan.is_some() {
             continue;
         }
-        store.update_entries(|entries| {
-            store::upsert_entry(entries, repository, tag.as_deref(), &top_desc(&m, &bytes))
-        })?;
-        reporter.line(&format!(
-            "pulled {} attached to {}",
-            tag.as_deref().unwrap_or(&m.digest.to_string()),
-            subject
-        ));
+        tag_entry(
+            cx,
+            Tag {
+                repository: repository.to_string(),
+                tag: tag.clone(),
+                top: top_desc(&m, &bytes),
+                line: format!(
+                    "pulled {} attached to {}",
+                    tag.as_deref().unwrap_or(&m.digest.to_string()),
+                    subject
+                ),
+            },
+        )?;
         artifacts.push(Artifact {
             repository: repository.to_string(),
             tag,
