@@ -35,6 +35,8 @@ pub enum Fault {
     Cut,
     /// Forward the request's head and half its body (an upload), then close both ways.
     CutUpload,
+    /// Forward the answer whole but for its last byte, flipped: an upstream that lies.
+    Flip,
 }
 
 /// One request as the proxy saw it.
@@ -238,7 +240,7 @@ fn serve(
             let _ = std::io::copy(&mut client, &mut std::io::sink());
             return Ok(());
         }
-        Fault::Pass | Fault::Cut | Fault::CutUpload => {}
+        Fault::Pass | Fault::Cut | Fault::CutUpload | Fault::Flip => {}
     }
     let mut server = TcpStream::connect(upstream)?;
     let (request_head, request_length) = close_head(&head);
@@ -295,6 +297,21 @@ fn serve(
                 }
             }
             body.truncate(half);
+            client.write_all(&body)?;
+        }
+        (Fault::Flip, Some(n)) if n > 0 => {
+            let mut body = rest;
+            let mut buf = [0u8; 8192];
+            while (body.len() as u64) < n {
+                match server.read(&mut buf)? {
+                    0 => break,
+                    k => body.extend_from_slice(&buf[..k]),
+                }
+            }
+            body.truncate(n as usize);
+            if let Some(last) = body.last_mut() {
+                *last ^= 0x01;
+            }
             client.write_all(&body)?;
         }
         _ => {
@@ -565,7 +582,7 @@ fn two_images(proxy: &str) -> String {
 }
 
 #[test]
-fn faults_bundle_create_writes_through_faults_and_stops_cleanly_when_a_layer_never_comes() {
+fn faults_bundle_create_writes_through_faults_and_stops_cleanly_when_a_layer_never_comes_or_lies() {
     let ctx = TestContext::new();
     let images = ctx.images();
     let (key, public) = ctx.generate_key("k");
@@ -599,8 +616,9 @@ fn faults_bundle_create_writes_through_faults_and_stops_cleanly_when_a_layer_nev
         .assert_success();
     assert_store_consistent(&store, "after a bundle create through faults");
 
-    // Hostile twin: one layer of `multi` never comes (every request for it gets a 503).
-    // The command fails naming that layer, leaves no bundle and no partial file, and
+    // Hostile twins: one layer of `multi` never comes (every request for it gets a
+    // 503), or comes with a byte changed (every time). The command fails naming that
+    // layer, leaves no bundle and no partial file, keeps none of the lying bytes, and
     // the store is consistent: `docker`, whose layers all came, is tagged; `multi` is
     // not, nor the signature attached to it.
     let (layer, _) = images
@@ -611,36 +629,59 @@ fn faults_bundle_create_writes_through_faults_and_stops_cleanly_when_a_layer_nev
         .max_by_key(|(_, size)| *size)
         .cloned()
         .unwrap();
-    let hex = layer[7..].to_string();
-    let proxy = FaultProxy::start(ctx.host(), move |s| {
-        if s.target.contains(&hex) {
-            Fault::Unavailable
-        } else {
-            Fault::Pass
+    for (run, fault) in [(1, Fault::Unavailable), (2, Fault::Flip)] {
+        let hex = layer[7..].to_string();
+        let proxy = FaultProxy::start(ctx.host(), move |s| {
+            if s.target.contains(&hex) && s.method == "GET" {
+                fault
+            } else {
+                Fault::Pass
+            }
+        });
+        let spec = ctx.write_spec("ferry.toml", &two_images(&proxy.addr));
+        let store = ctx.path(format!("store-{run}"));
+        let bundle = ctx.path(format!("b{run}.ferry"));
+        let (out, took) = create(&spec, &store, &bundle);
+        eprintln!("{fault:?}: gave up after {took:?}: {}", out.stderr);
+        assert_gave_up(&out, took);
+        assert!(proxy.count(fault) > 0, "{fault:?} never applied");
+        if fault == Fault::Flip {
+            assert_eq!(
+                out.code, 3,
+                "a layer that lies is a verification failure: {out:?}"
+            );
         }
-    });
-    let spec = ctx.write_spec("ferry.toml", &two_images(&proxy.addr));
-    let (store, bundle) = (ctx.path("store-1"), ctx.path("b1.ferry"));
-    let (out, took) = create(&spec, &store, &bundle);
-    eprintln!("gave up after {took:?}: {}", out.stderr);
-    assert_gave_up(&out, took);
-    out.assert_stderr_contains(&layer[7..]);
-    let leftovers: Vec<_> = std::fs::read_dir(ctx.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("b1."))
-        .collect();
-    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
-    assert_store_consistent(&store, "after a bundle create whose layer never came");
-    let index = std::fs::read_to_string(store.join("index.json")).unwrap();
-    assert!(
-        index.contains(&images.docker.digest),
-        "the complete image is not tagged: {index}"
-    );
-    assert!(
-        !index.contains(&images.multi.digest) && !index.contains(&images.sig.digest),
-        "the image with a missing layer, or its signature, is tagged: {index}"
-    );
+        out.assert_stderr_contains(&layer[7..]);
+        let prefix = format!("b{run}.");
+        let leftovers: Vec<_> = std::fs::read_dir(ctx.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{fault:?}: left behind: {leftovers:?}"
+        );
+        assert_store_consistent(&store, &format!("after {fault:?} of a layer"));
+        // (A download that was refused may leave its partial file to resume from; one
+        // that lied may not.)
+        let mut kept = vec![store.join("blobs/sha256").join(&layer[7..])];
+        if fault == Fault::Flip {
+            kept.push(store.join(".ferry/partial").join(&layer[7..]));
+        }
+        for path in kept {
+            assert!(!path.exists(), "{fault:?}: {} is there", path.display());
+        }
+        let index = std::fs::read_to_string(store.join("index.json")).unwrap();
+        assert!(
+            index.contains(&images.docker.digest),
+            "{fault:?}: the complete image is not tagged: {index}"
+        );
+        assert!(
+            !index.contains(&images.multi.digest) && !index.contains(&images.sig.digest),
+            "{fault:?}: the image with a missing layer, or its signature, is tagged: {index}"
+        );
+    }
 }
 
 #[track_caller]
