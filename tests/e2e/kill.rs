@@ -522,3 +522,54 @@ fn kill_minus_9_in_a_conda_pull_tags_all_its_packages_or_none() {
     );
     assert_eq!(conda_tags("after the final run"), 3);
 }
+
+/// `store gc` removes, one file at a time, blobs that no entry reaches: killed anywhere,
+/// it has removed only such blobs (every entry still complete and every blob what its
+/// name says), and a re-run removes the rest.
+#[test]
+fn kill_minus_9_in_a_store_gc_removes_only_what_no_entry_reaches() {
+    let ctx = TestContext::new();
+    let images = ctx.images();
+    let spec = ctx.write_spec(
+        "ferry.toml",
+        &format!(
+            "name = \"gc\"\n[[image]]\nref = \"{}\"\n",
+            images.multi.reference
+        ),
+    );
+    let store = ctx.path("store");
+    ctx.ferry(["pull", p(&spec), "--store", p(&store)])
+        .assert_success();
+    let reached = store_blobs(&store);
+    // Enough unreferenced blobs that a gc takes long enough to be cut short.
+    let garbage: Vec<(String, Vec<u8>)> = (0..4000)
+        .map(|i| {
+            let bytes = format!("garbage {i}\n").into_bytes();
+            (sha256_hex(&bytes), bytes)
+        })
+        .collect();
+    let litter = || {
+        for (hex, bytes) in &garbage {
+            std::fs::write(store.join("blobs/sha256").join(hex), bytes).unwrap();
+        }
+    };
+    litter();
+    kill_and_rerun(
+        &ctx,
+        "store gc",
+        &["store", "gc", "--store", p(&store)],
+        0x7f4a_7c15_9e37_79b9,
+        &litter,
+        &|when| {
+            assert_store_consistent(&store, when);
+            let now = store_blobs(&store);
+            let lost: Vec<_> = reached.difference(&now).collect();
+            assert!(lost.is_empty(), "{when}: gc removed reached blobs {lost:?}");
+        },
+    );
+    assert_eq!(
+        store_blobs(&store),
+        reached,
+        "after the final run: blobs no entry reaches are left"
+    );
+}
