@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::response::Response;
+use futures_util::StreamExt;
 
 use crate::artifact::{Artifact, Head, ReadBlob};
 use crate::plan::Plan;
@@ -215,28 +216,52 @@ impl Entry {
 
 /// Pulls every entry in order and labels what each brings; an artifact two entries
 /// both carry is listed once, with the labels of both (the first entry's value wins).
+/// With a [`image::Deferred`], consecutive image entries are resolved up to `jobs` at
+/// once (each only fetches manifests and configs then; the order of what they bring,
+/// and of the layers they promise, is still the spec's).
 pub async fn pull_all(
     entries: &[Labelled],
     cx: &PullContext<'_>,
 ) -> crate::error::Result<Vec<AnyArtifact>> {
-    let mut artifacts: Vec<AnyArtifact> = Vec::new();
     let mut counts = std::collections::HashMap::new();
-    for Labelled { entry, labels } in entries {
-        let n = counts.entry(entry.section()).or_insert(0);
-        *n += 1;
-        for mut a in entry.pull(*n, cx).await? {
-            let known = artifacts
-                .iter_mut()
-                .find(|b| b.digest == a.digest && b.repository == a.repository && b.tag == a.tag);
-            match known {
-                Some(b) => {
-                    for (k, v) in labels {
-                        b.labels.entry(k.clone()).or_insert_with(|| v.clone());
+    let numbered: Vec<(&Labelled, usize)> = entries
+        .iter()
+        .map(|l| {
+            let n = counts.entry(l.entry.section()).or_insert(0);
+            *n += 1;
+            (l, *n)
+        })
+        .collect();
+    let together = |l: &Labelled| cx.defer.is_some() && matches!(l.entry, Entry::Image(_));
+    let mut artifacts: Vec<AnyArtifact> = Vec::new();
+    let mut rest = &numbered[..];
+    while let Some((first, _)) = rest.first() {
+        let run = match together(first) {
+            true => rest.iter().take_while(|(l, _)| together(l)).count(),
+            false => 1,
+        };
+        let (now, later) = rest.split_at(run);
+        rest = later;
+        let pulled: Vec<_> = futures_util::stream::iter(now)
+            .map(|(l, n)| l.entry.pull(*n, cx))
+            .buffered(cx.jobs.max(1))
+            .collect()
+            .await;
+        for ((Labelled { labels, .. }, _), got) in now.iter().zip(pulled) {
+            for mut a in got? {
+                let known = artifacts.iter_mut().find(|b| {
+                    b.digest == a.digest && b.repository == a.repository && b.tag == a.tag
+                });
+                match known {
+                    Some(b) => {
+                        for (k, v) in labels {
+                            b.labels.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
                     }
-                }
-                None => {
-                    a.labels = labels.clone();
-                    artifacts.push(a);
+                    None => {
+                        a.labels = labels.clone();
+                        artifacts.push(a);
+                    }
                 }
             }
         }

@@ -115,11 +115,11 @@ impl Ecosystem for Image {
 
     async fn pull(
         spec: &ImageSpec,
-        _n: usize,
+        n: usize,
         cx: &PullContext<'_>,
     ) -> crate::error::Result<Vec<Artifact<ImageRecord>>> {
         use crate::error::Context as _;
-        pull::pull_image(spec, cx)
+        pull::pull_image(spec, n, cx)
             .await
             .with_context(|| format!("cannot pull {}", spec.source))
     }

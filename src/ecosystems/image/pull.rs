@@ -50,8 +50,13 @@ pub struct Deferred {
 
 #[derive(Default)]
 struct Later {
-    downloads: Vec<(Arc<Source>, Desc)>,
-    tags: Vec<Tag>,
+    /// Each with where it comes in the bundle: (image entry, place in its walk).
+    downloads: Vec<((usize, usize), Arc<Source>, Desc)>,
+    /// Where each digest is in `downloads`.
+    at: std::collections::HashMap<Digest, usize>,
+    /// How many blobs each image entry has promised so far.
+    walked: std::collections::HashMap<usize, usize>,
+    tags: Vec<((usize, usize), Tag)>,
 }
 
 /// An index entry to write once its tree is in the store, and the line that says so.
@@ -71,14 +76,30 @@ impl Deferred {
         self.later.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn download(&self, source: &Arc<Source>, desc: Desc) {
+    /// Promises a blob that image entry `n` reaches next in its walk. Entries are
+    /// resolved at once, so a blob two of them share keeps the earlier place.
+    fn download(&self, n: usize, source: &Arc<Source>, desc: Desc) {
+        let mut later = self.later();
+        let step = later.walked.entry(n).or_insert(0);
+        let place = (n, *step);
+        *step += 1;
         if self.arrivals.promise(desc.digest) {
-            self.later().downloads.push((source.clone(), desc));
+            let i = later.downloads.len();
+            later.at.insert(desc.digest, i);
+            later.downloads.push((place, source.clone(), desc));
+        } else if let Some(&i) = later.at.get(&desc.digest) {
+            let known = &mut later.downloads[i];
+            if place < known.0 {
+                *known = (place, source.clone(), desc);
+            }
         }
     }
 
-    fn tag(&self, tag: Tag) {
-        self.later().tags.push(tag);
+    /// Leaves a tag for later; image entry `n` gives it in its order.
+    fn tag(&self, n: usize, tag: Tag) {
+        let mut later = self.later();
+        let place = (n, later.tags.len());
+        later.tags.push((place, tag));
     }
 
     /// Fetches the promised blobs, `jobs` at a time in the order promised, each marked
@@ -92,8 +113,16 @@ impl Deferred {
         jobs: usize,
         reporter: &Arc<dyn Reporter>,
     ) -> crate::error::Result<()> {
-        let Later { downloads, tags } = std::mem::take(&mut *self.later());
-        let fetched = futures_util::stream::iter(downloads.into_iter().map(|(source, desc)| {
+        let Later {
+            mut downloads,
+            mut tags,
+            ..
+        } = std::mem::take(&mut *self.later());
+        // The order of the spec, then of each image's walk: the bundle's.
+        downloads.sort_by_key(|(place, ..)| *place);
+        tags.sort_by_key(|(place, _)| *place);
+        let tags: Vec<Tag> = tags.into_iter().map(|(_, t)| t).collect();
+        let fetched = futures_util::stream::iter(downloads.into_iter().map(|(_, source, desc)| {
             let reporter = reporter.clone();
             async move {
                 let task = reporter.task(&desc.digest.to_string()[7..19], Some(desc.size));
@@ -138,6 +167,7 @@ impl Deferred {
 /// Pulls one image, and the referrers attached to it when the spec asks for them.
 pub async fn pull_image(
     image: &ImageSpec,
+    n: usize,
     cx: &PullContext<'_>,
 ) -> crate::error::Result<Vec<Artifact<ImageRecord>>> {
     let (store, reporter) = (cx.store, cx.reporter);
@@ -186,11 +216,12 @@ pub async fn pull_image(
         (top_bytes, None)
     };
     let top = Manifest::parse(&top_bytes, None)?;
-    let platforms = fetch_tree(&source, &top, &top_bytes, store, cx, reporter).await?;
+    let platforms = fetch_tree(&source, &top, &top_bytes, n, cx, reporter).await?;
     if cx.plan.is_some() {
         return Ok(Vec::new());
     }
     tag_entry(
+        n,
         cx,
         Tag {
             repository: repository.clone(),
@@ -225,25 +256,16 @@ pub async fn pull_image(
     if image.referrers {
         let subjects: Vec<Digest> = std::iter::once(top.digest).chain(source_digest).collect();
         artifacts.extend(
-            pull_referrers(
-                &source,
-                &subjects,
-                &repository,
-                &origin,
-                store,
-                cx,
-                reporter,
-            )
-            .await?,
+            pull_referrers(&source, &subjects, &repository, &origin, n, cx, reporter).await?,
         );
     }
     Ok(artifacts)
 }
 
 /// Writes an index entry now, or leaves it to the context's [`Deferred`].
-fn tag_entry(cx: &PullContext<'_>, t: Tag) -> crate::error::Result<()> {
+fn tag_entry(n: usize, cx: &PullContext<'_>, t: Tag) -> crate::error::Result<()> {
     if let Some(defer) = cx.defer {
-        defer.tag(t);
+        defer.tag(n, t);
         return Ok(());
     }
     cx.store.update_entries(|entries| {
@@ -316,10 +338,11 @@ async fn fetch_tree(
     source: &Arc<Source>,
     top: &Manifest,
     top_bytes: &[u8],
-    store: &Store,
+    n: usize,
     cx: &PullContext<'_>,
     reporter: &Arc<dyn Reporter>,
 ) -> crate::error::Result<Vec<String>> {
+    let store = cx.store;
     let mut tree = Tree::default();
     let mut platforms = Vec::new();
     let mut pending: Vec<Manifest> = vec![top.clone()];
@@ -398,7 +421,7 @@ async fn fetch_tree(
             &|_| true,
             &mut |desc, manifest| {
                 if manifest.is_none() && !store.has_blob(&desc.digest, desc.size) {
-                    defer.download(source, desc);
+                    defer.download(n, source, desc);
                 }
             },
         )?;
@@ -461,7 +484,7 @@ async fn pull_referrers(
     subjects: &[Digest],
     repository: &str,
     origin: &str,
-    store: &Store,
+    n: usize,
     cx: &PullContext<'_>,
     reporter: &Arc<dyn Reporter>,
 ) -> crate::error::Result<Vec<Artifact<ImageRecord>>> {
@@ -493,11 +516,12 @@ async fn pull_referrers(
         {
             continue;
         }
-        fetch_tree(source, &m, &bytes, store, cx, reporter).await?;
+        fetch_tree(source, &m, &bytes, n, cx, reporter).await?;
         if cx.plan.is_some() {
             continue;
         }
         tag_entry(
+            n,
             cx,
             Tag {
                 repository: repository.to_string(),
