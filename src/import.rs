@@ -431,6 +431,10 @@ fn import_to_registry(
         &options.registry,
         runtime,
         &mut pass,
+        pinned.as_ref().map(|input| targets::registry::Reopen {
+            input,
+            frames: &staging.frames,
+        }),
         reporter,
     )?;
     state.record(&verified)?;

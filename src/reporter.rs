@@ -57,7 +57,8 @@ impl Reporter for Quiet {
     fn line(&self, _: &str) {}
 }
 
-struct NoTask;
+/// A task that shows nothing.
+pub struct NoTask;
 
 impl Task for NoTask {
     fn advance(&self, _: u64) {}

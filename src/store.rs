@@ -328,15 +328,21 @@ impl Store {
                 hasher.update(&buf[..n]);
             }
             let file = fs::OpenOptions::new()
+                .read(true)
                 .append(true)
                 .open(&path)
                 .map_err(io_err("cannot open", &path))?;
             (file, hasher.len())
         } else {
-            (
-                File::create(&path).map_err(io_err("cannot create", &path))?,
-                0,
-            )
+            // Readable, so that `commit_open` can hand the bytes it checked on.
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(io_err("cannot create", &path))?;
+            (file, 0)
         };
         Ok(BlobWriter {
             inner: Some(HashingWriter::resume(
@@ -542,10 +548,16 @@ struct ArrivalState {
     /// Every blob ever promised (it stays when it arrives).
     promised: std::collections::HashSet<Digest>,
     pending: std::collections::HashSet<Digest>,
+    /// Blobs that arrived by a download of this process, each file open as the writer
+    /// that hashed it left it (`BlobWriter::commit_open`), until the waiter takes it.
+    checked: std::collections::HashMap<Digest, File>,
     failed: bool,
 }
 
 impl Arrivals {
+    /// At most this many checked files are kept open for the waiter.
+    const CHECKED_OPEN: usize = 64;
+
     fn state(&self) -> std::sync::MutexGuard<'_, ArrivalState> {
         // A waiter that panicked leaves nothing half-done in the set.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -563,9 +575,27 @@ impl Arrivals {
         self.state().promised.contains(digest)
     }
 
-    pub fn arrived(&self, digest: &Digest) {
-        self.state().pending.remove(digest);
+    /// `digest` is in the store; `checked` is its file as the download that hashed it
+    /// left it open, if it came so.
+    pub fn arrived(&self, digest: &Digest, checked: Option<File>) {
+        let mut state = self.state();
+        state.pending.remove(digest);
+        // Downloads may run far ahead of the waiter: past a few, the file is closed and
+        // the waiter reads (and hashes) the blob from the store.
+        if let Some(file) = checked
+            && state.checked.len() < Self::CHECKED_OPEN
+        {
+            state.checked.insert(*digest, file);
+        }
+        drop(state);
         self.changed.notify_all();
+    }
+
+    /// The file of `digest` as the download that hashed it in this process left it
+    /// open (once): its bytes need no second hashing; `None` when it came otherwise
+    /// (it was in the store already).
+    pub fn take_checked(&self, digest: &Digest) -> Option<File> {
+        self.state().checked.remove(digest)
     }
 
     /// The downloads stopped: whatever is still pending will not arrive.
@@ -1131,12 +1161,28 @@ impl BlobWriter {
         expected_size: u64,
         what: &str,
     ) -> Result<(), StoreError> {
-        let (file, deferred) = self.finish(store, expected, expected_size, what)?;
+        self.commit_open(store, expected, expected_size, what)
+            .map(drop)
+    }
+
+    /// `commit`, and the blob's file still open, read from its start: the very bytes
+    /// this writer hashed, whatever is renamed over its name in the store afterwards.
+    pub fn commit_open(
+        self,
+        store: &Store,
+        expected: &Digest,
+        expected_size: u64,
+        what: &str,
+    ) -> Result<File, StoreError> {
+        use std::io::Seek as _;
+        let (mut file, deferred) = self.finish(store, expected, expected_size, what)?;
         file.sync_data()
             .map_err(io_err("cannot sync", &deferred.path))?;
         fs::rename(&deferred.path, &deferred.dest)
             .map_err(io_err("cannot rename into", &deferred.dest))?;
-        Ok(())
+        file.rewind()
+            .map_err(io_err("cannot read", &deferred.dest))?;
+        Ok(file)
     }
 
     /// Checks digest and size and closes the file, unsynced, for a [`Batch`].

@@ -63,10 +63,23 @@ mod tests {
 
     /// A store with one artifact (a config and a 100 KiB layer), a key, a bundle of it.
     fn fixture(dir: &Path) -> (PublicKey, std::path::PathBuf, Vec<u8>) {
+        fixture_of(dir, (0..100 * 1024).map(|i| (i * 7 % 251) as u8).collect())
+    }
+
+    /// The same with `layer` as the layer.
+    fn fixture_of(dir: &Path, layer: Vec<u8>) -> (PublicKey, std::path::PathBuf, Vec<u8>) {
         let store = Store::open_or_create(&dir.join("store")).unwrap();
-        let layer: Vec<u8> = (0..100 * 1024).map(|i| (i * 7 % 251) as u8).collect();
-        let layer_digest = Digest::of(&layer);
-        store.put_blob(&layer, &layer_digest, "layer").unwrap();
+        store
+            .put_blob(&layer, &Digest::of(&layer), "layer")
+            .unwrap();
+        let artifact = artifact_of(&store, &layer);
+        let (key, out) = write_of(dir, &store, &artifact, None).unwrap();
+        (key, out, layer)
+    }
+
+    /// An image artifact of `layer` in `store` (the layer itself may be missing).
+    fn artifact_of(store: &Store, layer: &[u8]) -> crate::ecosystems::AnyArtifact {
+        let layer_digest = Digest::of(layer);
         let (desc, bytes) = store
             .put_artifact(
                 "application/vnd.example.test.v1",
@@ -80,7 +93,7 @@ mod tests {
         store
             .update_entries(|e| store::upsert_entry(e, "test/a", Some("v1"), &desc))
             .unwrap();
-        let artifact = Artifact {
+        Artifact {
             repository: "test/a".into(),
             tag: Some("v1".into()),
             digest: desc.digest,
@@ -95,19 +108,31 @@ mod tests {
                 subject: None,
                 source_digest: None,
             }),
-        };
+        }
+    }
+
+    /// A key (made anew) and a bundle of `artifact` written with it, `arriving` as
+    /// `bundle create` gives it.
+    fn write_of(
+        dir: &Path,
+        store: &Store,
+        artifact: &crate::ecosystems::AnyArtifact,
+        arriving: Option<&store::Arrivals>,
+    ) -> Result<(PublicKey, std::path::PathBuf), writer::WriteError> {
+        let _ = std::fs::remove_file(dir.join("key.key"));
+        let _ = std::fs::remove_file(dir.join("key.pub"));
         let (secret, public, _) = sign::generate(&dir.join("key")).unwrap();
         let key = SecretKey::load(&secret).unwrap();
         let out = dir.join("t.ferry");
         writer::write(
-            &store,
+            store,
             BundleSpec {
                 series: "unit",
                 sequence: 7,
-                artifacts: &[artifact],
+                artifacts: std::slice::from_ref(artifact),
                 gate: &|_| Ok(PolicyVerdict::not_evaluated()),
                 base: None,
-                arriving: None,
+                arriving,
             },
             &key,
             &out,
@@ -117,9 +142,8 @@ mod tests {
                 split: None,
             },
             &crate::reporter::Quiet,
-        )
-        .unwrap();
-        (PublicKey::load(&public).unwrap(), out, layer)
+        )?;
+        Ok((PublicKey::load(&public).unwrap(), out))
     }
 
     fn read(path: &Path, key: &PublicKey) -> Result<Collect, VerifyError> {
@@ -184,6 +208,140 @@ mod tests {
         assert_eq!(paths, listed);
         let layer_path = format!("blobs/sha256/{}", Digest::of(&layer).hex());
         assert!(got.0.iter().any(|(p, b)| *p == layer_path && *b == layer));
+    }
+
+    #[test]
+    fn a_blob_downloaded_in_this_run_goes_into_the_bundle_as_its_download_checked_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&dir.path().join("store")).unwrap();
+        let layer: Vec<u8> = (0..2 << 20).map(|i| (i * 13 % 241) as u8).collect();
+        let digest = Digest::of(&layer);
+        let artifact = artifact_of(&store, &layer);
+        // The download, through the store's writer as a registry source does it.
+        let arrivals = store::Arrivals::default();
+        arrivals.promise(digest);
+        let mut w = store.blob_writer(&digest, false).unwrap();
+        w.write_all(&layer).unwrap();
+        let file = w
+            .commit_open(&store, &digest, layer.len() as u64, "layer")
+            .unwrap();
+        // Hostile: other bytes of the same length renamed over the blob's name once it
+        // is there (a store directory others may write to).
+        let forged = dir.path().join("forged");
+        std::fs::write(&forged, vec![b'x'; layer.len()]).unwrap();
+        std::fs::rename(&forged, store.blob_path(&digest)).unwrap();
+        arrivals.arrived(&digest, Some(file));
+        let (key, out) = write_of(dir.path(), &store, &artifact, Some(&arrivals)).unwrap();
+        let got = read(&out, &key).unwrap();
+        let path = format!("blobs/sha256/{}", digest.hex());
+        assert!(
+            got.0.iter().any(|(p, b)| *p == path && *b == layer),
+            "the bundle does not carry the bytes the download checked"
+        );
+        // A blob that did not come by this run's download is read by its name and
+        // hashed: the forged bytes are caught.
+        let none = store::Arrivals::default();
+        let err = write_of(dir.path(), &store, &artifact, Some(&none)).unwrap_err();
+        assert!(matches!(err, writer::WriteError::Corrupt { .. }), "{err}");
+    }
+
+    /// Records where entries begin a zstd frame of their own.
+    struct Frames(Vec<(Entry, u64)>);
+
+    impl EntrySink for Frames {
+        fn stage(&mut self, _: &Entry, _: &mut dyn Read) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn starts_frame(&mut self, entry: &Entry, at: u64) {
+            self.0.push((*entry, at));
+        }
+    }
+
+    #[test]
+    fn a_large_blob_begins_a_frame_that_reads_back_alone_and_a_changed_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        // 3 MiB that zstd cannot shrink (xorshift), so the frame is as long as the entry.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let layer: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let (key, path, layer) = fixture_of(dir.path(), layer);
+        let mut frames = Frames(Vec::new());
+        reader::read(
+            &reader::Input::from(path.as_path()),
+            &Trust::Keys {
+                keys: std::slice::from_ref(&key),
+                threshold: 1,
+            },
+            &mut |_| Ok(Decision::Continue),
+            &mut frames,
+            reader::Progress::none(),
+        )
+        .unwrap();
+        // Only the layer is large enough for a frame of its own.
+        let layer_digest = Digest::of(&layer);
+        assert_eq!(frames.0.len(), 1, "{:?}", frames.0);
+        let (entry, at) = frames.0[0];
+        assert_eq!(entry.sha256, layer_digest);
+        let input = reader::Input::from(path.as_path()).pin().unwrap();
+        let mut got = Vec::new();
+        reader::entry_at(&input, at, &entry)
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        assert!(got == layer, "the entry read alone differs");
+
+        // Hostile: another offset, another entry, a byte changed inside the frame.
+        assert!(reader::entry_at(&input, at + 1, &entry).is_err());
+        let other = Entry::blob(Digest::of(b"other"), entry.size);
+        assert!(matches!(
+            reader::entry_at(&input, at, &other),
+            Err(VerifyError::Changed { .. })
+        ));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let inside = at as usize + (1 << 20);
+        bytes[inside] ^= 0x5a;
+        std::fs::write(&path, &bytes).unwrap();
+        let input = reader::Input::from(path.as_path()).pin().unwrap();
+        let mut reading = reader::entry_at(&input, at, &entry).unwrap();
+        let err = reading.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(
+                reading.error(err),
+                VerifyError::DigestMismatch { .. } | VerifyError::Damaged { .. }
+            ),
+            "a changed frame read back"
+        );
+        // Fed to an upload, it never gives the whole entry: the body ends in an error.
+        let (send, mut receive) = tokio::sync::mpsc::channel(1 << 10);
+        let fed =
+            crate::targets::registry::feed(&input, at, &entry, send, &crate::reporter::NoTask);
+        assert!(fed.is_err());
+        let (mut sent, mut ended_in_error) = (0, false);
+        while let Ok(chunk) = receive.try_recv() {
+            match chunk {
+                Ok(bytes) => sent += bytes.len(),
+                Err(_) => ended_in_error = true,
+            }
+        }
+        assert!(ended_in_error && sent < layer.len(), "sent {sent} bytes");
+
+        // Put back, it feeds the whole entry and ends cleanly.
+        bytes[inside] ^= 0x5a;
+        std::fs::write(&path, &bytes).unwrap();
+        let input = reader::Input::from(path.as_path()).pin().unwrap();
+        let (send, mut receive) = tokio::sync::mpsc::channel(1 << 10);
+        crate::targets::registry::feed(&input, at, &entry, send, &crate::reporter::NoTask).unwrap();
+        let mut got = Vec::new();
+        while let Ok(chunk) = receive.try_recv() {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert!(got == layer, "the fed entry differs");
     }
 
     #[test]

@@ -221,6 +221,11 @@ pub enum Decision {
 /// bytes do not match the manifest, and the caller must then discard what it staged.
 pub trait EntrySink {
     fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> io::Result<()>;
+
+    /// Told before `stage` when the entry's tar header is the first byte of a zstd
+    /// frame that begins `at` bytes into the bundle file: `entry_at` can read it again
+    /// from there, without the bytes before it.
+    fn starts_frame(&mut self, _entry: &Entry, _at: u64) {}
 }
 
 /// Reads, checks and hands over a bundle. `decide` sees the verified manifest before
@@ -273,6 +278,7 @@ fn read_opened(
         budget,
         volumes,
         bundle,
+        frames,
     } = opened;
     let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;
 
@@ -391,10 +397,13 @@ fn read_opened(
                 actual: e.size(),
             });
         }
+        if let Some(at) = frames.as_ref().and_then(|f| f.at(e.raw_header_position())) {
+            sink.starts_frame(listed_entry, at);
+        }
         let mut checking = Checking {
             inner: &mut e,
             hasher: Hasher::default(),
-            entry: listed_entry,
+            entry: *listed_entry,
             task: task.as_ref(),
             outcome: None,
         };
@@ -648,6 +657,8 @@ struct Opened {
     budget: Rc<Cell<u64>>,
     volumes: Option<VolumeStream>,
     bundle: PathBuf,
+    /// Where the file's zstd frames begin (a bundle file, not standard input or volumes).
+    frames: Option<FrameStarts>,
 }
 
 /// Opens a bundle for reading, with decompressed bytes capped at what the manifest may
@@ -689,13 +700,14 @@ fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
             (Source::File(file), None, input.path.clone())
         }
     };
-    let (archive, budget) =
+    let (archive, budget, frames) =
         archive(source).map_err(|source| VerifyError::Damaged { at: None, source })?;
     Ok(Opened {
         archive,
         budget,
         volumes,
         bundle,
+        frames,
     })
 }
 
@@ -738,13 +750,14 @@ fn open_stdin(input: &Input) -> Result<Opened, VerifyError> {
     }
     let (head, rest) = sniff(&input.path, file)?;
     let source = Source::File(Box::new(io::Cursor::new(head).chain(rest)));
-    let (archive, budget) =
+    let (archive, budget, _) =
         archive(source).map_err(|source| VerifyError::Damaged { at: None, source })?;
     Ok(Opened {
         archive,
         budget,
         volumes: None,
         bundle: input.path.clone(),
+        frames: None,
     })
 }
 
@@ -811,14 +824,20 @@ const WINDOW_LOG_MAX: u32 = 24;
 
 /// The tar inside the zstd stream, with its decompressed-bytes budget (the manifest's
 /// cap until the manifest says more).
-fn archive(source: Source) -> io::Result<(Archive, Rc<Cell<u64>>)> {
+fn archive(source: Source) -> io::Result<(Archive, Rc<Cell<u64>>, Option<FrameStarts>)> {
     fn decoder<R: Read>(r: R) -> io::Result<zstd::stream::read::Decoder<'static, BufReader<R>>> {
         let mut decoder = zstd::stream::read::Decoder::new(r)?;
         decoder.window_log_max(WINDOW_LOG_MAX)?;
         Ok(decoder)
     }
+    let mut frames = None;
     let decoded: Box<dyn Read> = match source {
-        Source::File(file) => Box::new(ReadAhead::spawn(decoder(file)?)),
+        Source::File(file) => {
+            let starts = FrameStarts::default();
+            let decoder = framed_decoder(file, Some(starts.clone()))?;
+            frames = Some(starts);
+            Box::new(ReadAhead::spawn(decoder))
+        }
         Source::Volumes(stream) => Box::new(decoder(stream)?),
     };
     let budget = Rc::new(Cell::new(MAX_MANIFEST_SIZE + 64 * 1024));
@@ -829,13 +848,14 @@ fn archive(source: Source) -> io::Result<(Archive, Rc<Cell<u64>>)> {
     Ok((
         tar::Archive::new(BufReader::with_capacity(1 << 20, capped)),
         budget,
+        frames,
     ))
 }
 
 /// When a volume has the wrong size, the index may be another bundle's: it is if the
 /// manifest volume 1 begins with is not the one the index names.
 fn of_another_bundle(set: &volumes::Set) -> Option<volumes::VolumeError> {
-    let (mut archive, budget) = archive(Source::Volumes(VolumeStream::new(set.clone()))).ok()?;
+    let (mut archive, budget, _) = archive(Source::Volumes(VolumeStream::new(set.clone()))).ok()?;
     let mut entries = archive.entries().ok()?;
     let manifest = read_manifest(&mut entries, &budget).ok()?;
     set.check_manifest(&Digest::of(&manifest)).err()
@@ -927,7 +947,7 @@ fn drain(r: &mut impl Read, buffer: &mut Vec<u8>) -> io::Result<()> {
 struct Checking<'a, R> {
     inner: R,
     hasher: Hasher,
-    entry: &'a Entry,
+    entry: Entry,
     /// The pass's overall progress, advanced by every byte read.
     task: &'a dyn Task,
     /// `Some(Ok)` once the whole entry was read and matched; `Some(Err(actual))` if not.
@@ -1003,6 +1023,191 @@ impl Read for ReadAt {
         let n = std::os::unix::fs::FileExt::read_at(&*self.file, buf, self.at)?;
         self.at += n as u64;
         Ok(n)
+    }
+}
+
+/// Where the zstd frames of a bundle file begin, as its decoder finds them: (offset in
+/// the file, offset in the decompressed stream) of each frame after the first. The
+/// decoder runs ahead of the reader of the tar (`ReadAhead`), so a frame is known before
+/// the bytes it starts with are read; the reader forgets the frames it has passed.
+#[derive(Clone, Default)]
+struct FrameStarts(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>>);
+
+impl FrameStarts {
+    fn push(&self, compressed: u64, decompressed: u64) {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // An empty frame (or the end of a frame noted twice) leaves the next one to
+        // begin where it did: that one is where the bytes are.
+        if q.back().is_some_and(|&(_, d)| d == decompressed) {
+            q.pop_back();
+        }
+        q.push_back((compressed, decompressed));
+    }
+
+    /// The offset in the file of the frame that begins at decompressed offset `at`, if
+    /// one does.
+    fn at(&self, at: u64) -> Option<u64> {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(&(compressed, decompressed)) = q.front() {
+            if decompressed > at {
+                return None;
+            }
+            q.pop_front();
+            if decompressed == at {
+                return Some(compressed);
+            }
+        }
+        None
+    }
+}
+
+/// zstd's streaming decoder, counting what it takes and gives so as to note where each
+/// frame ends (the next one begins there).
+struct Tracking {
+    inner: zstd::stream::raw::Decoder<'static>,
+    consumed: u64,
+    produced: u64,
+    starts: Option<FrameStarts>,
+}
+
+impl zstd::stream::raw::Operation for Tracking {
+    fn run<C: zstd::stream::raw::WriteBuf + ?Sized>(
+        &mut self,
+        input: &mut zstd::stream::raw::InBuffer<'_>,
+        output: &mut zstd::stream::raw::OutBuffer<'_, C>,
+    ) -> io::Result<usize> {
+        let (i, o) = (input.pos(), output.pos());
+        let hint = self.inner.run(input, output)?;
+        self.consumed += (input.pos() - i) as u64;
+        self.produced += (output.pos() - o) as u64;
+        // 0: the frame is whole and all of it given out.
+        if hint == 0
+            && let Some(s) = &self.starts
+        {
+            s.push(self.consumed, self.produced);
+        }
+        Ok(hint)
+    }
+
+    fn flush<C: zstd::stream::raw::WriteBuf + ?Sized>(
+        &mut self,
+        output: &mut zstd::stream::raw::OutBuffer<'_, C>,
+    ) -> io::Result<usize> {
+        self.inner.flush(output)
+    }
+
+    fn reinit(&mut self) -> io::Result<()> {
+        self.inner.reinit()
+    }
+
+    fn finish<C: zstd::stream::raw::WriteBuf + ?Sized>(
+        &mut self,
+        output: &mut zstd::stream::raw::OutBuffer<'_, C>,
+        finished_frame: bool,
+    ) -> io::Result<usize> {
+        self.inner.finish(output, finished_frame)
+    }
+}
+
+type FramedDecoder<R> = zstd::stream::zio::Reader<BufReader<R>, Tracking>;
+
+/// A decoder of a bundle's zstd stream (frames one after another, windows bounded)
+/// that notes in `starts` where each frame begins.
+fn framed_decoder<R: Read>(r: R, starts: Option<FrameStarts>) -> io::Result<FramedDecoder<R>> {
+    let mut inner = zstd::stream::raw::Decoder::new()?;
+    inner.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(WINDOW_LOG_MAX))?;
+    Ok(zstd::stream::zio::Reader::new(
+        BufReader::with_capacity(zstd::zstd_safe::DCtx::in_size(), r),
+        Tracking {
+            inner,
+            consumed: 0,
+            produced: 0,
+            starts,
+        },
+    ))
+}
+
+/// One entry of a bundle file read again on its own, from the zstd frame that a first
+/// pass found it begins (`EntrySink::starts_frame`, `at` bytes into the file): its tar
+/// header must name it as a regular file of its size, and its bytes are hashed as they
+/// are read. The read that would end them fails if they do not match the entry, so a
+/// reader that passes each chunk on only once it has the next never passes on the whole
+/// of an entry that does not match. Nothing but the entry is decompressed: the frame
+/// may be damaged or hostile (the file changed since the first pass), and then the
+/// reading fails.
+pub fn entry_at(input: &Input, at: u64, entry: &Entry) -> Result<EntryAt, VerifyError> {
+    let damaged = |source| VerifyError::Damaged {
+        at: Some(entry.path()),
+        source,
+    };
+    let file = match &input.pinned {
+        Some(file) => file.clone(),
+        None => {
+            std::sync::Arc::new(File::open(&input.path).map_err(|source| VerifyError::Open {
+                path: input.path.clone(),
+                source,
+            })?)
+        }
+    };
+    let mut decoder = framed_decoder(ReadAt { file, at }, None).map_err(damaged)?;
+    decoder.set_single_frame();
+    let mut header = tar::Header::new_old();
+    decoder.read_exact(header.as_mut_bytes()).map_err(damaged)?;
+    let path = entry.path();
+    let listed = header.path_bytes().as_ref() == path.as_bytes()
+        && header.entry_type() == tar::EntryType::Regular
+        && header.entry_size().ok() == Some(entry.size)
+        && header.cksum().ok() == Some(header_checksum(&header));
+    if !listed {
+        return Err(VerifyError::Changed {
+            path: input.path.clone(),
+        });
+    }
+    Ok(EntryAt(Checking {
+        inner: decoder.take(entry.size),
+        hasher: Hasher::default(),
+        entry: *entry,
+        task: &crate::reporter::NoTask,
+        outcome: None,
+    }))
+}
+
+/// The checksum a tar header should carry: the sum of its bytes, the checksum field
+/// counted as spaces.
+fn header_checksum(header: &tar::Header) -> u32 {
+    let bytes = header.as_bytes();
+    bytes[..148]
+        .iter()
+        .chain(&[b' '; 8])
+        .chain(&bytes[156..])
+        .map(|&b| u32::from(b))
+        .sum()
+}
+
+/// An entry read on its own (`entry_at`).
+pub struct EntryAt(Checking<'static, io::Take<FramedDecoder<ReadAt>>>);
+
+impl EntryAt {
+    /// Why the reading failed, as an import reports it.
+    pub fn error(&self, source: io::Error) -> VerifyError {
+        let entry = &self.0.entry;
+        match &self.0.outcome {
+            Some(Err(actual)) => VerifyError::DigestMismatch {
+                path: entry.path(),
+                expected: entry.sha256.hex(),
+                actual: *actual,
+            },
+            _ => VerifyError::Damaged {
+                at: Some(entry.path()),
+                source,
+            },
+        }
+    }
+}
+
+impl Read for EntryAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
     }
 }
 
@@ -1253,6 +1458,7 @@ fn read_head(input: &Input) -> Result<(Vec<u8>, Parsed, PathBuf), VerifyError> {
         budget,
         volumes,
         bundle,
+        ..
     } = open(input, false)?;
     let result = (|| {
         let mut entries = archive.entries().map_err(|e| damaged(None, e, &budget))?;

@@ -70,7 +70,12 @@ impl LayoutSource {
         Ok(self.layout.read_blob(&digest)?)
     }
 
-    pub fn blob(&self, desc: &Desc, store: &Store, task: &dyn Task) -> Result<(), SourceError> {
+    pub fn blob(
+        &self,
+        desc: &Desc,
+        store: &Store,
+        task: &dyn Task,
+    ) -> Result<std::fs::File, SourceError> {
         let what = format!("blob {}", desc.digest);
         let mut file = self.layout.open_blob(&desc.digest)?;
         let mut writer = store.blob_writer(&desc.digest, false)?;
@@ -85,13 +90,12 @@ impl LayoutSource {
                 .map_err(|e| self.fetch_err(what.clone(), e))?;
             task.advance(n as u64);
         }
-        writer.commit(
+        Ok(writer.commit_open(
             store,
             &desc.digest,
             desc.size,
             &format!("{what} from {}", self.origin()),
-        )?;
-        Ok(())
+        )?)
     }
 
     pub fn tags(&self) -> Vec<String> {

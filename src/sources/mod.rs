@@ -107,13 +107,14 @@ impl Source {
         Ok(bytes)
     }
 
-    /// Fetches a blob into the store, verified; resumes a partial download.
+    /// Fetches a blob into the store, verified; resumes a partial download. Returns
+    /// its file, open as the writer that hashed it left it (`BlobWriter::commit_open`).
     pub async fn blob(
         &self,
         desc: &Desc,
         store: &Store,
         task: &dyn Task,
-    ) -> Result<(), SourceError> {
+    ) -> Result<std::fs::File, SourceError> {
         match self {
             Source::Registry(r) => r.blob(desc, store, task).await,
             Source::Layout(l) => l.blob(desc, store, task),

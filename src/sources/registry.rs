@@ -215,7 +215,7 @@ impl RegistrySource {
         desc: &Desc,
         store: &Store,
         task: &dyn Task,
-    ) -> Result<(), SourceError> {
+    ) -> Result<std::fs::File, SourceError> {
         let retry = crate::fetch::Retry::default();
         let mut attempt = 0;
         let mut from_zero = false;
@@ -242,7 +242,7 @@ impl RegistrySource {
         store: &Store,
         task: &dyn Task,
         resume: bool,
-    ) -> Result<(), SourceError> {
+    ) -> Result<std::fs::File, SourceError> {
         let what = format!("blob {}", desc.digest);
         let r = self.at_digest(&desc.digest);
         let digest = desc.digest.to_string();
@@ -299,8 +299,9 @@ impl RegistrySource {
             task.advance(chunk.len() as u64);
         }
         let label = format!("{what} from {}", self.origin());
-        tokio::task::block_in_place(|| writer.commit(store, &desc.digest, desc.size, &label))?;
-        Ok(())
+        Ok(tokio::task::block_in_place(|| {
+            writer.commit_open(store, &desc.digest, desc.size, &label)
+        })?)
     }
 
     pub async fn tags(&self) -> Result<Vec<String>, SourceError> {

@@ -38,6 +38,10 @@ pub struct Staging<'a> {
     /// not documents under `json_only`): the bundle carries them, checked, and a second
     /// pass over it can stream them on (`targets::registry::push`).
     pub passed: std::collections::HashSet<Digest>,
+    /// Where in the bundle file the zstd frame that an entry begins starts
+    /// (`EntrySink::starts_frame`): a blob of `passed` found there is read again from it
+    /// alone (`reader::entry_at`), beside the others, rather than by a pass over all.
+    pub frames: std::collections::HashMap<Digest, u64>,
     /// For `copy`: allocated once.
     buffer: Vec<u8>,
 }
@@ -61,6 +65,7 @@ impl<'a> Staging<'a> {
             json_only: false,
             durable: true,
             passed: std::collections::HashSet::new(),
+            frames: std::collections::HashMap::new(),
             buffer: Vec::new(),
         })
     }
@@ -101,6 +106,12 @@ impl<'a> Staging<'a> {
 }
 
 impl EntrySink for Staging<'_> {
+    fn starts_frame(&mut self, entry: &Entry, at: u64) {
+        if let Some(digest) = entry.blob_digest() {
+            self.frames.insert(digest, at);
+        }
+    }
+
     fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> io::Result<()> {
         let Some(digest) = entry.blob_digest() else {
             return Ok(());

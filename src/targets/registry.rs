@@ -12,11 +12,12 @@ use tokio_util::io::ReaderStream;
 
 use std::io::{self, Read};
 
+use crate::bundle::reader::{self, Input};
 use crate::bundle::{Entry, EntrySink, VerifyError};
 use crate::digest::Digest;
 use crate::exit::{Classify, ExitStatus};
 use crate::oci::{Desc, Placement};
-use crate::reporter::Reporter;
+use crate::reporter::{Reporter, Task};
 use crate::sources::registry::{RegistryOptions, client_for, retrying};
 use crate::store::{self, Store, StoreError};
 use crate::targets::Staging;
@@ -203,6 +204,14 @@ fn plan(
 /// (`Staging::passed`): they are streamed from it.
 pub type Pass<'a> = dyn FnMut(&mut dyn EntrySink) -> Result<(), VerifyError> + 'a;
 
+/// The bundle file the first pass read, and where in it the blobs that begin a zstd
+/// frame of their own are (`Staging::frames`): those are read again each on its own
+/// (`reader::entry_at`), several at once, instead of by a pass over the whole bundle.
+pub struct Reopen<'a> {
+    pub input: &'a Input,
+    pub frames: &'a HashMap<Digest, u64>,
+}
+
 /// Pushes the artifacts: blobs the staging left out streamed from `pass` as it reads
 /// them, the staged ones from their files, then mounts, manifests and, once every
 /// blob and manifest is in, tags.
@@ -215,6 +224,7 @@ pub fn push(
     options: &RegistryOptions,
     runtime: &tokio::runtime::Runtime,
     pass: &mut Pass<'_>,
+    reopen: Option<Reopen<'_>>,
     reporter: &dyn Reporter,
 ) -> Result<(), PushError> {
     let plan = plan(target, staging, placements, incremental)?;
@@ -227,20 +237,22 @@ pub fn push(
     let auth = options.auth(&target.registry);
     runtime.block_on(pusher.client.store_auth_if_needed(&target.registry, &auth));
     if !plan.streamed.is_empty() {
-        pusher.stream(&plan, runtime, pass)?;
+        pusher.stream(&plan, runtime, pass, reopen)?;
     }
     runtime.block_on(pusher.rest(&plan))
 }
 
 impl Pusher<'_> {
-    /// Uploads the blobs of `plan.streamed` as a pass over the bundle reaches them, up
-    /// to `PUSH_JOBS` at once. An upload that fails for a reason worth retrying is
-    /// tried again in another pass (as `retrying` does for one request).
+    /// Uploads the blobs of `plan.streamed`: those that begin a frame of their own
+    /// (`reopen`) read again each on its own, `PUSH_JOBS` at once; the others as a pass
+    /// over the bundle reaches them, up to `PUSH_JOBS` in flight. An upload that fails
+    /// for a reason worth retrying is tried again (from its frame, or in another pass).
     fn stream(
         &self,
         plan: &Plan,
         runtime: &tokio::runtime::Runtime,
         pass: &mut Pass<'_>,
+        reopen: Option<Reopen<'_>>,
     ) -> Result<(), PushError> {
         let mut wanted: HashMap<Digest, (Reference, u64)> = plan
             .streamed
@@ -250,6 +262,22 @@ impl Pusher<'_> {
                 (d, (at, size))
             })
             .collect();
+        if let Some(reopen) = reopen {
+            let mut apart: Vec<(Entry, Reference, u64)> = Vec::new();
+            wanted.retain(|digest, (at, size)| match reopen.frames.get(digest) {
+                Some(&offset) => {
+                    apart.push((Entry::blob(*digest, *size), at.clone(), offset));
+                    false
+                }
+                None => true,
+            });
+            // In the bundle's order: the file is read from front to back, as the pass did.
+            apart.sort_by_key(|a| a.2);
+            self.stream_apart(&apart, reopen.input, runtime)?;
+            if wanted.is_empty() {
+                return Ok(());
+            }
+        }
         let retry = crate::fetch::Retry::default();
         let mut attempt = 0;
         loop {
@@ -291,6 +319,89 @@ impl Pusher<'_> {
             }
             std::thread::sleep(retry.delay(attempt, None));
             wanted = again;
+        }
+    }
+
+    /// Uploads each of `blobs` (its entry, where to, the offset of its frame in the
+    /// bundle file) from its own reading of `input`, `PUSH_JOBS` at once: the registry
+    /// receives several bodies at a time, as a client with the files at hand sends them.
+    fn stream_apart(
+        &self,
+        blobs: &[(Entry, Reference, u64)],
+        input: &Input,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<(), PushError> {
+        let total = blobs.iter().map(|b| b.0.size).sum();
+        let overall: std::sync::Arc<dyn Task> = self.reporter.overall("push", Some(total)).into();
+        std::thread::scope(|scope| {
+            runtime.block_on(async {
+                let uploads = blobs.iter().map(|(entry, at, offset)| {
+                    let overall = overall.clone();
+                    async move {
+                        let start = |send: Body| {
+                            let overall = overall.clone();
+                            let (done, fed) = tokio::sync::oneshot::channel();
+                            scope.spawn(move || {
+                                let _ = done.send(feed(input, *offset, entry, send, &*overall));
+                            });
+                            fed
+                        };
+                        self.upload_fed(at, entry, start).await
+                    }
+                });
+                futures_util::stream::iter(uploads)
+                    .buffer_unordered(PUSH_JOBS)
+                    .try_collect::<Vec<()>>()
+                    .await
+            })
+        })?;
+        overall.finish();
+        Ok(())
+    }
+
+    /// One blob, already there or uploaded with the body `feed` starts filling (and
+    /// whose outcome it says when it ends), again from the start while it fails for a
+    /// reason worth retrying. The bytes failing their check is no such reason: that
+    /// error is the import's.
+    async fn upload_fed(
+        &self,
+        at: &Reference,
+        entry: &Entry,
+        feed: impl Fn(Body) -> tokio::sync::oneshot::Receiver<Result<(), VerifyError>>,
+    ) -> Result<(), PushError> {
+        let name = entry.sha256.to_string();
+        let what = || format!("blob {name} to {}", at.repository());
+        if retrying(|| self.client.blob_exists(at, &name))
+            .await
+            .map_err(|e| self.error(what(), e))?
+        {
+            return Ok(());
+        }
+        let retry = crate::fetch::Retry::default();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (send, receive) = tokio::sync::mpsc::channel(APART_AHEAD);
+            let fed = feed(send);
+            let body = futures_util::stream::unfold(receive, |mut r| async move {
+                r.recv().await.map(|chunk| (chunk.map_err(Into::into), r))
+            });
+            let pushed = self
+                .client
+                .push_blob_stream(at, body, &name, Some(entry.size))
+                .await;
+            // The feeder ends once its body is taken whole or dropped.
+            let fed = fed.await.unwrap_or(Ok(()));
+            match (fed, pushed) {
+                (Err(e), _) => return Err(e.into()),
+                (Ok(()), Ok(_)) => return Ok(()),
+                (Ok(()), Err(e))
+                    if attempt < retry.attempts && crate::sources::registry::transient(&e) =>
+                {
+                    tokio::time::sleep(retry.delay(attempt, None)).await;
+                }
+                (Ok(()), Err(e)) => return Err(self.error(what(), e)),
+            }
         }
     }
 
@@ -352,8 +463,65 @@ impl Pusher<'_> {
 const STREAM_CHUNK: usize = 1 << 20;
 /// Chunks that may wait for an upload to take them.
 const STREAM_AHEAD: usize = 4;
+/// The same for each of the `PUSH_JOBS` uploads fed at once (`stream_apart`): with the
+/// chunk each feeder holds back and the one it reads, 4 MiB an upload.
+const APART_AHEAD: usize = 2;
 
 type Upload = tokio::task::JoinHandle<Result<(), oci_client::errors::OciDistributionError>>;
+/// The sending end of an upload's body.
+pub(crate) type Body = tokio::sync::mpsc::Sender<Result<bytes::Bytes, io::Error>>;
+
+/// Reads the entry that begins the frame at `offset` of the bundle file and sends it
+/// into an upload's body, each chunk only once the next one is read: the last leaves
+/// only when the whole entry matched its digest, so the registry never receives all of
+/// an entry that does not (the body ends in an error instead). An upload that stops
+/// taking the body (it failed, or it is there already) ends the feeding, not in error.
+pub(crate) fn feed(
+    input: &Input,
+    offset: u64,
+    entry: &Entry,
+    send: Body,
+    progress: &dyn Task,
+) -> Result<(), VerifyError> {
+    let abort = |send: &Body, e: &io::Error| {
+        let _ = send.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
+    };
+    let mut reader = match reader::entry_at(input, offset, entry) {
+        Ok(r) => r,
+        Err(e) => {
+            abort(&send, &io::Error::other(e.to_string()));
+            return Err(e);
+        }
+    };
+    let mut held: Option<bytes::Bytes> = None;
+    loop {
+        let mut chunk = vec![0u8; STREAM_CHUNK];
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match reader.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    abort(&send, &e);
+                    return Err(reader.error(e));
+                }
+            }
+        }
+        if let Some(h) = held.take() {
+            let len = h.len() as u64;
+            if send.blocking_send(Ok(h)).is_err() {
+                return Ok(());
+            }
+            progress.advance(len);
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        chunk.truncate(filled);
+        held = Some(chunk.into());
+    }
+}
 
 /// Streams the entries it is handed that `wanted` names into uploads, each one a
 /// monolithic PUT whose body is the entry as the reader checks it: an entry that does
@@ -539,12 +707,8 @@ impl Pusher<'_> {
         let digest = blob.to_string();
         let what = || format!("blob {digest} to {repo}");
         let at_digest = self.reference(repo, &digest, true);
-        if retrying(|| self.client.blob_exists(&at_digest, &digest))
-            .await
-            .map_err(|e| self.error(what(), e))?
-        {
-            return Ok(());
-        }
+        // A mount of a blob the repository holds already mounts nothing and says so as
+        // one that did: no need to ask first.
         if let Some(from) = from {
             let source = self.reference(from, &digest, true);
             // A registry that cannot mount answers 202 and a fresh upload: fall back.
@@ -556,6 +720,12 @@ impl Pusher<'_> {
             {
                 return Ok(());
             }
+        }
+        if retrying(|| self.client.blob_exists(&at_digest, &digest))
+            .await
+            .map_err(|e| self.error(what(), e))?
+        {
+            return Ok(());
         }
         // A failed upload (refused, reset, cut short) starts again from the first byte
         // in a new upload session: a registry keeps nothing of a broken monolithic PUT.

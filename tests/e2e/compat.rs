@@ -86,4 +86,30 @@ fn compat_a_bundle_of_main_d96b7ba_still_verifies_imports_and_exports() {
             .assert_success();
         assert!(out.join(file).is_file(), "export {what} wrote no {file}");
     }
+
+    // Into a registry: its blobs begin no zstd frame of their own (ferry wrote none
+    // then), so they come from a second pass over the bundle; every artifact lands
+    // under its tag.
+    let registry = ctx.registry();
+    ctx.ferry([
+        "import",
+        p(&bundle),
+        "--trust",
+        p(&public),
+        "--to",
+        &format!("{}/compat", ctx.host()),
+        "--state-dir",
+        p(&ctx.path("state")),
+    ])
+    .assert_success();
+    for a in artifacts {
+        let repo = format!("compat/{}", a["repository"].as_str().unwrap());
+        assert_eq!(
+            registry
+                .manifest_digest(&repo, a["tag"].as_str().unwrap())
+                .as_deref(),
+            a["digest"].as_str(),
+            "{repo}"
+        );
+    }
 }

@@ -128,8 +128,7 @@ impl Deferred {
                 let task = reporter.task(&desc.digest.to_string()[7..19], Some(desc.size));
                 let result = source.blob(&desc, store, task.as_ref()).await;
                 task.finish();
-                result?;
-                self.arrivals.arrived(&desc.digest);
+                self.arrivals.arrived(&desc.digest, Some(result?));
                 Ok::<(), SourceError>(())
             }
         }))
@@ -402,7 +401,7 @@ async fn fetch_tree(
             let task = reporter.task(&desc.digest.to_string()[7..19], Some(desc.size));
             let result = source.blob(&desc, store, task.as_ref()).await;
             task.finish();
-            result
+            result.map(drop)
         }
     }))
     .buffer_unordered(cx.jobs.max(1))
