@@ -310,10 +310,39 @@ impl Store {
     /// is held until the blob is committed or dropped, so two pulls or creates sharing
     /// the store never write into one partial file.
     pub fn blob_writer(&self, expected: &Digest, resume: bool) -> Result<BlobWriter, StoreError> {
+        let lock = PartialLock::acquire(self.partial_lock(expected)?)?;
+        self.blob_writer_locked(expected, resume, lock)
+    }
+
+    /// `blob_writer`, or `None` at once while another writer holds the blob's lock. A
+    /// download among others in one task waits for the lock by retrying this between
+    /// awaits: blocking the thread would hold up the other downloads of the task, and
+    /// with them the locks they hold (two pulls sharing a store, each holding the lock
+    /// the other waits for, stopped both for good).
+    pub fn try_blob_writer(
+        &self,
+        expected: &Digest,
+        resume: bool,
+    ) -> Result<Option<BlobWriter>, StoreError> {
+        match PartialLock::try_acquire(self.partial_lock(expected)?)? {
+            Some(lock) => self.blob_writer_locked(expected, resume, lock).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn partial_lock(&self, expected: &Digest) -> Result<PathBuf, StoreError> {
         let dir = self.state_dir().join("partial");
         fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
-        let path = dir.join(expected.hex());
-        let lock = PartialLock::acquire(dir.join(format!("{}.lock", expected.hex())))?;
+        Ok(dir.join(format!("{}.lock", expected.hex())))
+    }
+
+    fn blob_writer_locked(
+        &self,
+        expected: &Digest,
+        resume: bool,
+        lock: PartialLock,
+    ) -> Result<BlobWriter, StoreError> {
+        let path = self.state_dir().join("partial").join(expected.hex());
         let mut hasher = crate::digest::Hasher::default();
         let (file, resumed) = if resume && path.is_file() {
             let mut existing = File::open(&path).map_err(io_err("cannot open", &path))?;

@@ -136,7 +136,10 @@ struct Plan {
     streamed: HashMap<Digest, (usize, u64)>,
     /// (repository, digest, size, repository it was uploaded to).
     mounts: Vec<(usize, Digest, u64, usize)>,
-    manifests: Vec<(usize, Desc)>,
+    /// (repository, manifest, wave): a manifest's wave is one past the highest of the
+    /// manifests it lists or names as its subject that come before it (an index after
+    /// its platform manifests); one wave is sent at once, the waves in order.
+    manifests: Vec<(usize, Desc, usize)>,
     tags: Vec<(usize, String, Desc)>,
 }
 
@@ -168,9 +171,18 @@ fn plan(
             &p.root,
             &mut HashSet::new(),
             &|d| incremental || staging.passed.contains(&d.digest),
-            &mut |d, m| reached.push((d, m.is_some())),
+            &mut |d, m| {
+                // What a manifest lists, and the one it is about (a signature after
+                // what it signs): those go first.
+                let after = m.map(|m| {
+                    let subject = m.subject.iter().map(|s| s.digest);
+                    m.children.iter().map(|c| c.digest).chain(subject).collect()
+                });
+                reached.push((d, after))
+            },
         )?;
-        for (desc, is_manifest) in reached {
+        for (desc, children) in reached {
+            let is_manifest = children.is_some();
             if !seen.insert((repo, desc.digest)) {
                 continue;
             }
@@ -180,7 +192,17 @@ fn plan(
                 continue;
             }
             if is_manifest {
-                plan.manifests.push((repo, desc));
+                // Children come first in the walk (and subjects in earlier placements,
+                // as a spec lists them), so their waves are known.
+                let children: Vec<Digest> = children.unwrap_or_default();
+                let wave = plan
+                    .manifests
+                    .iter()
+                    .filter(|(r, d, _)| *r == repo && children.contains(&d.digest))
+                    .map(|(.., w)| w + 1)
+                    .max()
+                    .unwrap_or(0);
+                plan.manifests.push((repo, desc, wave));
             } else if let Some(&from) = first_repo.get(&desc.digest) {
                 plan.mounts.push((repo, desc.digest, desc.size, from));
             } else {
@@ -437,16 +459,29 @@ impl Pusher<'_> {
             .buffer_unordered(PUSH_JOBS)
             .try_collect::<Vec<()>>()
             .await?;
-        for (repo, desc) in &plan.manifests {
-            let at_digest = self.reference(&repos[*repo], &desc.digest.to_string(), true);
-            let url = self.manifest(&at_digest, desc).await?;
-            if !url.ends_with(&desc.digest.to_string()) {
-                return Err(PushError::DigestChanged {
-                    target: self.target.display(),
-                    expected: desc.digest,
-                    actual: url,
-                });
-            }
+        let waves = plan.manifests.iter().map(|m| m.2 + 1).max().unwrap_or(0);
+        for wave in 0..waves {
+            let manifests =
+                plan.manifests
+                    .iter()
+                    .filter(|m| m.2 == wave)
+                    .map(|(repo, desc, _)| async move {
+                        let at_digest =
+                            self.reference(&repos[*repo], &desc.digest.to_string(), true);
+                        let url = self.manifest(&at_digest, desc).await?;
+                        if !url.ends_with(&desc.digest.to_string()) {
+                            return Err(PushError::DigestChanged {
+                                target: self.target.display(),
+                                expected: desc.digest,
+                                actual: url,
+                            });
+                        }
+                        Ok(())
+                    });
+            futures_util::stream::iter(manifests)
+                .buffer_unordered(PUSH_JOBS)
+                .try_collect::<Vec<()>>()
+                .await?;
         }
         overall.finish();
         for (repo, tag, desc) in &plan.tags {
