@@ -175,6 +175,22 @@ pub fn client_builder() -> reqwest::ClientBuilder {
         .tls_certs_merge(roots)
 }
 
+/// Runs `work` as a task of its own on the runtime: downloads awaited together then hash
+/// and write on all the runtime's threads, where as futures of one task they took turns
+/// on one (`ferry pull` of 300 MB of layers was bound by that thread). A panic in it is
+/// passed on; it is never cancelled while awaited (the runtime outlives the pull).
+pub async fn in_own_task<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    match tokio::spawn(work).await {
+        Ok(t) => t,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("a download's task stopped: {e}"),
+        },
+    }
+}
+
 /// An HTTP client with ferry's timeouts and retry policy.
 #[derive(Clone)]
 pub struct Http {
@@ -463,7 +479,7 @@ async fn fetch_once(
     // only an md5 or a git id the bytes go to a private scratch file.
     let resumable = want.sha256.is_some() && want.md5.is_none() && want.git_oid.is_none();
     let mut writer = match want.sha256 {
-        Some(sha) if resumable => store.blob_writer(&sha, !from_zero),
+        Some(sha) if resumable => store.blob_writer_when_free(&sha, !from_zero).await,
         _ => store.scratch_writer(),
     }
     .map_err(|e| plain(e.into()))?;

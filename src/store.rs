@@ -330,6 +330,21 @@ impl Store {
         }
     }
 
+    /// `blob_writer` for a download among others in one task: waits for the lock
+    /// between awaits (`try_blob_writer`).
+    pub async fn blob_writer_when_free(
+        &self,
+        expected: &Digest,
+        resume: bool,
+    ) -> Result<BlobWriter, StoreError> {
+        loop {
+            if let Some(w) = self.try_blob_writer(expected, resume)? {
+                return Ok(w);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     fn partial_lock(&self, expected: &Digest) -> Result<PathBuf, StoreError> {
         let dir = self.state_dir().join("partial");
         fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
@@ -375,7 +390,7 @@ impl Store {
         };
         Ok(BlobWriter {
             inner: Some(HashingWriter::resume(
-                BufWriter::with_capacity(1 << 20, WritebackFile::at(file, resumed)),
+                BufWriter::with_capacity(WRITE_BUFFER, WritebackFile::at(file, resumed)),
                 hasher,
             )),
             path,
@@ -399,7 +414,7 @@ impl Store {
             .map_err(|e| io_err("cannot create a file in", &dir)(e.error))?;
         Ok(BlobWriter {
             inner: Some(HashingWriter::resume(
-                BufWriter::with_capacity(1 << 20, WritebackFile::new(file)),
+                BufWriter::with_capacity(WRITE_BUFFER, WritebackFile::new(file)),
                 Default::default(),
             )),
             path,
@@ -1113,6 +1128,11 @@ impl Drop for PartialLock {
     }
 }
 
+/// What a blob writer gathers before it writes: downloads run each in a task of its own
+/// (`fetch::in_own_task`), several at once on several threads, so this is held several
+/// times over.
+const WRITE_BUFFER: usize = 256 << 10;
+
 /// How often a blob being written starts the writeback of what it wrote.
 const WRITEBACK_STEP: u64 = 8 << 20;
 
@@ -1156,7 +1176,7 @@ impl BlobWriter {
         let mut file = file;
         io::Seek::seek(&mut file, io::SeekFrom::Start(0)).map_err(io_err("cannot seek", &path))?;
         self.inner = Some(HashingWriter::resume(
-            BufWriter::with_capacity(1 << 20, WritebackFile::new(file)),
+            BufWriter::with_capacity(WRITE_BUFFER, WritebackFile::new(file)),
             Default::default(),
         ));
         Ok(())
@@ -1262,6 +1282,55 @@ impl BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two writers of one store in crossed order, as two pulls sharing it: another
+    /// process (a thread here: flock locks of two opens conflict) holds Y and waits for
+    /// X, while one task of ours holds X in one download and wants Y in another. Waiting
+    /// for Y must not hold up the download that will let X go.
+    #[test]
+    fn a_download_waiting_for_a_lock_lets_the_others_of_its_task_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&dir.path().join("s")).unwrap();
+        let (x, y) = (Digest::of(b"x"), Digest::of(b"y"));
+        let (done, finished) = std::sync::mpsc::channel();
+        let (holds_y, y_held) = std::sync::mpsc::channel();
+        let (wants_x, go) = std::sync::mpsc::channel();
+        let other = store.clone();
+        std::thread::spawn(move || {
+            let y_writer = other.blob_writer(&y, false).unwrap();
+            holds_y.send(()).unwrap();
+            go.recv().unwrap();
+            let x_writer = other.blob_writer(&x, false).unwrap();
+            drop((x_writer, y_writer));
+        });
+        y_held.recv().unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let first = async {
+                    let w = store.blob_writer_when_free(&x, false).await.unwrap();
+                    wants_x.send(()).unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    drop(w);
+                };
+                let second = async {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    drop(store.blob_writer_when_free(&y, false).await.unwrap());
+                };
+                tokio::join!(first, second);
+            });
+            let _ = done.send(());
+        });
+        assert!(
+            finished
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .is_ok(),
+            "the writers stopped each other"
+        );
+    }
 
     #[test]
     fn a_batch_shows_nothing_until_its_commit_and_nothing_at_all_when_dropped() {

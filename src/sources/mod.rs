@@ -121,6 +121,22 @@ impl Source {
         }
     }
 
+    /// `blob` in a task of its own (`fetch::in_own_task`), with a progress task.
+    pub async fn blob_task(
+        self: std::sync::Arc<Self>,
+        desc: Desc,
+        store: Store,
+        reporter: std::sync::Arc<dyn crate::reporter::Reporter>,
+    ) -> Result<std::fs::File, SourceError> {
+        crate::fetch::in_own_task(async move {
+            let task = reporter.task(&desc.digest.to_string()[7..19], Some(desc.size));
+            let result = self.blob(&desc, &store, task.as_ref()).await;
+            task.finish();
+            result
+        })
+        .await
+    }
+
     /// Tags of the repository (for cosign-style `sha256-<hex>.sig` attachments).
     pub async fn tags(&self) -> Result<Vec<String>, SourceError> {
         match self {

@@ -246,12 +246,7 @@ impl RegistrySource {
         let what = format!("blob {}", desc.digest);
         let r = self.at_digest(&desc.digest);
         let digest = desc.digest.to_string();
-        let mut writer = loop {
-            match store.try_blob_writer(&desc.digest, resume)? {
-                Some(w) => break w,
-                None => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        };
+        let mut writer = store.blob_writer_when_free(&desc.digest, resume).await?;
         let mut offset = writer.len();
         if offset >= desc.size {
             // A leftover longer than the blob cannot be right.

@@ -350,13 +350,15 @@ async fn solve_and_fetch(
         }
         return Ok(Vec::new());
     }
-    let packages: Vec<CondaPackage> =
-        futures_util::stream::iter(chosen.iter().map(|r| fetch(http, r, store, reporter)))
-            .buffer_unordered(jobs.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<crate::error::Result<_>>()?;
+    let packages: Vec<CondaPackage> = futures_util::stream::iter(chosen.iter().map(|r| {
+        let (http, r, store, reporter) = (http.clone(), r.clone(), store.clone(), reporter.clone());
+        crate::fetch::in_own_task(async move { fetch(&http, &r, &store, &reporter).await })
+    }))
+    .buffer_unordered(jobs.max(1))
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<crate::error::Result<_>>()?;
     Ok(packages)
 }
 

@@ -123,12 +123,10 @@ impl Deferred {
         tags.sort_by_key(|(place, _)| *place);
         let tags: Vec<Tag> = tags.into_iter().map(|(_, t)| t).collect();
         let fetched = futures_util::stream::iter(downloads.into_iter().map(|(_, source, desc)| {
-            let reporter = reporter.clone();
+            let (reporter, digest) = (reporter.clone(), desc.digest);
             async move {
-                let task = reporter.task(&desc.digest.to_string()[7..19], Some(desc.size));
-                let result = source.blob(&desc, store, task.as_ref()).await;
-                task.finish();
-                self.arrivals.arrived(&desc.digest, Some(result?));
+                let file = source.blob_task(desc, store.clone(), reporter).await?;
+                self.arrivals.arrived(&digest, Some(file));
                 Ok::<(), SourceError>(())
             }
         }))
@@ -396,12 +394,12 @@ async fn fetch_tree(
         .cloned()
         .collect();
     futures_util::stream::iter(missing.into_iter().map(|desc| {
-        let reporter = reporter.clone();
+        let (source, reporter) = (source.clone(), reporter.clone());
         async move {
-            let task = reporter.task(&desc.digest.to_string()[7..19], Some(desc.size));
-            let result = source.blob(&desc, store, task.as_ref()).await;
-            task.finish();
-            result.map(drop)
+            source
+                .blob_task(desc, store.clone(), reporter)
+                .await
+                .map(drop)
         }
     }))
     .buffer_unordered(cx.jobs.max(1))
