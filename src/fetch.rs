@@ -177,12 +177,21 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 
 /// Runs `work` as a task of its own on the runtime: downloads awaited together then hash
 /// and write on all the runtime's threads, where as futures of one task they took turns
-/// on one (`ferry pull` of 300 MB of layers was bound by that thread). A panic in it is
-/// passed on; it is never cancelled while awaited (the runtime outlives the pull).
+/// on one (`ferry pull` of 300 MB of layers was bound by that thread). Dropping what
+/// awaits it stops it, as dropping the future itself did (a failed download stops the
+/// others); a panic in it is passed on.
 pub async fn in_own_task<T: Send + 'static>(
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> T {
-    match tokio::spawn(work).await {
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = tokio::spawn(work);
+    let _abort = AbortOnDrop(task.abort_handle());
+    match task.await {
         Ok(t) => t,
         Err(e) => match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),

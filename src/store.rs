@@ -359,31 +359,37 @@ impl Store {
     ) -> Result<BlobWriter, StoreError> {
         let path = self.state_dir().join("partial").join(expected.hex());
         let mut hasher = crate::digest::Hasher::default();
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Readable, so that `commit_open` can hand on the bytes it checked; never
+        // through a link; not writable by the group or others, whatever the umask.
+        let mut open = fs::OpenOptions::new();
+        open.read(true).mode(0o644).custom_flags(libc::O_NOFOLLOW);
         let (file, resumed) = if resume && path.is_file() {
-            let mut existing = File::open(&path).map_err(io_err("cannot open", &path))?;
+            // The bytes left are hashed through the descriptor that appends to them.
+            let mut file = open
+                .append(true)
+                .open(&path)
+                .map_err(io_err("cannot open", &path))?;
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = existing
-                    .read(&mut buf)
-                    .map_err(io_err("cannot read", &path))?;
+                let n = file.read(&mut buf).map_err(io_err("cannot read", &path))?;
                 if n == 0 {
                     break;
                 }
                 hasher.update(&buf[..n]);
             }
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .append(true)
-                .open(&path)
-                .map_err(io_err("cannot open", &path))?;
             (file, hasher.len())
         } else {
-            // Readable, so that `commit_open` can hand the bytes it checked on.
-            let file = fs::OpenOptions::new()
-                .read(true)
+            // A file of our own, made here: not one that somebody left at the name.
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_err("cannot remove", &path)(e));
+                }
+                _ => {}
+            }
+            let file = open
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .open(&path)
                 .map_err(io_err("cannot create", &path))?;
             (file, 0)
@@ -1216,14 +1222,18 @@ impl BlobWriter {
 
     /// `commit`, and the blob's file still open, read from its start: the very bytes
     /// this writer hashed, whatever is renamed over its name in the store afterwards.
+    /// `None` when somebody else could have written into the file since (it has
+    /// another link, another owner, or the group or others may write it): then a reader
+    /// must take the blob by its name and hash it.
     pub fn commit_open(
         self,
         store: &Store,
         expected: &Digest,
         expected_size: u64,
         what: &str,
-    ) -> Result<File, StoreError> {
+    ) -> Result<Option<File>, StoreError> {
         use std::io::Seek as _;
+        use std::os::unix::fs::MetadataExt as _;
         let (mut file, deferred) = self.finish(store, expected, expected_size, what)?;
         file.sync_data()
             .map_err(io_err("cannot sync", &deferred.path))?;
@@ -1231,7 +1241,13 @@ impl BlobWriter {
             .map_err(io_err("cannot rename into", &deferred.dest))?;
         file.rewind()
             .map_err(io_err("cannot read", &deferred.dest))?;
-        Ok(file)
+        let meta = file
+            .metadata()
+            .map_err(io_err("cannot read", &deferred.dest))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let ours = meta.uid() == unsafe { libc::geteuid() };
+        let private = meta.nlink() == 1 && ours && meta.mode() & 0o022 == 0;
+        Ok((private && meta.len() == expected_size).then_some(file))
     }
 
     /// Checks digest and size and closes the file, unsynced, for a [`Batch`].
@@ -1282,6 +1298,47 @@ impl BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file a download hands on unhashed is one nobody else can write: a name left
+    /// at the partial path (a link to somebody's file) is replaced, not written through,
+    /// and a file with a second link is not handed on.
+    #[test]
+    fn a_checked_file_is_handed_on_only_when_nobody_else_can_write_it() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&dir.path().join("s")).unwrap();
+        let bytes = b"layer bytes".to_vec();
+        let digest = Digest::of(&bytes);
+        let partial = store.state_dir().join("partial");
+        fs::create_dir_all(&partial).unwrap();
+        let theirs = dir.path().join("theirs");
+        fs::write(&theirs, b"somebody's").unwrap();
+        fs::hard_link(&theirs, partial.join(digest.hex())).unwrap();
+        let mut w = store.blob_writer(&digest, false).unwrap();
+        w.write_all(&bytes).unwrap();
+        let mut file = w
+            .commit_open(&store, &digest, bytes.len() as u64, "layer")
+            .unwrap()
+            .expect("a file of its own");
+        assert_eq!(fs::read(&theirs).unwrap(), b"somebody's");
+        let meta = file.metadata().unwrap();
+        assert_eq!((meta.nlink(), meta.mode() & 0o022), (1, 0));
+        let mut got = Vec::new();
+        file.read_to_end(&mut got).unwrap();
+        assert_eq!(got, bytes);
+
+        // A second link made while it was written: taken by its name, hashed.
+        let other = b"other layer".to_vec();
+        let other_digest = Digest::of(&other);
+        let mut w = store.blob_writer(&other_digest, false).unwrap();
+        w.write_all(&other).unwrap();
+        fs::hard_link(partial.join(other_digest.hex()), dir.path().join("kept")).unwrap();
+        let handed = w
+            .commit_open(&store, &other_digest, other.len() as u64, "layer")
+            .unwrap();
+        assert!(handed.is_none(), "a file others can write was handed on");
+        assert!(store.has_blob(&other_digest, other.len() as u64));
+    }
 
     /// Two writers of one store in crossed order, as two pulls sharing it: another
     /// process (a thread here: flock locks of two opens conflict) holds Y and waits for

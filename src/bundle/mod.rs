@@ -224,7 +224,8 @@ mod tests {
         w.write_all(&layer).unwrap();
         let file = w
             .commit_open(&store, &digest, layer.len() as u64, "layer")
-            .unwrap();
+            .unwrap()
+            .expect("a file of ours, with one link, that only we may write");
         // Hostile: other bytes of the same length renamed over the blob's name once it
         // is there (a store directory others may write to).
         let forged = dir.path().join("forged");
@@ -272,8 +273,9 @@ mod tests {
             .collect();
         let (key, path, layer) = fixture_of(dir.path(), layer);
         let mut frames = Frames(Vec::new());
+        // Frames are noted for a file opened once to be read again (`Input::pin`).
         reader::read(
-            &reader::Input::from(path.as_path()),
+            &reader::Input::from(path.as_path()).pin().unwrap(),
             &Trust::Keys {
                 keys: std::slice::from_ref(&key),
                 threshold: 1,

@@ -397,7 +397,13 @@ fn read_opened(
                 actual: e.size(),
             });
         }
-        if let Some(at) = frames.as_ref().and_then(|f| f.at(e.raw_header_position())) {
+        // Only an entry whose own header says all (no extension header before it
+        // changed its path or size) can be read again from its frame alone.
+        let plain = e.header().path_bytes().as_ref() == p.as_bytes()
+            && e.header().entry_size().ok() == Some(listed_entry.size);
+        if let Some(at) = frames.as_ref().and_then(|f| f.at(e.raw_header_position()))
+            && plain
+        {
             sink.starts_frame(listed_entry, at);
         }
         let mut checking = Checking {
@@ -700,8 +706,9 @@ fn open(input: &Input, whole: bool) -> Result<Opened, VerifyError> {
             (Source::File(file), None, input.path.clone())
         }
     };
-    let (archive, budget, frames) =
-        archive(source).map_err(|source| VerifyError::Damaged { at: None, source })?;
+    // Only a second reading of the same open file uses where the frames begin.
+    let (archive, budget, frames) = archive(source, input.pinned.is_some())
+        .map_err(|source| VerifyError::Damaged { at: None, source })?;
     Ok(Opened {
         archive,
         budget,
@@ -751,7 +758,7 @@ fn open_stdin(input: &Input) -> Result<Opened, VerifyError> {
     let (head, rest) = sniff(&input.path, file)?;
     let source = Source::File(Box::new(io::Cursor::new(head).chain(rest)));
     let (archive, budget, _) =
-        archive(source).map_err(|source| VerifyError::Damaged { at: None, source })?;
+        archive(source, false).map_err(|source| VerifyError::Damaged { at: None, source })?;
     Ok(Opened {
         archive,
         budget,
@@ -823,20 +830,22 @@ fn looks_like_a_bundle(path: &Path, file: File) -> Result<File, VerifyError> {
 const WINDOW_LOG_MAX: u32 = 24;
 
 /// The tar inside the zstd stream, with its decompressed-bytes budget (the manifest's
-/// cap until the manifest says more).
-fn archive(source: Source) -> io::Result<(Archive, Rc<Cell<u64>>, Option<FrameStarts>)> {
+/// cap until the manifest says more). With `frames`, where a bundle file's frames begin
+/// is noted (`FrameStarts`).
+fn archive(
+    source: Source,
+    frames: bool,
+) -> io::Result<(Archive, Rc<Cell<u64>>, Option<FrameStarts>)> {
     fn decoder<R: Read>(r: R) -> io::Result<zstd::stream::read::Decoder<'static, BufReader<R>>> {
         let mut decoder = zstd::stream::read::Decoder::new(r)?;
         decoder.window_log_max(WINDOW_LOG_MAX)?;
         Ok(decoder)
     }
-    let mut frames = None;
+    let mut starts = None;
     let decoded: Box<dyn Read> = match source {
         Source::File(file) => {
-            let starts = FrameStarts::default();
-            let decoder = framed_decoder(file, Some(starts.clone()))?;
-            frames = Some(starts);
-            Box::new(ReadAhead::spawn(decoder))
+            starts = frames.then(FrameStarts::default);
+            Box::new(ReadAhead::spawn(framed_decoder(file, starts.clone())?))
         }
         Source::Volumes(stream) => Box::new(decoder(stream)?),
     };
@@ -848,14 +857,15 @@ fn archive(source: Source) -> io::Result<(Archive, Rc<Cell<u64>>, Option<FrameSt
     Ok((
         tar::Archive::new(BufReader::with_capacity(1 << 20, capped)),
         budget,
-        frames,
+        starts,
     ))
 }
 
 /// When a volume has the wrong size, the index may be another bundle's: it is if the
 /// manifest volume 1 begins with is not the one the index names.
 fn of_another_bundle(set: &volumes::Set) -> Option<volumes::VolumeError> {
-    let (mut archive, budget, _) = archive(Source::Volumes(VolumeStream::new(set.clone()))).ok()?;
+    let (mut archive, budget, _) =
+        archive(Source::Volumes(VolumeStream::new(set.clone())), false).ok()?;
     let mut entries = archive.entries().ok()?;
     let manifest = read_manifest(&mut entries, &budget).ok()?;
     set.check_manifest(&Digest::of(&manifest)).err()
@@ -1034,7 +1044,16 @@ impl Read for ReadAt {
 struct FrameStarts(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>>);
 
 impl FrameStarts {
+    /// How far behind the decoder the reader of the tar may be: `ReadAhead`'s chunks and
+    /// the archive's buffer, with room to spare. Frames further back are forgotten.
+    const LAG: u64 = 16 << 20;
+
     fn push(&self, compressed: u64, decompressed: u64) {
+        // The framing is not signed: a bundle re-encoded into tiny frames must not make
+        // this grow. Only where a tar header can begin counts, and only so far back.
+        if !decompressed.is_multiple_of(512) {
+            return;
+        }
         let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // An empty frame (or the end of a frame noted twice) leaves the next one to
         // begin where it did: that one is where the bytes are.
@@ -1042,6 +1061,12 @@ impl FrameStarts {
             q.pop_back();
         }
         q.push_back((compressed, decompressed));
+        while q
+            .front()
+            .is_some_and(|&(_, d)| d + Self::LAG < decompressed)
+        {
+            q.pop_front();
+        }
     }
 
     /// The offset in the file of the frame that begins at decompressed offset `at`, if
@@ -1520,6 +1545,27 @@ mod tests {
             panic,
         };
         (data, p)
+    }
+
+    /// The framing is not signed: a bundle re-encoded into a frame per byte must not
+    /// make the notes of where frames begin grow with it.
+    #[test]
+    fn hostile_tiny_frames_keep_the_frame_notes_small() {
+        use super::FrameStarts;
+        let starts = FrameStarts::default();
+        for i in 1..200_000u64 {
+            starts.push(i * 3, i); // a frame per byte
+        }
+        // Only where a tar header may begin, and only so far behind the decoder.
+        let len = starts.0.lock().unwrap().len() as u64;
+        assert!(len <= FrameStarts::LAG / 512 + 1, "{len} notes");
+        assert_eq!(starts.at(199_680), Some(199_680 * 3));
+        assert_eq!(starts.at(199_681), None);
+        for i in 1..100_000u64 {
+            starts.push(i, 200_000 + i * 512);
+        }
+        let len = starts.0.lock().unwrap().len() as u64;
+        assert!(len <= FrameStarts::LAG / 512 + 1, "{len} notes");
     }
 
     #[test]

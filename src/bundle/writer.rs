@@ -350,7 +350,10 @@ pub fn write(
             // A blob this process just downloaded is read from the file its download
             // hashed, still open: the same bytes, hashed once. Any other is read from
             // the store by its name and hashed on its way into the bundle.
-            let checked = spec.arriving.and_then(|a| a.take_checked(&b.digest));
+            let checked = spec
+                .arriving
+                .and_then(|a| a.take_checked(&b.digest))
+                .filter(|f| f.metadata().is_ok_and(|m| m.len() == b.size));
             let (mut file, hash) = match checked {
                 Some(file) => (file, false),
                 None => (store.open_blob(&b.digest)?, true),

@@ -75,7 +75,7 @@ impl LayoutSource {
         desc: &Desc,
         store: &Store,
         task: &dyn Task,
-    ) -> Result<std::fs::File, SourceError> {
+    ) -> Result<Option<std::fs::File>, SourceError> {
         let what = format!("blob {}", desc.digest);
         let mut file = self.layout.open_blob(&desc.digest)?;
         let mut writer = store.blob_writer(&desc.digest, false)?;

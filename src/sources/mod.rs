@@ -108,13 +108,14 @@ impl Source {
     }
 
     /// Fetches a blob into the store, verified; resumes a partial download. Returns
-    /// its file, open as the writer that hashed it left it (`BlobWriter::commit_open`).
+    /// its file, open as the writer that hashed it left it, where nobody else could
+    /// have written into it since (`BlobWriter::commit_open`).
     pub async fn blob(
         &self,
         desc: &Desc,
         store: &Store,
         task: &dyn Task,
-    ) -> Result<std::fs::File, SourceError> {
+    ) -> Result<Option<std::fs::File>, SourceError> {
         match self {
             Source::Registry(r) => r.blob(desc, store, task).await,
             Source::Layout(l) => l.blob(desc, store, task),
@@ -127,7 +128,7 @@ impl Source {
         desc: Desc,
         store: Store,
         reporter: std::sync::Arc<dyn crate::reporter::Reporter>,
-    ) -> Result<std::fs::File, SourceError> {
+    ) -> Result<Option<std::fs::File>, SourceError> {
         crate::fetch::in_own_task(async move {
             let task = reporter.task(&desc.digest.to_string()[7..19], Some(desc.size));
             let result = self.blob(&desc, &store, task.as_ref()).await;

@@ -215,7 +215,7 @@ impl RegistrySource {
         desc: &Desc,
         store: &Store,
         task: &dyn Task,
-    ) -> Result<std::fs::File, SourceError> {
+    ) -> Result<Option<std::fs::File>, SourceError> {
         let retry = crate::fetch::Retry::default();
         let mut attempt = 0;
         let mut from_zero = false;
@@ -242,7 +242,7 @@ impl RegistrySource {
         store: &Store,
         task: &dyn Task,
         resume: bool,
-    ) -> Result<std::fs::File, SourceError> {
+    ) -> Result<Option<std::fs::File>, SourceError> {
         let what = format!("blob {}", desc.digest);
         let r = self.at_digest(&desc.digest);
         let digest = desc.digest.to_string();

@@ -295,7 +295,9 @@ impl Pusher<'_> {
             });
             // In the bundle's order: the file is read from front to back, as the pass did.
             apart.sort_by_key(|a| a.2);
-            self.stream_apart(&apart, reopen.input, runtime)?;
+            if !apart.is_empty() {
+                self.stream_apart(&apart, reopen.input, runtime)?;
+            }
             if wanted.is_empty() {
                 return Ok(());
             }
@@ -412,8 +414,11 @@ impl Pusher<'_> {
                 .client
                 .push_blob_stream(at, body, &name, Some(entry.size))
                 .await;
-            // The feeder ends once its body is taken whole or dropped.
-            let fed = fed.await.unwrap_or(Ok(()));
+            // The feeder ends once its body is taken whole or dropped; it always says
+            // how, unless its thread panicked.
+            let fed = fed
+                .await
+                .unwrap_or_else(|_| panic!("the reading of {name} from the bundle stopped"));
             match (fed, pushed) {
                 (Err(e), _) => return Err(e.into()),
                 (Ok(()), Ok(_)) => return Ok(()),
@@ -745,8 +750,14 @@ impl Pusher<'_> {
         let digest = blob.to_string();
         let what = || format!("blob {digest} to {repo}");
         let at_digest = self.reference(repo, &digest, true);
-        // A mount of a blob the repository holds already mounts nothing and says so as
-        // one that did: no need to ask first.
+        // Asked first: a registry that cannot mount opens an upload session instead,
+        // which oci-client does not close.
+        if retrying(|| self.client.blob_exists(&at_digest, &digest))
+            .await
+            .map_err(|e| self.error(what(), e))?
+        {
+            return Ok(());
+        }
         if let Some(from) = from {
             let source = self.reference(from, &digest, true);
             // A registry that cannot mount answers 202 and a fresh upload: fall back.
@@ -758,12 +769,6 @@ impl Pusher<'_> {
             {
                 return Ok(());
             }
-        }
-        if retrying(|| self.client.blob_exists(&at_digest, &digest))
-            .await
-            .map_err(|e| self.error(what(), e))?
-        {
-            return Ok(());
         }
         // A failed upload (refused, reset, cut short) starts again from the first byte
         // in a new upload session: a registry keeps nothing of a broken monolithic PUT.

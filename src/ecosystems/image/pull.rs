@@ -126,7 +126,7 @@ impl Deferred {
             let (reporter, digest) = (reporter.clone(), desc.digest);
             async move {
                 let file = source.blob_task(desc, store.clone(), reporter).await?;
-                self.arrivals.arrived(&digest, Some(file));
+                self.arrivals.arrived(&digest, file);
                 Ok::<(), SourceError>(())
             }
         }))
