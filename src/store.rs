@@ -1216,8 +1216,23 @@ impl BlobWriter {
         expected_size: u64,
         what: &str,
     ) -> Result<(), StoreError> {
-        self.commit_open(store, expected, expected_size, what)
-            .map(drop)
+        self.settle(store, expected, expected_size, what).map(drop)
+    }
+
+    /// Checks, syncs and renames the blob into place; its file, still open.
+    fn settle(
+        self,
+        store: &Store,
+        expected: &Digest,
+        expected_size: u64,
+        what: &str,
+    ) -> Result<(File, PathBuf), StoreError> {
+        let (file, deferred) = self.finish(store, expected, expected_size, what)?;
+        file.sync_data()
+            .map_err(io_err("cannot sync", &deferred.path))?;
+        fs::rename(&deferred.path, &deferred.dest)
+            .map_err(io_err("cannot rename into", &deferred.dest))?;
+        Ok((file, deferred.dest.clone()))
     }
 
     /// `commit`, and the blob's file still open, read from its start: the very bytes
@@ -1234,16 +1249,9 @@ impl BlobWriter {
     ) -> Result<Option<File>, StoreError> {
         use std::io::Seek as _;
         use std::os::unix::fs::MetadataExt as _;
-        let (mut file, deferred) = self.finish(store, expected, expected_size, what)?;
-        file.sync_data()
-            .map_err(io_err("cannot sync", &deferred.path))?;
-        fs::rename(&deferred.path, &deferred.dest)
-            .map_err(io_err("cannot rename into", &deferred.dest))?;
-        file.rewind()
-            .map_err(io_err("cannot read", &deferred.dest))?;
-        let meta = file
-            .metadata()
-            .map_err(io_err("cannot read", &deferred.dest))?;
+        let (mut file, dest) = self.settle(store, expected, expected_size, what)?;
+        file.rewind().map_err(io_err("cannot read", &dest))?;
+        let meta = file.metadata().map_err(io_err("cannot read", &dest))?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let ours = meta.uid() == unsafe { libc::geteuid() };
         let private = meta.nlink() == 1 && ours && meta.mode() & 0o022 == 0;
