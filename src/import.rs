@@ -352,6 +352,23 @@ fn import_to_registry(
     staging.json_only = pinned.is_some();
     let mut already = false;
     let mut verdict = None;
+    // Layers that begin a frame of their own are uploaded as the first pass reaches
+    // them, each completed only once the whole bundle is verified (`Early`).
+    let placements = std::cell::OnceCell::new();
+    let mut early = pinned.as_ref().map(|input| {
+        targets::registry::Early::new(
+            target,
+            &placements,
+            input,
+            &options.registry,
+            runtime,
+            reporter,
+        )
+    });
+    let mut sink = targets::registry::EarlySink {
+        staging: &mut staging,
+        early: early.as_mut(),
+    };
     let verified = reader::read(
         bundle,
         &options.trust,
@@ -371,10 +388,13 @@ fn import_to_registry(
                     already = true;
                     Decision::Stop
                 }
-                _ => Decision::Continue,
+                _ => {
+                    let _ = placements.set(v.manifest.placements());
+                    Decision::Continue
+                }
             })
         },
-        &mut staging,
+        &mut sink,
         reader::Progress {
             reporter,
             label: "import",
@@ -435,6 +455,7 @@ fn import_to_registry(
             input,
             frames: &staging.frames,
         }),
+        early.as_mut(),
         reporter,
     )?;
     state.record(&verified)?;

@@ -319,31 +319,57 @@ mod tests {
             ),
             "a changed frame read back"
         );
-        // Fed to an upload, it never gives the whole entry: the body ends in an error.
-        let (send, mut receive) = tokio::sync::mpsc::channel(1 << 10);
-        let fed =
-            crate::targets::registry::feed(&input, at, &entry, send, &crate::reporter::NoTask);
-        assert!(fed.is_err());
-        let (mut sent, mut ended_in_error) = (0, false);
-        while let Ok(chunk) = receive.try_recv() {
-            match chunk {
-                Ok(bytes) => sent += bytes.len(),
-                Err(_) => ended_in_error = true,
+        // Fed to an upload: what the body got, and whether it ended in an error.
+        let fed = |input: &reader::Input, release: &dyn Fn() -> bool| {
+            let (send, mut receive) = tokio::sync::mpsc::channel(1 << 10);
+            let fed = crate::targets::registry::feed(
+                input,
+                at,
+                &entry,
+                send,
+                &crate::reporter::NoTask,
+                release,
+            );
+            let (mut got, mut ended_in_error) = (Vec::new(), false);
+            while let Ok(chunk) = receive.try_recv() {
+                match chunk {
+                    Ok(bytes) => got.extend_from_slice(&bytes),
+                    Err(_) => ended_in_error = true,
+                }
             }
-        }
-        assert!(ended_in_error && sent < layer.len(), "sent {sent} bytes");
+            (fed, got, ended_in_error)
+        };
+        // Changed, it never gives the whole entry: the body ends in an error.
+        let (result, got, ended_in_error) = fed(&input, &|| true);
+        assert!(result.is_err());
+        assert!(
+            ended_in_error && got.len() < layer.len(),
+            "sent {} bytes",
+            got.len()
+        );
 
         // Put back, it feeds the whole entry and ends cleanly.
         bytes[inside] ^= 0x5a;
         std::fs::write(&path, &bytes).unwrap();
         let input = reader::Input::from(path.as_path()).pin().unwrap();
-        let (send, mut receive) = tokio::sync::mpsc::channel(1 << 10);
-        crate::targets::registry::feed(&input, at, &entry, send, &crate::reporter::NoTask).unwrap();
-        let mut got = Vec::new();
-        while let Ok(chunk) = receive.try_recv() {
-            got.extend_from_slice(&chunk.unwrap());
-        }
+        let (result, got, ended_in_error) = fed(&input, &|| true);
+        assert!(result.is_ok() && !ended_in_error);
         assert!(got == layer, "the fed entry differs");
+
+        // Not released (the rest of the bundle failed its check): read whole, checked,
+        // and still never sent whole.
+        let asked = std::cell::Cell::new(false);
+        let release = || {
+            asked.set(true);
+            false
+        };
+        let (result, got, ended_in_error) = fed(&input, &release);
+        assert!(result.is_ok() && asked.get());
+        assert!(
+            ended_in_error && got.len() < layer.len(),
+            "sent {} bytes",
+            got.len()
+        );
     }
 
     #[test]

@@ -244,6 +244,10 @@ pub fn layout(
         Some(&crate::sbom::tag(series, sequence)),
         &sbom_root,
     );
+    // Manifests and configs before the layers: an importer pushing to a registry knows,
+    // by the time a layer arrives, which repositories it goes to (see
+    // `targets::registry::Early`). The walk's order is kept within each group.
+    stored.sort_by_key(|d| !always.contains(&d.digest));
     let mut blobs: Vec<Blob> = Vec::new();
     for b in sbom_blobs {
         if !blobs.iter().any(|x| x.desc().digest == b.desc().digest) {

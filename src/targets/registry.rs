@@ -247,9 +247,14 @@ pub fn push(
     runtime: &tokio::runtime::Runtime,
     pass: &mut Pass<'_>,
     reopen: Option<Reopen<'_>>,
+    early: Option<&mut Early<'_>>,
     reporter: &dyn Reporter,
 ) -> Result<(), PushError> {
-    let plan = plan(target, staging, placements, incremental)?;
+    let mut plan = plan(target, staging, placements, incremental)?;
+    if let Some(early) = early {
+        let sent = early.settle(&plan);
+        plan.streamed.retain(|d, _| !sent.contains(d));
+    }
     let pusher = Pusher {
         client: client_for(std::slice::from_ref(&target.registry), options),
         target,
@@ -366,7 +371,8 @@ impl Pusher<'_> {
                             let overall = overall.clone();
                             let (done, fed) = tokio::sync::oneshot::channel();
                             scope.spawn(move || {
-                                let _ = done.send(feed(input, *offset, entry, send, &*overall));
+                                let fed = feed(input, *offset, entry, send, &*overall, || true);
+                                let _ = done.send(fed);
                             });
                             fed
                         };
@@ -499,6 +505,231 @@ impl Pusher<'_> {
     }
 }
 
+/// Uploads begun at most while the first pass still reads (`Early`): each may hold a
+/// connection and its last chunk (`APART_CHUNK`) until the verdict; the others wait for
+/// the second pass.
+const EARLY_MAX: usize = 32;
+
+/// Uploads of layers begun while the first pass still reads the bundle: as soon as that
+/// pass reaches a layer that begins a frame of its own, the layer is read again from
+/// its frame, checked and sent, `PUSH_JOBS` at once, into an upload that stays
+/// incomplete: its last chunk is held back until the whole bundle has been verified
+/// (`settle`). A bundle that fails its check ends every such upload in an error, so the
+/// registry commits none of them: nothing becomes visible in it before the whole bundle
+/// is checked. Reading, checking and sending overlap the first pass instead of
+/// following it.
+pub struct Early<'a> {
+    target: &'a RegistryTarget,
+    /// The bundle's placements, once its manifest is verified.
+    placements: &'a std::cell::OnceCell<Vec<Placement>>,
+    client: oci_client::Client,
+    input: Input,
+    handle: tokio::runtime::Handle,
+    reporter: &'a dyn Reporter,
+    /// Which repository each blob goes to, as `plan` will say, from the documents
+    /// staged by the time the first layer begins (a bundle writes them first).
+    repos: Option<HashMap<Digest, String>>,
+    gate: std::sync::Arc<Gate>,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    started: Vec<(Digest, String, tokio::task::JoinHandle<bool>)>,
+    progress: Option<std::sync::Arc<dyn Task>>,
+}
+
+/// The verdict the early uploads wait for: the blobs that may complete.
+#[derive(Default)]
+struct Gate {
+    decided: std::sync::Mutex<Option<HashSet<Digest>>>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn decide(&self, release: HashSet<Digest>) {
+        let mut decided = self.decided.lock().unwrap_or_else(|e| e.into_inner());
+        decided.get_or_insert(release);
+        self.changed.notify_all();
+    }
+
+    fn wait(&self, digest: &Digest) -> bool {
+        let mut decided = self.decided.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(release) = &*decided {
+                return release.contains(digest);
+            }
+            decided = self
+                .changed
+                .wait(decided)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl<'a> Early<'a> {
+    pub fn new(
+        target: &'a RegistryTarget,
+        placements: &'a std::cell::OnceCell<Vec<Placement>>,
+        input: &Input,
+        options: &RegistryOptions,
+        runtime: &tokio::runtime::Runtime,
+        reporter: &'a dyn Reporter,
+    ) -> Self {
+        let client = client_for(std::slice::from_ref(&target.registry), options);
+        let auth = options.auth(&target.registry);
+        runtime.block_on(client.store_auth_if_needed(&target.registry, &auth));
+        Early {
+            target,
+            placements,
+            client,
+            input: input.clone(),
+            handle: runtime.handle().clone(),
+            reporter,
+            repos: None,
+            gate: Default::default(),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(PUSH_JOBS)),
+            started: Vec::new(),
+            progress: None,
+        }
+    }
+
+    /// The first pass reached `entry`, which begins the frame at `at`: upload it now if
+    /// it is a layer whose repository is known (and not too many wait already).
+    fn offer(&mut self, entry: &Entry, at: u64, staging: &Staging<'_>) {
+        let Some(digest) = entry.blob_digest() else {
+            return;
+        };
+        if self.started.len() >= EARLY_MAX {
+            return;
+        }
+        let Some(placements) = self.placements.get() else {
+            return;
+        };
+        let repos = self
+            .repos
+            .get_or_insert_with(|| first_repos(self.target, staging, placements));
+        let Some(repo) = repos.get(&digest) else {
+            return;
+        };
+        let progress = self
+            .progress
+            .get_or_insert_with(|| self.reporter.overall("push", None).into())
+            .clone();
+        let at_digest = Reference::with_digest(
+            self.target.registry.clone(),
+            repo.clone(),
+            digest.to_string(),
+        );
+        let (client, input, entry) = (self.client.clone(), self.input.clone(), *entry);
+        let (gate, permits) = (self.gate.clone(), self.permits.clone());
+        let upload = self.handle.spawn(async move {
+            let Ok(permit) = permits.acquire_owned().await else {
+                return false;
+            };
+            let name = digest.to_string();
+            match client.blob_exists(&at_digest, &name).await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(_) => return false, // the second pass tries again
+            }
+            let (send, receive) = tokio::sync::mpsc::channel(APART_AHEAD);
+            let feeder = tokio::task::spawn_blocking(move || {
+                let release = move || {
+                    drop(permit); // read whole: the next upload may start
+                    gate.wait(&digest)
+                };
+                feed(&input, at, &entry, send, &*progress, release)
+            });
+            let body = futures_util::stream::unfold(receive, |mut r| async move {
+                r.recv().await.map(|chunk| (chunk.map_err(Into::into), r))
+            });
+            let pushed = client
+                .push_blob_stream(&at_digest, body, &name, Some(entry.size))
+                .await;
+            matches!((feeder.await, pushed), (Ok(Ok(())), Ok(_)))
+        });
+        self.started.push((digest, repo.clone(), upload));
+    }
+
+    /// The bundle is verified and `plan` made: the early uploads of blobs it streams to
+    /// the same repository complete, the others end in an error. Returns the blobs
+    /// that are in the target now; the rest go the usual way.
+    fn settle(&mut self, plan: &Plan) -> HashSet<Digest> {
+        let release: HashSet<Digest> = self
+            .started
+            .iter()
+            .filter(|(d, repo, _)| {
+                plan.streamed
+                    .get(d)
+                    .is_some_and(|(r, _)| plan.repos[*r] == *repo)
+            })
+            .map(|(d, ..)| *d)
+            .collect();
+        self.gate.decide(release.clone());
+        let mut done = HashSet::new();
+        for (digest, _, upload) in self.started.drain(..) {
+            if self.handle.block_on(upload).unwrap_or(false) && release.contains(&digest) {
+                done.insert(digest);
+            }
+        }
+        if let Some(p) = self.progress.take() {
+            p.finish();
+        }
+        done
+    }
+}
+
+impl Drop for Early<'_> {
+    /// Not settled (the bundle failed its check, or the import stopped): no early upload
+    /// completes.
+    fn drop(&mut self) {
+        self.gate.decide(HashSet::new());
+    }
+}
+
+/// For each blob the staged documents reach, the repository `plan` sends it to (the
+/// first placement that reaches it); placements whose documents are not all staged yet
+/// give what they reach so far.
+fn first_repos(
+    target: &RegistryTarget,
+    staging: &Staging<'_>,
+    placements: &[Placement],
+) -> HashMap<Digest, String> {
+    let mut repos: HashMap<Digest, String> = HashMap::new();
+    for p in placements {
+        let name = target.repository(&p.repository);
+        let _ = store::reachable_with(
+            &[&staging.layout],
+            &p.root,
+            &mut HashSet::new(),
+            &|_| true,
+            &mut |d, m| {
+                if m.is_none() {
+                    repos.entry(d.digest).or_insert_with(|| name.clone());
+                }
+            },
+        );
+    }
+    repos
+}
+
+/// The first pass's sink when uploads may begin early: stages as `Staging` does, and
+/// offers `early` each layer as its frame begins.
+pub struct EarlySink<'s, 'a, 'b> {
+    pub staging: &'s mut Staging<'a>,
+    pub early: Option<&'s mut Early<'b>>,
+}
+
+impl EntrySink for EarlySink<'_, '_, '_> {
+    fn starts_frame(&mut self, entry: &Entry, at: u64) {
+        self.staging.starts_frame(entry, at);
+        if let Some(early) = &mut self.early {
+            early.offer(entry, at, self.staging);
+        }
+    }
+
+    fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> io::Result<()> {
+        self.staging.stage(entry, content)
+    }
+}
+
 /// Bytes handed to an upload at a time.
 const STREAM_CHUNK: usize = 1 << 20;
 /// Chunks that may wait for an upload to take them.
@@ -517,14 +748,17 @@ pub(crate) type Body = tokio::sync::mpsc::Sender<Result<bytes::Bytes, io::Error>
 /// Reads the entry that begins the frame at `offset` of the bundle file and sends it
 /// into an upload's body, each chunk only once the next one is read: the last leaves
 /// only when the whole entry matched its digest, so the registry never receives all of
-/// an entry that does not (the body ends in an error instead). An upload that stops
-/// taking the body (it failed, or it is there already) ends the feeding, not in error.
+/// an entry that does not (the body ends in an error instead). Nor before `release`
+/// says yes, asked once the entry is read whole: an upload begun before the whole bundle
+/// was verified (`Early`) completes only once it was. An upload that stops taking the
+/// body (it failed, or it is there already) ends the feeding, not in error.
 pub(crate) fn feed(
     input: &Input,
     offset: u64,
     entry: &Entry,
     send: Body,
     progress: &dyn Task,
+    release: impl FnOnce() -> bool,
 ) -> Result<(), VerifyError> {
     let abort = |send: &Body, e: &io::Error| {
         let _ = send.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
@@ -537,6 +771,7 @@ pub(crate) fn feed(
         }
     };
     let mut held: Option<bytes::Bytes> = None;
+    let mut release = Some(release);
     loop {
         let mut chunk = vec![0u8; APART_CHUNK];
         let mut filled = 0;
@@ -550,6 +785,16 @@ pub(crate) fn feed(
                     return Err(reader.error(e));
                 }
             }
+        }
+        if filled == 0
+            && let Some(release) = release.take()
+            && !release()
+        {
+            abort(
+                &send,
+                &io::Error::other("the import stopped before it sent this blob"),
+            );
+            return Ok(());
         }
         if let Some(h) = held.take() {
             let len = h.len() as u64;

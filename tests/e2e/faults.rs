@@ -900,3 +900,77 @@ fn faults_a_bundle_changed_between_its_check_and_its_push_is_caught() {
         Some(digest.as_str())
     );
 }
+
+/// `import --to` uploads layers while its first pass still checks the bundle, each
+/// upload held back by its last chunk until the whole bundle verified. A signed bundle
+/// damaged near its end (after a dozen layers began uploading) completes none of them:
+/// the registry holds no blob, no repository, no tag of it. Whole, the same bundle
+/// lands.
+#[test]
+fn faults_layers_uploaded_during_the_check_land_only_once_the_whole_bundle_verified() {
+    let ctx = TestContext::new();
+    let registry = ctx.registry();
+    let layout = ctx.path("layout");
+    let digest = super::images::mkimage(
+        &layout,
+        "v1",
+        &[
+            "--layers",
+            "12",
+            "--layer-size",
+            "4194304",
+            "--seed",
+            "early",
+        ],
+    );
+    let spec = ctx.write_spec(
+        "ferry.toml",
+        &format!(
+            "name = \"early\"\n[[image]]\nref = \"oci:{}:v1\"\nrepository = \"early/app\"\n",
+            layout.display()
+        ),
+    );
+    let (key, public) = ctx.generate_key("early");
+    let bundle = ctx.create_bundle(&spec, "early.ferry", &key, &[]);
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    // Inside the last layer (documents come first, layers after them).
+    let at = bytes.len() - bytes.len() / 48;
+    bytes[at] ^= 0x5a;
+    let damaged = ctx.path("damaged.ferry");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let import = |bundle: &Path| {
+        ctx.ferry([
+            "import",
+            p(bundle),
+            "--trust",
+            p(&public),
+            "--to",
+            &format!("{}/early", ctx.host()),
+            "--state-dir",
+            p(&ctx.path("state")),
+        ])
+    };
+
+    let out = import(&damaged);
+    out.assert_code(3);
+    assert!(
+        out.stderr.contains("damaged") || out.stderr.contains("does not match"),
+        "{out:?}"
+    );
+    let landed = super::kill::registry_blobs("early");
+    assert!(
+        landed.is_empty(),
+        "a bundle that failed its check landed {landed:?}"
+    );
+    assert!(registry.snapshot("early").is_empty(), "tags moved");
+
+    import(&bundle).assert_success();
+    assert_eq!(
+        registry.manifest_digest("early/early/app", "v1").as_deref(),
+        Some(digest.as_str())
+    );
+    assert!(
+        super::kill::registry_blobs("early").len() > 12,
+        "12 layers and a config"
+    );
+}
