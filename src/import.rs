@@ -365,10 +365,7 @@ fn import_to_registry(
             reporter,
         )
     });
-    let mut sink = targets::registry::EarlySink {
-        staging: &mut staging,
-        early: early.as_mut(),
-    };
+    let mut sink = targets::registry::EarlySink::new(&mut staging, early.as_mut());
     let verified = reader::read(
         bundle,
         &options.trust,

@@ -226,6 +226,15 @@ pub trait EntrySink {
     /// frame that begins `at` bytes into the bundle file: `entry_at` can read it again
     /// from there, without the bytes before it.
     fn starts_frame(&mut self, _entry: &Entry, _at: u64) {}
+
+    /// Asked right after `starts_frame`: whether the sink checks this entry itself,
+    /// reading it again from its frame (`entry_at`) before anything depends on it. The
+    /// reader then reads past its bytes without hashing them, so the sink must not keep
+    /// the bytes `stage` is handed, and must fail whatever it does with the bundle if its
+    /// own check of the entry fails or cannot be made.
+    fn checks_itself(&mut self, _entry: &Entry) -> bool {
+        false
+    }
 }
 
 /// Reads, checks and hands over a bundle. `decide` sees the verified manifest before
@@ -401,10 +410,12 @@ fn read_opened(
         // changed its path or size) can be read again from its frame alone.
         let plain = e.header().path_bytes().as_ref() == p.as_bytes()
             && e.header().entry_size().ok() == Some(listed_entry.size);
+        let mut unhashed = false;
         if let Some(at) = frames.as_ref().and_then(|f| f.at(e.raw_header_position()))
             && plain
         {
             sink.starts_frame(listed_entry, at);
+            unhashed = sink.checks_itself(listed_entry);
         }
         let mut checking = Checking {
             inner: &mut e,
@@ -412,6 +423,8 @@ fn read_opened(
             entry: *listed_entry,
             task: task.as_ref(),
             outcome: None,
+            counted: 0,
+            unhashed,
         };
         let staged = sink.stage(listed_entry, &mut checking);
         if checking.outcome.is_none() && staged.is_ok() {
@@ -962,6 +975,11 @@ struct Checking<'a, R> {
     task: &'a dyn Task,
     /// `Some(Ok)` once the whole entry was read and matched; `Some(Err(actual))` if not.
     outcome: Option<Result<(), Digest>>,
+    /// Bytes read so far, when `unhashed`.
+    counted: u64,
+    /// Only counted, not hashed: the sink checks the entry itself
+    /// (`EntrySink::checks_itself`); `outcome` says only that its size matched.
+    unhashed: bool,
 }
 
 impl<R: Read> Read for Checking<'_, R> {
@@ -977,9 +995,23 @@ impl<R: Read> Read for Checking<'_, R> {
         }
         let n = self.inner.read(buf)?;
         if n > 0 {
-            self.hasher.update(&buf[..n]);
+            if self.unhashed {
+                self.counted += n as u64;
+            } else {
+                self.hasher.update(&buf[..n]);
+            }
             self.task.advance(n as u64);
             return Ok(n);
+        }
+        if self.unhashed {
+            if self.counted != self.entry.size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "entry ends early",
+                ));
+            }
+            self.outcome = Some(Ok(()));
+            return Ok(0);
         }
         if self.hasher.len() != self.entry.size {
             return Err(io::Error::new(
@@ -1194,6 +1226,8 @@ pub fn entry_at(input: &Input, at: u64, entry: &Entry) -> Result<EntryAt, Verify
         entry: *entry,
         task: &crate::reporter::NoTask,
         outcome: None,
+        counted: 0,
+        unhashed: false,
     }))
 }
 

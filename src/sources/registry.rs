@@ -11,6 +11,8 @@ use oci_client::{Client, Reference};
 use super::{ManifestRef, SourceError};
 use crate::digest::Digest;
 use crate::oci::{self, Desc, Manifest};
+use std::collections::HashMap;
+
 use crate::reporter::Task;
 use crate::store::{Store, StoreError};
 
@@ -26,6 +28,18 @@ pub struct RegistryOptions {
     pub auth_file: Option<std::path::PathBuf>,
     /// The clients made so far, shared by every clone of these options.
     pub clients: Clients,
+    /// Whether each registry asked so far asks for credentials (`sign_in`).
+    pub challenges: Challenges,
+}
+
+/// What `sign_in` found out, per registry, shared by every clone of the options.
+#[derive(Clone, Default)]
+pub struct Challenges(std::sync::Arc<std::sync::Mutex<HashMap<String, bool>>>);
+
+impl std::fmt::Debug for Challenges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Challenges")
+    }
 }
 
 /// One oci-client per configuration, made once: each `Client::new` reads the system's
@@ -47,6 +61,78 @@ impl RegistryOptions {
     /// The credentials for `registry`.
     pub fn auth(&self, registry: &str) -> RegistryAuth {
         super::auth::for_registry(registry, self.auth_file.as_deref())
+    }
+}
+
+/// Whether ferry speaks plain HTTP to `registry`: a --plain-http host, or unless a CA was
+/// given, a loopback one.
+fn plain(registry: &str, options: &RegistryOptions) -> bool {
+    options.ca_certs.is_empty() && super::auth::is_loopback(registry)
+        || options.plain_http.iter().any(|p| p == registry)
+}
+
+/// Gives `client` the credentials for `registry` (`--authfile`, or none) if the registry
+/// asks for any: its `/v2/` answers with a challenge (`WWW-Authenticate`), asked once per
+/// registry. oci-client holding credentials for a registry asks its `/v2/` again before
+/// every request that has no token yet, and a registry that gives no challenge gives no
+/// token: it is asked before every request (118 times for one `import --to` of the
+/// bench's images, each an extra round trip and ~1 ms of the registry's CPU), to send
+/// no credentials in the end. Without credentials stored it sends none and asks nothing,
+/// the same requests without the questions. A registry that cannot be asked is given
+/// the credentials, as before.
+pub async fn sign_in(client: &Client, registry: &str, options: &RegistryOptions) {
+    let known = options
+        .challenges
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(registry)
+        .copied();
+    let asks = match known {
+        Some(asks) => asks,
+        None => {
+            let asks = asks_credentials(registry, options).await;
+            options
+                .challenges
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(registry.to_string(), asks);
+            asks
+        }
+    };
+    if asks {
+        client
+            .store_auth_if_needed(registry, &options.auth(registry))
+            .await;
+    }
+}
+
+/// Whether `registry`'s `/v2/` answers with a challenge; true when it cannot be asked.
+async fn asks_credentials(registry: &str, options: &RegistryOptions) -> bool {
+    let builder = crate::fetch::client_builder().redirect(reqwest::redirect::Policy::none());
+    let (scheme, builder) = if plain(registry, options) {
+        // No TLS: the system's certificates need not be read.
+        ("http", builder.tls_certs_only([]))
+    } else {
+        let extra = options
+            .ca_certs
+            .iter()
+            .filter_map(|der| reqwest::Certificate::from_der(der).ok());
+        ("https", builder.tls_certs_merge(extra))
+    };
+    let Ok(client) = builder.build() else {
+        return true;
+    };
+    match client
+        .get(format!("{scheme}://{registry}/v2/"))
+        .send()
+        .await
+    {
+        Ok(answer) => answer
+            .headers()
+            .contains_key(reqwest::header::WWW_AUTHENTICATE),
+        Err(_) => true,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::exit::{Classify, ExitStatus};
 use crate::oci::{Desc, Placement};
 use crate::reporter::{Reporter, Task};
-use crate::sources::registry::{RegistryOptions, client_for, retrying};
+use crate::sources::registry::{RegistryOptions, client_for, retrying, sign_in};
 use crate::store::{self, Store, StoreError};
 use crate::targets::Staging;
 
@@ -252,7 +252,7 @@ pub fn push(
 ) -> Result<(), PushError> {
     let mut plan = plan(target, staging, placements, incremental)?;
     if let Some(early) = early {
-        let sent = early.settle(&plan);
+        let sent = early.settle(&plan)?;
         plan.streamed.retain(|d, _| !sent.contains(d));
     }
     let pusher = Pusher {
@@ -261,8 +261,7 @@ pub fn push(
         staging: &staging.layout,
         reporter,
     };
-    let auth = options.auth(&target.registry);
-    runtime.block_on(pusher.client.store_auth_if_needed(&target.registry, &auth));
+    runtime.block_on(sign_in(&pusher.client, &target.registry, options));
     if !plan.streamed.is_empty() {
         pusher.stream(&plan, runtime, pass, reopen)?;
     }
@@ -371,7 +370,7 @@ impl Pusher<'_> {
                             let overall = overall.clone();
                             let (done, fed) = tokio::sync::oneshot::channel();
                             scope.spawn(move || {
-                                let fed = feed(input, *offset, entry, send, &*overall, || true);
+                                let fed = feed(input, *offset, entry, send, &*overall, || {});
                                 let _ = done.send(fed);
                             });
                             fed
@@ -505,10 +504,12 @@ impl Pusher<'_> {
     }
 }
 
-/// Uploads begun at most while the first pass still reads (`Early`): each may hold a
-/// connection and its last chunk (`APART_CHUNK`) until the verdict; the others wait for
-/// the second pass.
-const EARLY_MAX: usize = 32;
+/// Uploads begun at most while the first pass still reads (`Early`); the other layers
+/// are checked by that pass and sent after it. Each may hold, until the verdict, a
+/// connection, its last chunk (`APART_CHUNK`), one chunk waiting for the upload
+/// (`EARLY_AHEAD`) and one the upload is writing: under 1 MiB each, 18 MiB at most.
+const EARLY_MAX: usize = 24;
+const EARLY_AHEAD: usize = 1;
 
 /// Uploads of layers begun while the first pass still reads the bundle: as soon as that
 /// pass reaches a layer that begins a frame of its own, the layer is read again from
@@ -516,8 +517,10 @@ const EARLY_MAX: usize = 32;
 /// incomplete: its last chunk is held back until the whole bundle has been verified
 /// (`settle`). A bundle that fails its check ends every such upload in an error, so the
 /// registry commits none of them: nothing becomes visible in it before the whole bundle
-/// is checked. Reading, checking and sending overlap the first pass instead of
-/// following it.
+/// is checked. The first pass leaves such a layer to this check (it only reads past
+/// it, `EntrySink::checks_itself`), so each of its bytes is hashed once, by the reading
+/// whose bytes are sent; `settle` waits for every one of those checks (or makes it)
+/// before any upload completes.
 pub struct Early<'a> {
     target: &'a RegistryTarget,
     /// The bundle's placements, once its manifest is verified.
@@ -526,41 +529,79 @@ pub struct Early<'a> {
     input: Input,
     handle: tokio::runtime::Handle,
     reporter: &'a dyn Reporter,
-    /// Which repository each blob goes to, as `plan` will say, from the documents
-    /// staged by the time the first layer begins (a bundle writes them first).
+    /// The layers the staged documents reach and the repository `plan` will send each
+    /// to, from the documents staged by the time the first layer begins (a bundle
+    /// writes them first).
     repos: Option<HashMap<Digest, String>>,
-    gate: std::sync::Arc<Gate>,
+    gate: Gate,
     permits: std::sync::Arc<tokio::sync::Semaphore>,
-    started: Vec<(Digest, String, tokio::task::JoinHandle<bool>)>,
+    started: Vec<EarlyJob>,
     progress: Option<std::sync::Arc<dyn Task>>,
 }
 
-/// The verdict the early uploads wait for: the blobs that may complete.
-#[derive(Default)]
-struct Gate {
-    decided: std::sync::Mutex<Option<HashSet<Digest>>>,
-    changed: std::sync::Condvar,
+/// One layer uploaded early: said `checked` once read whole and matched; the upload
+/// ends with whether its reading failed and whether the blob is in the target.
+struct EarlyJob {
+    entry: Entry,
+    at: u64,
+    repo: String,
+    checked: tokio::sync::oneshot::Receiver<()>,
+    upload: tokio::task::JoinHandle<(Option<VerifyError>, bool)>,
+    ended: Option<(Option<VerifyError>, bool)>,
+}
+
+/// The verdict the early uploads wait for: the blobs that may complete (`gated_body`).
+struct Gate(tokio::sync::watch::Sender<Option<std::sync::Arc<HashSet<Digest>>>>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate(tokio::sync::watch::Sender::new(None))
+    }
 }
 
 impl Gate {
+    /// Lets `release` through, the others not; the first verdict stands.
     fn decide(&self, release: HashSet<Digest>) {
-        let mut decided = self.decided.lock().unwrap_or_else(|e| e.into_inner());
-        decided.get_or_insert(release);
-        self.changed.notify_all();
+        self.0.send_if_modified(|decided| {
+            let first = decided.is_none();
+            decided.get_or_insert_with(|| std::sync::Arc::new(release));
+            first
+        });
     }
+}
 
-    fn wait(&self, digest: &Digest) -> bool {
-        let mut decided = self.decided.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(release) = &*decided {
-                return release.contains(digest);
+/// The body of an upload begun before the bundle was verified: the chunks `feed` sends,
+/// but the one that completes the blob's `size` bytes only once `gate` lets `digest`
+/// through. When it does not, the body ends in an error there instead, and the registry
+/// never completes the upload (it lacks the last bytes, and would find the digest
+/// wrong). The wait is the upload task's, not the reading thread's.
+fn gated_body(
+    receive: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, io::Error>>,
+    size: u64,
+    digest: Digest,
+    gate: tokio::sync::watch::Receiver<Option<std::sync::Arc<HashSet<Digest>>>>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, io::Error>> {
+    futures_util::stream::unfold(
+        (receive, 0u64, gate),
+        move |(mut receive, sent, mut gate)| async move {
+            let chunk = match receive.recv().await? {
+                Ok(chunk) => chunk,
+                Err(e) => return Some((Err(e), (receive, sent, gate))),
+            };
+            let sent = sent + chunk.len() as u64;
+            if sent >= size {
+                let through = match gate.wait_for(Option::is_some).await {
+                    Ok(decided) => decided.as_ref().is_some_and(|r| r.contains(&digest)),
+                    Err(_) => false,
+                };
+                if !through {
+                    let stopped = io::Error::other("the import stopped before it sent this blob");
+                    return Some((Err(stopped), (receive, sent, gate)));
+                }
             }
-            decided = self
-                .changed
-                .wait(decided)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-    }
+            Some((Ok(chunk), (receive, sent, gate)))
+        },
+    )
 }
 
 impl<'a> Early<'a> {
@@ -573,8 +614,7 @@ impl<'a> Early<'a> {
         reporter: &'a dyn Reporter,
     ) -> Self {
         let client = client_for(std::slice::from_ref(&target.registry), options);
-        let auth = options.auth(&target.registry);
-        runtime.block_on(client.store_auth_if_needed(&target.registry, &auth));
+        runtime.block_on(sign_in(&client, &target.registry, options));
         Early {
             target,
             placements,
@@ -591,22 +631,23 @@ impl<'a> Early<'a> {
     }
 
     /// The first pass reached `entry`, which begins the frame at `at`: upload it now if
-    /// it is a layer whose repository is known (and not too many wait already).
-    fn offer(&mut self, entry: &Entry, at: u64, staging: &Staging<'_>) {
+    /// it is a layer whose repository is known (and not too many wait already). True
+    /// when it is: its check is this upload's.
+    fn offer(&mut self, entry: &Entry, at: u64, staging: &Staging<'_>) -> bool {
         let Some(digest) = entry.blob_digest() else {
-            return;
+            return false;
         };
         if self.started.len() >= EARLY_MAX {
-            return;
+            return false;
         }
         let Some(placements) = self.placements.get() else {
-            return;
+            return false;
         };
         let repos = self
             .repos
-            .get_or_insert_with(|| first_repos(self.target, staging, placements));
+            .get_or_insert_with(|| layer_repos(self.target, staging, placements));
         let Some(repo) = repos.get(&digest) else {
-            return;
+            return false;
         };
         let progress = self
             .progress
@@ -617,62 +658,98 @@ impl<'a> Early<'a> {
             repo.clone(),
             digest.to_string(),
         );
-        let (client, input, entry) = (self.client.clone(), self.input.clone(), *entry);
-        let (gate, permits) = (self.gate.clone(), self.permits.clone());
+        let (client, input, job_entry) = (self.client.clone(), self.input.clone(), *entry);
+        let (gate, permits) = (self.gate.0.subscribe(), self.permits.clone());
+        let (checked, on_checked) = tokio::sync::oneshot::channel();
         let upload = self.handle.spawn(async move {
-            let Ok(permit) = permits.acquire_owned().await else {
-                return false;
-            };
+            let permit = permits.acquire_owned().await.ok();
             let name = digest.to_string();
-            match client.blob_exists(&at_digest, &name).await {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(_) => return false, // the second pass tries again
-            }
-            let (send, receive) = tokio::sync::mpsc::channel(APART_AHEAD);
+            let there = client.blob_exists(&at_digest, &name).await;
+            let (send, receive) = tokio::sync::mpsc::channel(EARLY_AHEAD);
             let feeder = tokio::task::spawn_blocking(move || {
-                let release = move || {
+                let checked = move || {
+                    let _ = checked.send(());
                     drop(permit); // read whole: the next upload may start
-                    gate.wait(&digest)
                 };
-                feed(&input, at, &entry, send, &*progress, release)
+                feed(&input, at, &job_entry, send, &*progress, checked)
             });
-            let body = futures_util::stream::unfold(receive, |mut r| async move {
-                r.recv().await.map(|chunk| (chunk.map_err(Into::into), r))
-            });
-            let pushed = client
-                .push_blob_stream(&at_digest, body, &name, Some(entry.size))
-                .await;
-            matches!((feeder.await, pushed), (Ok(Ok(())), Ok(_)))
+            // Already there, or the registry cannot say: only checked (an upload the
+            // registry needs after all comes from the second pass).
+            let landed = if matches!(there, Ok(false)) {
+                let body = gated_body(receive, job_entry.size, digest, gate)
+                    .map(|chunk| chunk.map_err(Into::into));
+                client
+                    .push_blob_stream(&at_digest, body, &name, Some(job_entry.size))
+                    .await
+                    .is_ok()
+            } else {
+                drop(receive);
+                matches!(there, Ok(true))
+            };
+            match feeder.await {
+                Ok(Ok(())) => (None, landed),
+                Ok(Err(e)) => (Some(e), false),
+                Err(_) => (None, false), // never checked: `settle` checks it
+            }
         });
-        self.started.push((digest, repo.clone(), upload));
+        self.started.push(EarlyJob {
+            entry: *entry,
+            at,
+            repo: repo.clone(),
+            checked: on_checked,
+            upload,
+            ended: None,
+        });
+        true
     }
 
-    /// The bundle is verified and `plan` made: the early uploads of blobs it streams to
-    /// the same repository complete, the others end in an error. Returns the blobs
-    /// that are in the target now; the rest go the usual way.
-    fn settle(&mut self, plan: &Plan) -> HashSet<Digest> {
+    /// The first pass and the records checked and `plan` made: waits until every
+    /// layer left to an early upload was checked whole (checking itself any whose
+    /// reading stopped), then lets the uploads of blobs `plan` streams to the same
+    /// repository complete and ends the others in an error. Returns the blobs that
+    /// are in the target now; the rest go the usual way. A layer that does not match
+    /// fails the import, and no early upload completes.
+    fn settle(&mut self, plan: &Plan) -> Result<HashSet<Digest>, VerifyError> {
+        for job in &mut self.started {
+            if self.handle.block_on(&mut job.checked).is_ok() {
+                continue;
+            }
+            let ended = self
+                .handle
+                .block_on(&mut job.upload)
+                .unwrap_or((None, false));
+            if let (Some(e), _) = ended {
+                return Err(e);
+            }
+            job.ended = Some((None, false));
+            let mut reading = reader::entry_at(&self.input, job.at, &job.entry)?;
+            io::copy(&mut reading, &mut io::sink()).map_err(|e| reading.error(e))?;
+        }
         let release: HashSet<Digest> = self
             .started
             .iter()
-            .filter(|(d, repo, _)| {
+            .filter(|job| {
                 plan.streamed
-                    .get(d)
-                    .is_some_and(|(r, _)| plan.repos[*r] == *repo)
+                    .get(&job.entry.sha256)
+                    .is_some_and(|(r, _)| plan.repos[*r] == job.repo)
             })
-            .map(|(d, ..)| *d)
+            .map(|job| job.entry.sha256)
             .collect();
         self.gate.decide(release.clone());
         let mut done = HashSet::new();
-        for (digest, _, upload) in self.started.drain(..) {
-            if self.handle.block_on(upload).unwrap_or(false) && release.contains(&digest) {
-                done.insert(digest);
+        for mut job in self.started.drain(..) {
+            let ended = match job.ended.take() {
+                Some(ended) => ended,
+                None => self.handle.block_on(job.upload).unwrap_or((None, false)),
+            };
+            if ended.1 && release.contains(&job.entry.sha256) {
+                done.insert(job.entry.sha256);
             }
         }
         if let Some(p) = self.progress.take() {
             p.finish();
         }
-        done
+        Ok(done)
     }
 }
 
@@ -684,15 +761,17 @@ impl Drop for Early<'_> {
     }
 }
 
-/// For each blob the staged documents reach, the repository `plan` sends it to (the
+/// For each layer the staged documents reach, the repository `plan` sends it to (the
 /// first placement that reaches it); placements whose documents are not all staged yet
-/// give what they reach so far.
-fn first_repos(
+/// give what they reach so far. Layers only: no manifest, no config (the first blob an
+/// image manifest lists) and nothing typed as JSON, the documents an import reads back.
+fn layer_repos(
     target: &RegistryTarget,
     staging: &Staging<'_>,
     placements: &[Placement],
 ) -> HashMap<Digest, String> {
     let mut repos: HashMap<Digest, String> = HashMap::new();
+    let mut documents: HashSet<Digest> = HashSet::new();
     for p in placements {
         let name = target.repository(&p.repository);
         let _ = store::reachable_with(
@@ -700,32 +779,62 @@ fn first_repos(
             &p.root,
             &mut HashSet::new(),
             &|_| true,
-            &mut |d, m| {
-                if m.is_none() {
+            &mut |d, m| match m {
+                Some(m) => documents.extend(m.children.first().map(|c| c.digest)),
+                None if d.media_type.ends_with("json") => {
+                    documents.insert(d.digest);
+                }
+                None => {
                     repos.entry(d.digest).or_insert_with(|| name.clone());
                 }
             },
         );
     }
+    repos.retain(|d, _| !documents.contains(d));
     repos
 }
 
 /// The first pass's sink when uploads may begin early: stages as `Staging` does, and
-/// offers `early` each layer as its frame begins.
+/// offers `early` each layer as its frame begins; a layer it takes is its to check, and
+/// is not staged.
 pub struct EarlySink<'s, 'a, 'b> {
-    pub staging: &'s mut Staging<'a>,
-    pub early: Option<&'s mut Early<'b>>,
+    staging: &'s mut Staging<'a>,
+    early: Option<&'s mut Early<'b>>,
+    /// The entry whose check `early` took, until it is staged.
+    taken: Option<Digest>,
+}
+
+impl<'s, 'a, 'b> EarlySink<'s, 'a, 'b> {
+    pub fn new(staging: &'s mut Staging<'a>, early: Option<&'s mut Early<'b>>) -> Self {
+        EarlySink {
+            staging,
+            early,
+            taken: None,
+        }
+    }
 }
 
 impl EntrySink for EarlySink<'_, '_, '_> {
     fn starts_frame(&mut self, entry: &Entry, at: u64) {
         self.staging.starts_frame(entry, at);
-        if let Some(early) = &mut self.early {
-            early.offer(entry, at, self.staging);
+        self.taken = None;
+        if let Some(early) = &mut self.early
+            && early.offer(entry, at, self.staging)
+        {
+            self.taken = Some(entry.sha256);
         }
     }
 
+    fn checks_itself(&mut self, entry: &Entry) -> bool {
+        self.taken == Some(entry.sha256)
+    }
+
     fn stage(&mut self, entry: &Entry, content: &mut dyn Read) -> io::Result<()> {
+        if self.taken.take() == Some(entry.sha256) {
+            // Read past (unhashed) by the reader; sent from its frame by `early`.
+            self.staging.passed.insert(entry.sha256);
+            return Ok(());
+        }
         self.staging.stage(entry, content)
     }
 }
@@ -748,17 +857,17 @@ pub(crate) type Body = tokio::sync::mpsc::Sender<Result<bytes::Bytes, io::Error>
 /// Reads the entry that begins the frame at `offset` of the bundle file and sends it
 /// into an upload's body, each chunk only once the next one is read: the last leaves
 /// only when the whole entry matched its digest, so the registry never receives all of
-/// an entry that does not (the body ends in an error instead). Nor before `release`
-/// says yes, asked once the entry is read whole: an upload begun before the whole bundle
-/// was verified (`Early`) completes only once it was. An upload that stops taking the
-/// body (it failed, or it is there already) ends the feeding, not in error.
+/// an entry that does not (the body ends in an error instead). `checked` is told once
+/// the entry was read whole and matched, before its last chunk is sent. The entry is
+/// read and checked to its end even when the upload stops taking the body (it failed):
+/// `Ok` means it matched, whatever became of the upload.
 pub(crate) fn feed(
     input: &Input,
     offset: u64,
     entry: &Entry,
     send: Body,
     progress: &dyn Task,
-    release: impl FnOnce() -> bool,
+    checked: impl FnOnce(),
 ) -> Result<(), VerifyError> {
     let abort = |send: &Body, e: &io::Error| {
         let _ = send.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
@@ -771,7 +880,16 @@ pub(crate) fn feed(
         }
     };
     let mut held: Option<bytes::Bytes> = None;
-    let mut release = Some(release);
+    let mut taken = true;
+    let mut pass_on = |chunk: bytes::Bytes| {
+        let len = chunk.len() as u64;
+        // An upload that stopped taking the body (it failed) says why when it is
+        // waited for; the entry is still read to its end and checked whole.
+        if taken && send.blocking_send(Ok(chunk)).is_err() {
+            taken = false;
+        }
+        progress.advance(len);
+    };
     loop {
         let mut chunk = vec![0u8; APART_CHUNK];
         let mut filled = 0;
@@ -786,29 +904,20 @@ pub(crate) fn feed(
                 }
             }
         }
-        if filled == 0
-            && let Some(release) = release.take()
-            && !release()
-        {
-            abort(
-                &send,
-                &io::Error::other("the import stopped before it sent this blob"),
-            );
-            return Ok(());
-        }
-        if let Some(h) = held.take() {
-            let len = h.len() as u64;
-            if send.blocking_send(Ok(h)).is_err() {
-                return Ok(());
-            }
-            progress.advance(len);
-        }
         if filled == 0 {
-            return Ok(());
+            break;
         }
         chunk.truncate(filled);
-        held = Some(chunk.into());
+        if let Some(h) = held.replace(chunk.into()) {
+            pass_on(h);
+        }
     }
+    drop(reader); // its decoder's window
+    checked();
+    if let Some(h) = held {
+        pass_on(h);
+    }
+    Ok(())
 }
 
 /// Streams the entries it is handed that `wanted` names into uploads, each one a
@@ -905,8 +1014,7 @@ pub async fn missing(
     options: &RegistryOptions,
 ) -> Vec<(String, Desc)> {
     let client = client_for(std::slice::from_ref(&target.registry), options);
-    let auth = options.auth(&target.registry);
-    client.store_auth_if_needed(&target.registry, &auth).await;
+    sign_in(&client, &target.registry, options).await;
     let mut out = Vec::new();
     for (repo, desc) in blobs {
         let at = Reference::with_digest(
@@ -1069,6 +1177,60 @@ fn header(media_type: &str) -> reqwest::header::HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An early upload's body gives every chunk but the last until the verdict; the
+    /// last goes only if the verdict lets the blob through, else the body ends in an
+    /// error (so the registry never completes it). Another blob's release, or a verdict
+    /// never given (the import dropped its gate), is no release.
+    #[test]
+    fn an_early_body_keeps_its_last_chunk_until_the_whole_bundle_verified() {
+        use futures_util::FutureExt as _;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let digest = Digest::of(b"layer");
+        let other = Digest::of(b"another layer");
+        let body = |gate: &Gate| {
+            let (send, receive) = tokio::sync::mpsc::channel(4);
+            for chunk in [&b"abc"[..], b"def", b"gh"] {
+                send.try_send(Ok(bytes::Bytes::from_static(chunk))).unwrap();
+            }
+            Box::pin(gated_body(receive, 8, digest, gate.0.subscribe()))
+        };
+        runtime.block_on(async {
+            for verdict in [Some(vec![digest]), Some(vec![other]), Some(vec![]), None] {
+                let gate = Gate::default();
+                let mut body = body(&gate);
+                assert_eq!(&body.next().await.unwrap().unwrap()[..], b"abc");
+                assert_eq!(&body.next().await.unwrap().unwrap()[..], b"def");
+                assert!(
+                    body.next().now_or_never().is_none(),
+                    "the last chunk left before the verdict"
+                );
+                let through = verdict.as_ref().is_some_and(|v| v.contains(&digest));
+                match verdict {
+                    Some(release) => gate.decide(release.into_iter().collect()),
+                    None => drop(gate),
+                }
+                let last = body.next().await.unwrap();
+                assert_eq!(last.is_ok(), through, "{last:?}");
+                if through {
+                    assert_eq!(&last.unwrap()[..], b"gh");
+                }
+            }
+        });
+        // The first verdict stands.
+        let gate = Gate::default();
+        gate.decide(HashSet::new());
+        gate.decide([digest].into_iter().collect());
+        let mut body = body(&gate);
+        runtime.block_on(async {
+            body.next().await.unwrap().unwrap();
+            body.next().await.unwrap().unwrap();
+            assert!(body.next().await.unwrap().is_err());
+        });
+    }
 
     #[test]
     fn targets_as_people_write_them_and_nothing_that_bends_the_url() {

@@ -902,10 +902,13 @@ fn faults_a_bundle_changed_between_its_check_and_its_push_is_caught() {
 }
 
 /// `import --to` uploads layers while its first pass still checks the bundle, each
-/// upload held back by its last chunk until the whole bundle verified. A signed bundle
-/// damaged near its end (after a dozen layers began uploading) completes none of them:
-/// the registry holds no blob, no repository, no tag of it. Whole, the same bundle
-/// lands.
+/// upload held back by its last chunk until the whole bundle verified; the first pass
+/// leaves the hashing of such a layer to the reading that sends it. A bundle damaged
+/// near its end (zstd finds it), and a forged one whose last layer frame was re-encoded
+/// with other bytes (valid zstd, same signed manifest: only the layer's sha256 tells),
+/// complete none of those uploads: the registry holds no blob, repository or tag of
+/// them. Whole, the bundle lands; forged again against a registry that holds every
+/// blob already (nothing to send), it is still refused.
 #[test]
 fn faults_layers_uploaded_during_the_check_land_only_once_the_whole_bundle_verified() {
     let ctx = TestContext::new();
@@ -932,45 +935,87 @@ fn faults_layers_uploaded_during_the_check_land_only_once_the_whole_bundle_verif
     );
     let (key, public) = ctx.generate_key("early");
     let bundle = ctx.create_bundle(&spec, "early.ferry", &key, &[]);
-    let mut bytes = std::fs::read(&bundle).unwrap();
+    let original = std::fs::read(&bundle).unwrap();
+    let mut bytes = original.clone();
     // Inside the last layer (documents come first, layers after them).
     let at = bytes.len() - bytes.len() / 48;
     bytes[at] ^= 0x5a;
     let damaged = ctx.path("damaged.ferry");
     std::fs::write(&damaged, &bytes).unwrap();
-    let import = |bundle: &Path| {
-        ctx.ferry([
-            "import",
-            p(bundle),
-            "--trust",
-            p(&public),
-            "--to",
-            &format!("{}/early", ctx.host()),
-            "--state-dir",
-            p(&ctx.path("state")),
-        ])
+    let forged = ctx.path("forged.ferry");
+    std::fs::write(&forged, forge_last_layer(&original)).unwrap();
+    let import = |bundle: &Path, force: bool| {
+        let mut args = vec![
+            "import".to_string(),
+            p(bundle).to_string(),
+            "--trust".into(),
+            p(&public).to_string(),
+            "--to".into(),
+            format!("{}/early", ctx.host()),
+            "--state-dir".into(),
+            p(&ctx.path("state")).to_string(),
+        ];
+        if force {
+            args.push("--force".into());
+        }
+        ctx.ferry(args)
     };
 
-    let out = import(&damaged);
-    out.assert_code(3);
-    assert!(
-        out.stderr.contains("damaged") || out.stderr.contains("does not match"),
-        "{out:?}"
-    );
-    let landed = super::kill::registry_blobs("early");
-    assert!(
-        landed.is_empty(),
-        "a bundle that failed its check landed {landed:?}"
-    );
-    assert!(registry.snapshot("early").is_empty(), "tags moved");
+    for bad in [&damaged, &forged] {
+        let out = import(bad, false);
+        out.assert_code(3);
+        assert!(
+            out.stderr.contains("damaged") || out.stderr.contains("does not match"),
+            "{out:?}"
+        );
+        let landed = super::kill::registry_blobs("early");
+        assert!(
+            landed.is_empty(),
+            "a bundle that failed its check landed {landed:?}"
+        );
+        assert!(registry.snapshot("early").is_empty(), "tags moved");
+    }
 
-    import(&bundle).assert_success();
+    import(&bundle, false).assert_success();
     assert_eq!(
         registry.manifest_digest("early/early/app", "v1").as_deref(),
         Some(digest.as_str())
     );
-    assert!(
-        super::kill::registry_blobs("early").len() > 12,
-        "12 layers and a config"
-    );
+    let blobs = super::kill::registry_blobs("early");
+    assert!(blobs.len() > 12, "12 layers and a config: {blobs:?}");
+
+    let before = registry.snapshot("early");
+    let out = import(&forged, true);
+    out.assert_code(3);
+    assert!(out.stderr.contains("does not match"), "{out:?}");
+    assert_eq!(registry.snapshot("early"), before, "tags moved");
+    assert_eq!(super::kill::registry_blobs("early"), blobs);
+}
+
+/// The bundle with the last zstd frame that begins a layer re-encoded after one byte of
+/// the layer changed: valid zstd (its checksum recomputed), the signed manifest
+/// untouched, the layer's bytes no longer its digest's.
+fn forge_last_layer(bundle: &[u8]) -> Vec<u8> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < bundle.len() {
+        let size = zstd::zstd_safe::find_frame_compressed_size(&bundle[at..]).unwrap();
+        frames.push((at, size));
+        at += size;
+    }
+    let (at, size, mut content) = frames
+        .iter()
+        .rev()
+        .find_map(|&(at, size)| {
+            let content = zstd::decode_all(&bundle[at..at + size]).unwrap();
+            (content.len() > 1 << 20 && content.starts_with(b"blobs/sha256/"))
+                .then_some((at, size, content))
+        })
+        .expect("a frame that begins a layer");
+    content[512 + 1000] ^= 0x5a;
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    encoder.include_checksum(true).unwrap();
+    std::io::Write::write_all(&mut encoder, &content).unwrap();
+    let frame = encoder.finish().unwrap();
+    [&bundle[..at], &frame[..], &bundle[at + size..]].concat()
 }
