@@ -76,68 +76,79 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
     let _hold = crate::inventory::hold(store.root())?;
     let rt = runtime()?;
     let deferred = crate::ecosystems::image::Deferred::default();
-    let artifacts = pull_entries(
-        &spec_file,
-        &store,
-        &PullOptions {
-            registry,
-            jobs,
-            plan: None,
-        },
-        &reporter,
-        &rt,
-        Some(&deferred),
-    )?;
-    if let (Some(base), Some(path)) = (&base, &since) {
-        base.check_series(path, &spec_file.name)?;
-    }
-    let created = store.state_dir().join("created");
-    let sequence = match sequence {
-        Some(s) => s,
-        None => TargetState::reserve_sequence(&created, &spec_file.name)?,
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let bundle_spec = BundleSpec {
-        series: &spec_file.name,
-        sequence,
-        artifacts: &artifacts,
-        gate: &|manifest| {
-            let Some(policy) = &policy else {
-                return Ok(PolicyVerdict::not_evaluated());
-            };
-            let signers = serde_json::json!([{ "keyId": key.id.to_string() }]);
-            let verdict = policy.evaluate(&crate::policy::input(manifest, signers))?;
-            verdict.show_warnings(reporter.as_ref());
-            verdict.enforce(&format!(
-                "bundle {} (series {})",
-                output.display(),
-                manifest.series
-            ))?;
-            Ok(PolicyVerdict::allowed(&verdict))
-        },
-        base: base.as_ref(),
-        arriving: Some(deferred.arrivals()),
-    };
     let log = store.state_dir().join(crate::audit::FILE);
-    let (written, fetched) = std::thread::scope(|s| {
+    let created = store.state_dir().join("created");
+    // The layers download from the first promise on (`Deferred::run`), while the
+    // other images are still resolved; the bundle is written once all are.
+    let (prepared, fetched) = std::thread::scope(|s| {
         let fetching = s.spawn(|| rt.block_on(deferred.run(&store, jobs, &reporter)));
-        let written = writer::write(
-            &store,
-            bundle_spec,
-            &key,
-            &output,
-            &WriteOptions {
-                level,
-                threads,
-                split,
-            },
-            reporter.as_ref(),
-        );
+        let prepared = (|| -> crate::error::Result<_> {
+            let pulled = pull_entries(
+                &spec_file,
+                &store,
+                &PullOptions {
+                    registry,
+                    jobs,
+                    plan: None,
+                },
+                &reporter,
+                &rt,
+                Some(&deferred),
+            );
+            deferred.close();
+            let artifacts = pulled?;
+            if let (Some(base), Some(path)) = (&base, &since) {
+                base.check_series(path, &spec_file.name)?;
+            }
+            let sequence = match sequence {
+                Some(s) => s,
+                None => TargetState::reserve_sequence(&created, &spec_file.name)?,
+            };
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+            let bundle_spec = BundleSpec {
+                series: &spec_file.name,
+                sequence,
+                artifacts: &artifacts,
+                gate: &|manifest| {
+                    let Some(policy) = &policy else {
+                        return Ok(PolicyVerdict::not_evaluated());
+                    };
+                    let signers = serde_json::json!([{ "keyId": key.id.to_string() }]);
+                    let verdict = policy.evaluate(&crate::policy::input(manifest, signers))?;
+                    verdict.show_warnings(reporter.as_ref());
+                    verdict.enforce(&format!(
+                        "bundle {} (series {})",
+                        output.display(),
+                        manifest.series
+                    ))?;
+                    Ok(PolicyVerdict::allowed(&verdict))
+                },
+                base: base.as_ref(),
+                arriving: Some(deferred.arrivals()),
+            };
+            let written = writer::write(
+                &store,
+                bundle_spec,
+                &key,
+                &output,
+                &WriteOptions {
+                    level,
+                    threads,
+                    split,
+                },
+                reporter.as_ref(),
+            );
+            Ok((sequence, written))
+        })();
+        if !matches!(prepared, Ok((_, Ok(_)))) {
+            deferred.stop();
+        }
         let fetched = fetching
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (written, fetched)
+        (prepared, fetched)
     });
+    let (sequence, written) = prepared?;
     // A download that failed is the cause of the write's failure: say that one.
     let written = fetched
         .and_then(|()| written.map_err(Into::into))

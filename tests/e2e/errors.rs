@@ -265,3 +265,70 @@ fn bundle_create_keeps_an_existing_bundle_unless_forced() {
         .assert_code(2)
         .assert_stderr_contains("split.ferry.");
 }
+
+/// `bundle create` downloads an image's layers as soon as that image is resolved, while
+/// the next ones still are. A later image that cannot be resolved stops those
+/// downloads: the create fails naming it, writes no bundle (nor a partial one), and the
+/// layers that did arrive serve the next create from the same store.
+#[test]
+fn bundle_create_stops_its_downloads_when_a_later_image_fails() {
+    let ctx = TestContext::new();
+    let layout = ctx.path("layout");
+    super::images::mkimage(
+        &layout,
+        "v1",
+        &[
+            "--layers",
+            "12",
+            "--layer-size",
+            "2097152",
+            "--seed",
+            "overlap",
+        ],
+    );
+    let (key, public) = ctx.generate_key("overlap");
+    let image = |tag: &str| {
+        format!(
+            "[[image]]\nref = \"oci:{}:{tag}\"\nrepository = \"overlap/app\"\n",
+            layout.display()
+        )
+    };
+    let bad = ctx.write_spec(
+        "bad.toml",
+        &format!(
+            "name = \"overlap\"\n{}{}",
+            image("v1"),
+            image("no-such-tag")
+        ),
+    );
+    let good = ctx.write_spec("good.toml", &format!("name = \"overlap\"\n{}", image("v1")));
+    let bundle = ctx.path("overlap.ferry");
+    let store = ctx.path("store");
+    let create = |spec: &std::path::Path| {
+        ctx.ferry([
+            "bundle",
+            "create",
+            p(spec),
+            "-o",
+            p(&bundle),
+            "--key",
+            p(&key),
+            "--store",
+            p(&store),
+        ])
+    };
+    let out = create(&bad);
+    assert!(out.code != 0, "{out:?}");
+    out.assert_stderr_contains("no-such-tag");
+    let left: Vec<_> = std::fs::read_dir(ctx.path(""))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("overlap.ferry"))
+        .collect();
+    assert!(left.is_empty(), "a failed create left {left:?}");
+
+    create(&good).assert_success();
+    ctx.ferry(["bundle", "verify", p(&bundle), "--trust", p(&public)])
+        .assert_success();
+}

@@ -46,6 +46,8 @@ struct Tree {
 pub struct Deferred {
     arrivals: Arrivals,
     later: std::sync::Mutex<Later>,
+    /// Told when a blob is promised or the promises end.
+    more: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -57,6 +59,12 @@ struct Later {
     /// How many blobs each image entry has promised so far.
     walked: std::collections::HashMap<usize, usize>,
     tags: Vec<((usize, usize), Tag)>,
+    /// Downloads not started yet, earliest place first (an entry whose place improved
+    /// is pushed again; `started` skips the stale one).
+    waiting: std::collections::BinaryHeap<std::cmp::Reverse<((usize, usize), usize)>>,
+    started: std::collections::HashSet<usize>,
+    /// No more promises: the pulls are done (`close`), or failed (`stop`).
+    closed: bool,
 }
 
 /// An index entry to write once its tree is in the store, and the line that says so.
@@ -87,12 +95,48 @@ impl Deferred {
             let i = later.downloads.len();
             later.at.insert(desc.digest, i);
             later.downloads.push((place, source.clone(), desc));
+            later.waiting.push(std::cmp::Reverse((place, i)));
         } else if let Some(&i) = later.at.get(&desc.digest) {
             let known = &mut later.downloads[i];
             if place < known.0 {
                 *known = (place, source.clone(), desc);
+                if !later.started.contains(&i) {
+                    later.waiting.push(std::cmp::Reverse((place, i)));
+                }
             }
         }
+        drop(later);
+        self.more.notify_one();
+    }
+
+    /// No more blobs will be promised: `run` ends once the promised ones arrived.
+    pub fn close(&self) {
+        self.later().closed = true;
+        self.more.notify_one();
+    }
+
+    /// The pulls failed: `run` starts no more downloads, ends once those running did,
+    /// and tells every waiter.
+    pub fn stop(&self) {
+        let mut later = self.later();
+        later.closed = true;
+        later.waiting.clear();
+        drop(later);
+        self.arrivals.fail();
+        self.more.notify_one();
+    }
+
+    /// The promised download to start next (the earliest in the bundle), if any; and
+    /// whether more may be promised.
+    fn next(&self) -> (Option<(Arc<Source>, Desc)>, bool) {
+        let mut later = self.later();
+        while let Some(std::cmp::Reverse((_, i))) = later.waiting.pop() {
+            if later.started.insert(i) {
+                let (_, source, desc) = &later.downloads[i];
+                return (Some((source.clone(), desc.clone())), !later.closed);
+            }
+        }
+        (None, !later.closed)
     }
 
     /// Leaves a tag for later; image entry `n` gives it in its order.
@@ -102,40 +146,56 @@ impl Deferred {
         later.tags.push((place, tag));
     }
 
-    /// Fetches the promised blobs, `jobs` at a time in the order promised, each marked
-    /// arrived once it is in the store; then tags the images in the order they were
-    /// pulled, up to the first whose tree is incomplete (after a failed download, what a
-    /// pull without the overlap would have tagged). A failure stops the downloads and
-    /// tells every waiter.
+    /// Fetches the promised blobs as they are promised, while the pulls still resolve
+    /// the other images (`close` says when they are done), `jobs` at a time, the
+    /// earliest in the bundle first, each marked arrived once it is in the store; then
+    /// tags the images in the order they were pulled, up to the first whose tree is
+    /// incomplete (after a failed download, what a pull without the overlap would have
+    /// tagged). A failure stops the downloads and tells every waiter.
     pub async fn run(
         &self,
         store: &Store,
         jobs: usize,
         reporter: &Arc<dyn Reporter>,
     ) -> crate::error::Result<()> {
-        let Later {
-            mut downloads,
-            mut tags,
-            ..
-        } = std::mem::take(&mut *self.later());
-        // The order of the spec, then of each image's walk: the bundle's.
-        downloads.sort_by_key(|(place, ..)| *place);
-        tags.sort_by_key(|(place, _)| *place);
-        let tags: Vec<Tag> = tags.into_iter().map(|(_, t)| t).collect();
-        let fetched = futures_util::stream::iter(downloads.into_iter().map(|(_, source, desc)| {
+        let fetch = |source: Arc<Source>, desc: Desc| {
             let (reporter, digest) = (reporter.clone(), desc.digest);
             async move {
                 let file = source.blob_task(desc, store.clone(), reporter).await?;
                 self.arrivals.arrived(&digest, file);
                 Ok::<(), SourceError>(())
             }
-        }))
-        .buffer_unordered(jobs.max(1))
-        .try_collect::<Vec<()>>()
-        .await;
+        };
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        let fetched = loop {
+            let mut open = true;
+            while running.len() < jobs.max(1) {
+                let (next, more) = self.next();
+                open = more;
+                match next {
+                    Some((source, desc)) => running.push(fetch(source, desc)),
+                    None => break,
+                }
+            }
+            if running.is_empty() && !open {
+                break Ok(());
+            }
+            tokio::select! {
+                Some(done) = running.next(), if !running.is_empty() => {
+                    if let Err(e) = done {
+                        break Err(e);
+                    }
+                }
+                () = self.more.notified() => {}
+            }
+        };
+        drop(running);
         if fetched.is_err() {
             self.arrivals.fail();
         }
+        let mut tags = std::mem::take(&mut self.later().tags);
+        tags.sort_by_key(|(place, _)| *place);
+        let tags: Vec<Tag> = tags.into_iter().map(|(_, t)| t).collect();
         // What a pull without the overlap would have tagged before it stopped: the
         // images before the first one left incomplete (and so no referrer of it).
         let complete: Vec<&Tag> = tags
