@@ -83,6 +83,15 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
     let (prepared, fetched) = std::thread::scope(|s| {
         let fetching = s.spawn(|| rt.block_on(deferred.run(&store, jobs, &reporter)));
         let prepared = (|| -> crate::error::Result<_> {
+            // However this ends (an error, a panic, or done), the downloads stop with
+            // it: nothing else would end `run`, which the scope waits for.
+            struct Stop<'a>(&'a crate::ecosystems::image::Deferred);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.stop();
+                }
+            }
+            let _stop = Stop(&deferred);
             let pulled = pull_entries(
                 &spec_file,
                 &store,
@@ -140,9 +149,6 @@ pub fn create(args: Create, g: &Globals) -> crate::error::Result<()> {
             );
             Ok((sequence, written))
         })();
-        if !matches!(prepared, Ok((_, Ok(_)))) {
-            deferred.stop();
-        }
         let fetched = fetching
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));

@@ -108,7 +108,8 @@ pub async fn sign_in(client: &Client, registry: &str, options: &RegistryOptions)
     }
 }
 
-/// Whether `registry`'s `/v2/` answers with a challenge; true when it cannot be asked.
+/// Whether `registry` may want credentials: false only when its `/v2/` answers 2xx
+/// without a challenge.
 async fn asks_credentials(registry: &str, options: &RegistryOptions) -> bool {
     let builder = crate::fetch::client_builder().redirect(reqwest::redirect::Policy::none());
     let (scheme, builder) = if plain(registry, options) {
@@ -129,9 +130,14 @@ async fn asks_credentials(registry: &str, options: &RegistryOptions) -> bool {
         .send()
         .await
     {
-        Ok(answer) => answer
-            .headers()
-            .contains_key(reqwest::header::WWW_AUTHENTICATE),
+        // Only a success without a challenge says "none": a redirect, an error or a
+        // proxy's 503 says nothing, and the credentials are kept as before.
+        Ok(answer) => {
+            !answer.status().is_success()
+                || answer
+                    .headers()
+                    .contains_key(reqwest::header::WWW_AUTHENTICATE)
+        }
         Err(_) => true,
     }
 }

@@ -509,7 +509,12 @@ impl Pusher<'_> {
 /// connection, its last chunk (`APART_CHUNK`), one chunk waiting for the upload
 /// (`EARLY_AHEAD`) and one the upload is writing: under 1 MiB each, 18 MiB at most.
 const EARLY_MAX: usize = 24;
+/// The smallest layer uploaded early: what begins a frame of its own
+/// (`bundle::writer`'s `OWN_FRAME`).
+const EARLY_MIN: u64 = 256 << 10;
 const EARLY_AHEAD: usize = 1;
+/// How long no early reading may move before the uploads still unchecked are given up.
+const EARLY_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Uploads of layers begun while the first pass still reads the bundle: as soon as that
 /// pass reaches a layer that begins a frame of its own, the layer is read again from
@@ -526,17 +531,41 @@ pub struct Early<'a> {
     /// The bundle's placements, once its manifest is verified.
     placements: &'a std::cell::OnceCell<Vec<Placement>>,
     client: oci_client::Client,
+    options: RegistryOptions,
+    /// Whether `sign_in` ran: at the first upload, after the bundle's signature and
+    /// policy passed (a forged bundle makes no request).
+    signed_in: bool,
     input: Input,
     handle: tokio::runtime::Handle,
     reporter: &'a dyn Reporter,
     /// The layers the staged documents reach and the repository `plan` will send each
-    /// to, from the documents staged by the time the first layer begins (a bundle
-    /// writes them first).
-    repos: Option<HashMap<Digest, String>>,
+    /// to, from the documents staged so far (a bundle writes them first), with how many
+    /// were staged then.
+    repos: Option<(usize, HashMap<Digest, String>)>,
     gate: Gate,
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     started: Vec<EarlyJob>,
     progress: Option<std::sync::Arc<dyn Task>>,
+    /// Bytes read by the early readings so far (`EARLY_STALL`).
+    fed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A reading's progress, counted in `Early::fed` too.
+struct Fed {
+    task: std::sync::Arc<dyn Task>,
+    fed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Task for Fed {
+    fn advance(&self, bytes: u64) {
+        self.fed
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.task.advance(bytes);
+    }
+    fn resume_at(&self, bytes: u64) {
+        self.task.resume_at(bytes);
+    }
+    fn finish(&self) {}
 }
 
 /// One layer uploaded early: said `checked` once read whole and matched; the upload
@@ -581,25 +610,42 @@ fn gated_body(
     digest: Digest,
     gate: tokio::sync::watch::Receiver<Option<std::sync::Arc<HashSet<Digest>>>>,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, io::Error>> {
+    type Verdict = tokio::sync::watch::Receiver<Option<std::sync::Arc<HashSet<Digest>>>>;
+    let through = move |mut gate: Verdict| async move {
+        let through = match gate.wait_for(Option::is_some).await {
+            Ok(decided) => decided.as_ref().is_some_and(|r| r.contains(&digest)),
+            Err(_) => false,
+        };
+        (through, gate)
+    };
     futures_util::stream::unfold(
-        (receive, 0u64, gate),
-        move |(mut receive, sent, mut gate)| async move {
-            let chunk = match receive.recv().await? {
-                Ok(chunk) => chunk,
-                Err(e) => return Some((Err(e), (receive, sent, gate))),
-            };
-            let sent = sent + chunk.len() as u64;
-            if sent >= size {
-                let through = match gate.wait_for(Option::is_some).await {
-                    Ok(decided) => decided.as_ref().is_some_and(|r| r.contains(&digest)),
-                    Err(_) => false,
-                };
-                if !through {
-                    let stopped = io::Error::other("the import stopped before it sent this blob");
-                    return Some((Err(stopped), (receive, sent, gate)));
-                }
+        (receive, 0u64, gate, false),
+        move |(mut receive, sent, gate, ended)| async move {
+            if ended {
+                return None;
             }
-            Some((Ok(chunk), (receive, sent, gate)))
+            let chunk = match receive.recv().await {
+                Some(Ok(chunk)) => Some(chunk),
+                Some(Err(e)) => return Some((Err(e), (receive, sent, gate, true))),
+                // Ended after its last chunk went through, or short (the upload then
+                // fails: its length was given). An empty blob's end asks the gate too.
+                None if size > 0 => return None,
+                None => None,
+            };
+            let sent = sent + chunk.as_ref().map_or(0, |c| c.len() as u64);
+            let (through, gate) = if sent >= size {
+                through(gate).await
+            } else {
+                (true, gate)
+            };
+            match (through, chunk) {
+                (false, _) => {
+                    let stopped = io::Error::other("the import stopped before it sent this blob");
+                    Some((Err(stopped), (receive, sent, gate, true)))
+                }
+                (true, Some(chunk)) => Some((Ok(chunk), (receive, sent, gate, false))),
+                (true, None) => None,
+            }
         },
     )
 }
@@ -613,12 +659,12 @@ impl<'a> Early<'a> {
         runtime: &tokio::runtime::Runtime,
         reporter: &'a dyn Reporter,
     ) -> Self {
-        let client = client_for(std::slice::from_ref(&target.registry), options);
-        runtime.block_on(sign_in(&client, &target.registry, options));
         Early {
             target,
             placements,
-            client,
+            client: client_for(std::slice::from_ref(&target.registry), options),
+            options: options.clone(),
+            signed_in: false,
             input: input.clone(),
             handle: runtime.handle().clone(),
             reporter,
@@ -627,6 +673,7 @@ impl<'a> Early<'a> {
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(PUSH_JOBS)),
             started: Vec::new(),
             progress: None,
+            fed: Default::default(),
         }
     }
 
@@ -637,22 +684,37 @@ impl<'a> Early<'a> {
         let Some(digest) = entry.blob_digest() else {
             return false;
         };
-        if self.started.len() >= EARLY_MAX {
+        // A small blob (even an empty one, whose body would complete with no chunk to
+        // hold back) is no layer worth it: the first pass checks it.
+        if self.started.len() >= EARLY_MAX || entry.size < EARLY_MIN {
             return false;
         }
         let Some(placements) = self.placements.get() else {
             return false;
         };
-        let repos = self
-            .repos
-            .get_or_insert_with(|| layer_repos(self.target, staging, placements));
-        let Some(repo) = repos.get(&digest) else {
+        // Made again when more documents were staged since (a large SBOM begins a frame
+        // of its own before the images' documents come).
+        let staged = staging.staged.len();
+        if self.repos.as_ref().is_none_or(|(at, _)| *at != staged) {
+            self.repos = Some((staged, layer_repos(self.target, staging, placements)));
+        }
+        let Some(repo) = self.repos.as_ref().and_then(|(_, r)| r.get(&digest)) else {
             return false;
         };
-        let progress = self
-            .progress
-            .get_or_insert_with(|| self.reporter.overall("push", None).into())
-            .clone();
+        let repo = repo.clone();
+        if !self.signed_in {
+            self.signed_in = true;
+            let registry = &self.target.registry;
+            self.handle
+                .block_on(sign_in(&self.client, registry, &self.options));
+        }
+        let progress = Fed {
+            task: self
+                .progress
+                .get_or_insert_with(|| self.reporter.overall("push", None).into())
+                .clone(),
+            fed: self.fed.clone(),
+        };
         let at_digest = Reference::with_digest(
             self.target.registry.clone(),
             repo.clone(),
@@ -671,7 +733,7 @@ impl<'a> Early<'a> {
                     let _ = checked.send(());
                     drop(permit); // read whole: the next upload may start
                 };
-                feed(&input, at, &job_entry, send, &*progress, checked)
+                feed(&input, at, &job_entry, send, &progress, checked)
             });
             // Already there, or the registry cannot say: only checked (an upload the
             // registry needs after all comes from the second pass).
@@ -710,8 +772,30 @@ impl<'a> Early<'a> {
     /// are in the target now; the rest go the usual way. A layer that does not match
     /// fails the import, and no early upload completes.
     fn settle(&mut self, plan: &Plan) -> Result<HashSet<Digest>, VerifyError> {
-        for job in &mut self.started {
-            if self.handle.block_on(&mut job.checked).is_ok() {
+        for i in 0..self.started.len() {
+            // A registry that holds waiting uploads open but reads no body past some
+            // number of them would leave a check waiting for ever: when no early reading
+            // moved for `EARLY_STALL`, the uploads not known checked are given up (each
+            // reading then goes on unsent to its end) and go the usual way.
+            let checked = loop {
+                let before = self.fed.load(std::sync::atomic::Ordering::Relaxed);
+                let checked = &mut self.started[i].checked;
+                // The timer is made inside the runtime (`timeout` needs its clock).
+                let waited = self
+                    .handle
+                    .block_on(async { tokio::time::timeout(EARLY_STALL, checked).await });
+                match waited {
+                    Ok(checked) => break checked.is_ok(),
+                    Err(_) if self.fed.load(std::sync::atomic::Ordering::Relaxed) == before => {
+                        for job in &self.started[i..] {
+                            job.upload.abort();
+                        }
+                    }
+                    Err(_) => {}
+                }
+            };
+            let job = &mut self.started[i];
+            if checked {
                 continue;
             }
             let ended = self
@@ -1217,6 +1301,32 @@ mod tests {
                 assert_eq!(last.is_ok(), through, "{last:?}");
                 if through {
                     assert_eq!(&last.unwrap()[..], b"gh");
+                }
+            }
+        });
+        // An empty blob's body asks the gate too before it ends: through, it ends
+        // cleanly; refused, in an error.
+        runtime.block_on(async {
+            for through in [true, false] {
+                let gate = Gate::default();
+                let (send, receive) = tokio::sync::mpsc::channel(1);
+                drop(send);
+                let mut body = Box::pin(gated_body(receive, 0, digest, gate.0.subscribe()));
+                assert!(
+                    body.next().now_or_never().is_none(),
+                    "ended before the verdict"
+                );
+                gate.decide(if through {
+                    [digest].into()
+                } else {
+                    HashSet::new()
+                });
+                match body.next().await {
+                    None => assert!(through),
+                    Some(end) => {
+                        assert!(!through && end.is_err());
+                        assert!(body.next().await.is_none());
+                    }
                 }
             }
         });

@@ -115,8 +115,8 @@ impl Deferred {
         self.more.notify_one();
     }
 
-    /// The pulls failed: `run` starts no more downloads, ends once those running did,
-    /// and tells every waiter.
+    /// The pulls or the write are over: `run` starts no more downloads and ends once
+    /// those running did; a waiter for a blob not arrived is told it will not.
     pub fn stop(&self) {
         let mut later = self.later();
         later.closed = true;
